@@ -1,0 +1,58 @@
+"""IoTSupport: configuration and firmware server for a fleet of ESP32 devices."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from iotsupport import db
+from iotsupport import errors
+from iotsupport import observability
+from iotsupport.api import register_blueprints
+from iotsupport.db import Database
+from iotsupport.extensions import EXTENSION_KEY
+from iotsupport.extensions import AppState
+from iotsupport.services.configs import ConfigService
+from iotsupport.services.notifications import Publisher
+from iotsupport.services.notifications import build_publisher
+from iotsupport.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    publisher: Publisher | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Flask:
+    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`."""
+    settings = settings or Settings()
+    registry = registry or CollectorRegistry()
+    database = Database(settings)
+    publisher = publisher or build_publisher(settings, registry)
+
+    app = Flask(__name__)
+    app.config["VERSION"] = version("iotsupport")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = AppState(settings, database, publisher, registry)
+
+    def count_configs() -> int:
+        with database.session(read_only=True) as session:
+            return ConfigService(session, publisher).count()
+
+    registry.register(observability.ConfigCountCollector(count_configs))
+    # Hook order matters: Flask runs after_request hooks last-registered first,
+    # so the commit runs before the access log records the final status.
+    observability.init_app(app, observability.RequestMetrics(registry))
+    db.init_app(app)
+    errors.init_app(app)
+    register_blueprints(app)
+
+    from iotsupport.cli import register_commands
+
+    register_commands(app)
+    return app

@@ -1,0 +1,31 @@
+"""HTTP layer: one blueprint a resource. Routes parse and answer; services decide."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask import Response
+from pydantic import BaseModel
+
+from iotsupport.db import get_session
+from iotsupport.extensions import state
+from iotsupport.services.configs import ConfigService
+
+
+def json_model(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status=status, mimetype="application/json")
+
+
+def config_service() -> ConfigService:
+    return ConfigService(get_session(), state().publisher)
+
+
+def register_blueprints(app: Flask) -> None:
+    # Assets (firmware), the LVGL image proxy, auth and the web UI each get a
+    # module of their own here when they land.
+    from iotsupport.api import configs
+    from iotsupport.api import docs
+    from iotsupport.api import operations
+
+    app.register_blueprint(configs.bp)
+    app.register_blueprint(operations.bp)
+    app.register_blueprint(docs.bp)

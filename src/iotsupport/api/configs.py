@@ -1,0 +1,101 @@
+"""/api/configs: the admin CRUD and the devices' own fetch."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import request
+
+from iotsupport.api import config_service
+from iotsupport.api import json_model
+from iotsupport.api.spec import operation
+from iotsupport.models import DeviceConfig
+from iotsupport.schemas.configs import ConfigCreateSchema
+from iotsupport.schemas.configs import ConfigListSchema
+from iotsupport.schemas.configs import ConfigMetaSchema
+from iotsupport.schemas.configs import ConfigResponseSchema
+from iotsupport.schemas.configs import ConfigSummarySchema
+from iotsupport.schemas.configs import ConfigUpdateSchema
+from iotsupport.services.configs import etag_of
+
+bp = Blueprint("configs", __name__, url_prefix="/api/configs")
+
+# Ids beyond a 32-bit integer cannot exist; the router answers them with 404.
+CONFIG_ID = "<int(max=2147483647):config_id>"
+TAG = "configs"
+
+
+def config_response(config: DeviceConfig, status: int = 200) -> Response:
+    # The content is spliced in as stored, so key order, formatting and numbers
+    # reach the client exactly as they were saved.
+    meta = ConfigMetaSchema.model_validate(config).model_dump_json()
+    body = f'{meta[:-1]},"content":{config.content}}}'
+    response = Response(body, status=status, mimetype="application/json")
+    response.headers["ETag"] = etag_of(config)
+    return response
+
+
+@bp.get("")
+@operation("List configs, sorted by MAC", tag=TAG, responses={200: ConfigListSchema})
+def list_configs() -> Response:
+    rows = config_service().list_summaries()
+    summaries = [ConfigSummarySchema.model_validate(row) for row in rows]
+    return json_model(ConfigListSchema(configs=summaries, count=len(summaries)))
+
+
+@bp.post("")
+@operation(
+    "Create a config",
+    tag=TAG,
+    body=ConfigCreateSchema,
+    responses={201: ConfigResponseSchema, 400: "Bad MAC or content", 409: "MAC exists"},
+)
+def create_config(body: ConfigCreateSchema) -> Response:
+    return config_response(config_service().create(body.mac_address, body.content), 201)
+
+
+@bp.get(f"/{CONFIG_ID}")
+@operation("Get one config", tag=TAG, responses={200: ConfigResponseSchema, 404: "Unknown id"})
+def get_config(config_id: int) -> Response:
+    return config_response(config_service().get(config_id))
+
+
+@bp.put(f"/{CONFIG_ID}")
+@operation(
+    "Replace a config's content (send If-Match to refuse overwriting a newer save)",
+    tag=TAG,
+    body=ConfigUpdateSchema,
+    responses={200: ConfigResponseSchema, 400: "Bad content", 404: "Unknown id", 412: "Stale"},
+)
+def update_config(config_id: int, body: ConfigUpdateSchema) -> Response:
+    expected = request.if_match if "If-Match" in request.headers else None
+    config = config_service().update(
+        config_id, body.content, expected_etags=expected, mac_address=body.mac_address
+    )
+    return config_response(config)
+
+
+@bp.delete(f"/{CONFIG_ID}")
+@operation("Delete a config", tag=TAG, responses={204: "Deleted", 404: "Unknown id"})
+def delete_config(config_id: int) -> Response:
+    config_service().delete(config_id)
+    return Response(status=204)
+
+
+@bp.get("/<mac>.json")
+@operation(
+    "Device endpoint: the stored config verbatim (public)",
+    tag="devices",
+    responses={
+        200: "The config exactly as saved",
+        304: "Unchanged since the ETag sent in If-None-Match",
+        400: "Malformed MAC",
+        404: "Unknown MAC",
+    },
+)
+def device_config(mac: str) -> Response:
+    document = config_service().device_document(mac)
+    headers = {"ETag": document.etag, "Cache-Control": "no-cache"}
+    if request.if_none_match.contains_weak(document.etag):
+        return Response(status=304, headers=headers)
+    return Response(document.content, mimetype="application/json", headers=headers)

@@ -1,0 +1,52 @@
+"""/api/openapi.json and /api/docs (Swagger UI served from the package, no CDN)."""
+
+from __future__ import annotations
+
+import typing as t
+
+import swagger_ui_bundle
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import send_from_directory
+
+from iotsupport.api.spec import build_openapi
+
+bp = Blueprint("docs", __name__)
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>IoTSupport API</title>
+  <link rel="stylesheet" href="/api/docs/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/api/docs/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
+
+
+@bp.get("/api/openapi.json")
+def openapi_document() -> Response:
+    document: dict[str, t.Any] | None = current_app.extensions.get("iotsupport.openapi")
+    if document is None:
+        document = build_openapi(current_app, "IoTSupport", current_app.config["VERSION"])
+        current_app.extensions["iotsupport.openapi"] = document
+    return jsonify(document)
+
+
+@bp.get("/api/docs")
+def docs_page() -> Response:
+    return Response(_DOCS_PAGE, mimetype="text/html")
+
+
+@bp.get("/api/docs/<any('swagger-ui.css', 'swagger-ui-bundle.js'):filename>")
+def docs_asset(filename: str) -> Response:
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)

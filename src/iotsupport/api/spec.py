@@ -1,0 +1,175 @@
+"""Validate once, document once: the `operation` decorator and the OpenAPI builder.
+
+`operation` parses the JSON body into its Pydantic schema, hands it to the view as
+`body`, and records the schemas; `build_openapi` turns those records into the
+OpenAPI 3 document, so the docs and the validation can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+from functools import wraps
+
+from flask import Flask
+from flask import request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
+from pydantic.json_schema import models_json_schema
+
+from iotsupport.errors import InvalidInput
+from iotsupport.schemas.common import ErrorResponse
+
+View = t.Callable[..., ResponseReturnValue]
+ResponseSpec = type[BaseModel] | str
+
+_ERROR_TEXT = {
+    400: "Invalid input",
+    404: "Not found",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Request body too large",
+    503: "Service unavailable",
+}
+_RULE_ARGUMENT = re.compile(r"<(?:([a-z]+)[^:<>]*:)?(\w+)>")
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    responses: dict[int, ResponseSpec] = field(default_factory=dict)
+    media_type: str = "application/json"
+
+
+def operation(
+    summary: str,
+    *,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    responses: dict[int, ResponseSpec] | None = None,
+    media_type: str = "application/json",
+) -> t.Callable[[View], View]:
+    """Declare a route's schemas; with `body`, the view receives the validated model."""
+    spec = Operation(summary, tag, body, responses or {}, media_type)
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
+            if spec.body is not None:
+                kwargs["body"] = parse_json_body(spec.body)
+            return view(*args, **kwargs)
+
+        wrapper.openapi = spec  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _refuse_constant(name: str) -> t.NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+BodyModel = t.TypeVar("BodyModel", bound=BaseModel)
+
+
+def parse_json_body(model: type[BodyModel]) -> BodyModel:
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise InvalidInput("the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise InvalidInput("the request body is not UTF-8") from None
+    except RecursionError:
+        raise InvalidInput("the request body is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return model.model_validate(data, context={"raw_body": text})
+
+
+def _path_and_parameters(rule: str) -> tuple[str, list[dict[str, t.Any]]]:
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer" if converter == "int" else "string"},
+        }
+        for converter, name in _RULE_ARGUMENT.findall(rule)
+    ]
+    return _RULE_ARGUMENT.sub(r"{\2}", rule), parameters
+
+
+def _media(schema: dict[str, t.Any], media_type: str) -> dict[str, t.Any]:
+    return {"content": {media_type: {"schema": schema}}}
+
+
+def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
+    """The OpenAPI 3.1 document for every route that carries an `operation`."""
+    routes: list[tuple[str, str, str, Operation]] = []
+    for rule in app.url_map.iter_rules():
+        spec: Operation | None = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if spec is None:
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            routes.append((rule.rule, method.lower(), rule.endpoint, spec))
+
+    models: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {
+        (ErrorResponse, "serialization"): None
+    }
+    for *_, spec in routes:
+        if spec.body is not None:
+            models[(spec.body, "validation")] = None
+        for answer in spec.responses.values():
+            if not isinstance(answer, str):
+                models[(answer, "serialization")] = None
+    refs, definitions = models_json_schema(
+        list(models), ref_template="#/components/schemas/{model}"
+    )
+
+    paths: dict[str, dict[str, t.Any]] = {}
+    for rule_text, method, endpoint, spec in sorted(routes):
+        path, parameters = _path_and_parameters(rule_text)
+        responses: dict[str, t.Any] = {}
+        for status, answer in sorted(spec.responses.items()):
+            if isinstance(answer, str):
+                responses[str(status)] = {"description": answer}
+            else:
+                model_ref = refs[(answer, "serialization")]
+                media = _media(model_ref, spec.media_type if status < 400 else "application/json")
+                responses[str(status)] = {"description": answer.__doc__ or answer.__name__, **media}
+            if status >= 400:
+                responses[str(status)] = {
+                    "description": _ERROR_TEXT.get(status, "Error"),
+                    **_media(refs[(ErrorResponse, "serialization")], "application/json"),
+                }
+        entry: dict[str, t.Any] = {
+            "operationId": endpoint.replace(".", "_") + "_" + method,
+            "summary": spec.summary,
+            "tags": [spec.tag],
+            "responses": responses,
+        }
+        if parameters:
+            entry["parameters"] = parameters
+        if spec.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                **_media(refs[(spec.body, "validation")], "application/json"),
+            }
+        paths.setdefault(path, {})[method] = entry
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {"schemas": definitions.get("$defs", {})},
+    }

@@ -1,0 +1,172 @@
+"""`iotsupport` commands. They are registered on app.cli, so tests run them on a test app."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+from sqlalchemy import inspect
+
+from iotsupport import migrate
+from iotsupport.db import commit
+from iotsupport.errors import AppError
+from iotsupport.extensions import state
+from iotsupport.services.configs import ConfigService
+from iotsupport.services.files import export_configs
+from iotsupport.services.files import import_configs
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data"
+CONFIRM = click.option("--yes-i-am-sure", "confirmed", is_flag=True, help="Confirm data loss.")
+
+
+@click.command("serve")
+@with_appcontext
+@click.option("--host", help="Address to listen on [env HOST; default 127.0.0.1].")
+@click.option("--port", type=int, help="Port [env PORT; default 3201].")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes [env WORKERS; default 2].")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="Threads a process [env THREADS; default 8]."
+)
+def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
+    """Run the production server (Granian, multi-process and multi-threaded)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    settings = state().settings
+    # Workers build their own app from the environment; hand the options on.
+    os.environ["THREADS"] = str(threads or settings.threads)
+    Granian(
+        "iotsupport.wsgi:create_server_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        blocking_threads=threads or settings.threads,
+        respawn_failed_workers=True,
+        log_access=False,
+    ).serve()
+
+
+@click.command("upgrade-db")
+@with_appcontext
+@click.option("--recreate", is_flag=True, help="Drop every table first (needs --yes-i-am-sure).")
+@CONFIRM
+def upgrade_db(recreate: bool, confirmed: bool) -> None:
+    """Apply pending database migrations."""
+    if recreate and not confirmed:
+        raise click.UsageError("--recreate deletes every config; add --yes-i-am-sure to go on")
+    migrate.upgrade(state().database.engine, recreate=recreate)
+    click.echo(f"database at revision {migrate.status(state().database.engine).current}")
+
+
+@click.command("load-test-data")
+@with_appcontext
+@CONFIRM
+@click.option(
+    "--if-empty", is_flag=True, help="Only load when there are no configs (no data loss)."
+)
+def load_test_data(confirmed: bool, if_empty: bool) -> None:
+    """Recreate the database with a few sample devices."""
+    engine = state().database.engine
+    if if_empty:
+        migrate.upgrade(engine)
+        with state().database.session() as session:
+            if ConfigService(session, state().publisher).count() > 0:
+                click.echo("configs exist already; sample devices not loaded")
+                return
+    elif not confirmed:
+        raise click.UsageError("load-test-data deletes every config; add --yes-i-am-sure")
+    else:
+        migrate.upgrade(engine, recreate=True)
+    _import(SAMPLE_DIR, dry_run=False)
+
+
+@click.command("db-status")
+@with_appcontext
+def db_status() -> None:
+    """Show the current and pending migrations and the number of configs."""
+    database = state().database
+    status = migrate.status(database.engine)
+    click.echo(f"database: {database.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"current revision: {status.current or '(none)'}")
+    click.echo(f"head revision: {status.head}")
+    click.echo(f"pending: {', '.join(status.pending) if status.pending else 'none'}")
+    if inspect(database.engine).has_table("device_configs"):
+        with database.session(read_only=True) as session:
+            click.echo(f"configs: {ConfigService(session, state().publisher).count()}")
+
+
+@click.command("import-dir")
+@with_appcontext
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+def import_dir(directory: Path, dry_run: bool) -> None:
+    """Create or update configs from DIR/aa-bb-cc-dd-ee-ff.json files."""
+    _import(directory, dry_run=dry_run)
+
+
+@click.command("export-dir")
+@with_appcontext
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def export_dir(directory: Path) -> None:
+    """Write every config to DIR/aa-bb-cc-dd-ee-ff.json."""
+    with state().database.session(read_only=True) as session:
+        for line in export_configs(ConfigService(session, state().publisher), directory):
+            click.echo(line)
+
+
+def _import(directory: Path, *, dry_run: bool) -> None:
+    publisher = state().publisher
+    publisher.start()  # devices hear of imported changes when MQTT is configured
+    try:
+        with state().database.session() as session:
+            for line in import_configs(ConfigService(session, publisher), directory):
+                click.echo(line)
+            if dry_run:
+                click.echo("dry run: nothing was changed")
+            else:
+                commit(session)
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        publisher.stop()
+
+
+COMMANDS = (serve, upgrade_db, load_test_data, db_status, import_dir, export_dir)
+
+
+def register_commands(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def _create_cli_app() -> Flask:
+    from iotsupport import create_app
+    from iotsupport.logs import configure_logging
+
+    app = create_app()
+    configure_logging(state(app).settings.log_level)
+    return app
+
+
+@click.group(name="iotsupport")
+@click.version_option(package_name="iotsupport")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """IoTSupport: configs and firmware for a fleet of ESP32 devices.
+
+    Settings come from the environment (DATABASE_URL, MQTT_URL, ...; see README.md).
+    """
+    ctx.with_resource(_create_cli_app().app_context())
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
+
+if __name__ == "__main__":
+    sys.exit(main())

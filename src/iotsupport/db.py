@@ -1,0 +1,125 @@
+"""Engines, the per-request session, and the one unit of work per request."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import request
+from sqlalchemy import Engine
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from iotsupport.errors import error_response
+from iotsupport.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AFTER_COMMIT_KEY = "after_commit"
+
+
+def build_engine(settings: Settings) -> Engine:
+    """One engine per process; pooled connections, no pre-ping round trip."""
+    if settings.is_sqlite:
+        engine = create_engine(
+            settings.database_url, connect_args={"timeout": 5, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size or settings.threads,
+        max_overflow=4,
+        pool_timeout=settings.db_connect_timeout_seconds,
+        # A dead connection raises on use; SQLAlchemy then discards the whole
+        # pool, so the server heals itself once the database is back.
+        pool_pre_ping=False,
+        connect_args={"connect_timeout": max(1, round(settings.db_connect_timeout_seconds))},
+    )
+
+
+def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def autocommit_engine(engine: Engine) -> Engine:
+    """A view of the same pool whose reads send no BEGIN/COMMIT round trips."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run callback once the session's transaction has committed (never on rollback)."""
+    session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
+
+
+def commit(session: Session) -> None:
+    """Commit, then run the after-commit callbacks the services queued."""
+    session.commit()
+    callbacks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT_KEY, [])
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # a notification must never undo a committed change
+            log.exception("after-commit callback failed")
+
+
+class Database:
+    """Holds the engines; hands each request one lazily opened session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = build_engine(settings)
+        self.read_engine = autocommit_engine(self.engine)
+
+    def session(self, *, read_only: bool = False) -> Session:
+        return Session(bind=self.read_engine if read_only else self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def get_session() -> Session:
+    """The request's session; reads in GET/HEAD run without a transaction."""
+    session: Session | None = g.get("db_session")
+    if session is None:
+        database: Database = current_app.extensions["iotsupport"].database
+        session = database.session(read_only=request.method in READ_ONLY_METHODS)
+        g.db_session = session
+    return session
+
+
+def init_app(app: Flask) -> None:
+    @app.after_request
+    def _commit_unit_of_work(response: Response) -> Response:
+        if response.status_code >= 400 or "db_session" not in g:
+            return response  # teardown rolls back
+        session: Session = g.pop("db_session")
+        try:
+            commit(session)
+        except IntegrityError:
+            log.info("commit refused by a constraint")
+            return error_response(409, "the change conflicts with existing data", "conflict")
+        except OperationalError as exc:
+            log.error("commit failed: %s", exc.orig)
+            return error_response(503, "the database is not reachable", "database_unavailable")
+        finally:
+            session.close()
+        return response
+
+    @app.teardown_request
+    def _close_session(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.close()  # rolls back anything left uncommitted

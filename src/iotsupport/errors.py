@@ -1,0 +1,124 @@
+"""The error tree and the single JSON envelope every refusal uses.
+
+AppError
+ ├── InvalidInput        400 invalid_input
+ ├── NotFound            404 not_found
+ ├── Conflict            409 conflict
+ ├── PreconditionFailed  412 precondition_failed
+ └── ServiceUnavailable  503 service_unavailable
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import typing as t
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """A refusal the client can act on; subclasses set status and code."""
+
+    status_code: t.ClassVar[int] = 400
+    code: t.ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str, details: dict[str, t.Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidInput(AppError):
+    status_code = 400
+    code = "invalid_input"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class PreconditionFailed(AppError):
+    status_code = 412
+    code = "precondition_failed"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+def error_response(
+    status: int, message: str, code: str, details: dict[str, t.Any] | None = None
+) -> Response:
+    response = jsonify({"error": message, "code": code, "details": details or {}})
+    response.status_code = status
+    return response
+
+
+_SHORT_MESSAGES = {
+    404: "there is nothing at this URL",
+    405: "this URL does not accept that method",
+    413: "the request body is too large",
+}
+
+
+def _http_code(exc: HTTPException) -> str:
+    name = exc.name or "error"
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _validation_details(exc: ValidationError) -> dict[str, t.Any]:
+    # Never echo the input back: it may be a whole config.
+    return {
+        "errors": [
+            {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+    }
+
+
+def init_app(app: Flask) -> None:
+    """Register the three handlers that turn every failure into the JSON envelope."""
+
+    @app.errorhandler(AppError)
+    def _app_error(exc: AppError) -> Response:
+        return error_response(exc.status_code, exc.message, exc.code, exc.details)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> Response:
+        return error_response(
+            400, "the request is not valid", "validation_error", _validation_details(exc)
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        message = _SHORT_MESSAGES.get(exc.code or 500, exc.description or exc.name)
+        response = error_response(exc.code or 500, message, _http_code(exc))
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError) -> Response:
+        log.error("database error: %s", exc.orig)
+        return error_response(503, "the database is not reachable", "database_unavailable")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal server error", "internal_error")

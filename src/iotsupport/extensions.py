@@ -1,0 +1,28 @@
+"""The long-lived collaborators create_app builds once, and their typed accessor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+from flask import current_app
+from prometheus_client import CollectorRegistry
+
+from iotsupport.db import Database
+from iotsupport.services.notifications import Publisher
+from iotsupport.settings import Settings
+
+EXTENSION_KEY = "iotsupport"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    database: Database
+    publisher: Publisher
+    registry: CollectorRegistry
+
+
+def state(app: Flask | None = None) -> AppState:
+    app_state: AppState = (app or current_app).extensions[EXTENSION_KEY]
+    return app_state

@@ -1,0 +1,49 @@
+"""Schema changes, only through the Alembic migrations shipped in this package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from iotsupport.models import Base
+
+
+def _alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "iotsupport:migrations")
+    return config
+
+
+def upgrade(engine: Engine, *, recreate: bool = False) -> None:
+    """Apply every pending migration; with recreate, drop everything first."""
+    config = _alembic_config(engine)
+    with engine.begin() as connection:
+        if recreate:
+            Base.metadata.drop_all(connection)
+            connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None
+    head: str | None
+    pending: list[str]
+
+
+def status(engine: Engine) -> SchemaStatus:
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = script.get_current_head()
+    pending = [
+        f"{rev.revision} {rev.doc}"
+        for rev in reversed(list(script.iterate_revisions(head, current)))
+    ]
+    return SchemaStatus(current=current, head=head, pending=pending)

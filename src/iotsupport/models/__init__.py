@@ -1,0 +1,6 @@
+"""ORM models: one table a module, all on one metadata."""
+
+from iotsupport.models.base import Base
+from iotsupport.models.device_config import DeviceConfig
+
+__all__ = ["Base", "DeviceConfig"]

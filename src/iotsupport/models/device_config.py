@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from iotsupport.models.base import Base
+from iotsupport.models.base import UTCDateTime
+from iotsupport.models.base import utcnow
+
+
+class DeviceConfig(Base):
+    """One device's JSON config, keyed by its normalized MAC address."""
+
+    __tablename__ = "device_configs"
+    # Never reuse an id on SQLite: a reused id could collide with an old ETag.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mac_address: Mapped[str] = mapped_column(String(17), unique=True)
+    content: Mapped[str] = mapped_column(Text)
+    device_name: Mapped[str | None] = mapped_column(Text)
+    device_entity_id: Mapped[str | None] = mapped_column(Text)
+    enable_ota: Mapped[bool | None] = mapped_column(Boolean)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Pydantic request and response schemas; the OpenAPI document is built from them."""

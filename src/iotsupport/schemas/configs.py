@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import typing as t
+from datetime import datetime
+
+from pydantic import BaseModel
+from pydantic import BeforeValidator
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import PlainSerializer
+from pydantic import ValidationInfo
+from pydantic import WithJsonSchema
+
+from iotsupport.json_source import raw_member
+
+MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
+CONTENT_DESCRIPTION = (
+    "The config: a JSON object, or a string holding one. Stored exactly as sent, "
+    "formatting and key order included."
+)
+
+
+def _content_as_text(value: object, info: ValidationInfo) -> str:
+    """Keep the content exactly as the client wrote it (the service checks it is an object)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        raw_body = (info.context or {}).get("raw_body")
+        source = raw_member(raw_body, "content") if isinstance(raw_body, str) else None
+        return source if source is not None else json.dumps(value)
+    raise ValueError("content must be a JSON object or a string holding a JSON object")
+
+
+# Arrives as an object or a string; the view always gets the verbatim text.
+ContentText = t.Annotated[
+    str,
+    BeforeValidator(_content_as_text),
+    WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]}),
+    Field(description=CONTENT_DESCRIPTION),
+]
+
+
+class ConfigCreateSchema(BaseModel):
+    mac_address: str = Field(description=MAC_DESCRIPTION, max_length=64)
+    content: ContentText
+
+
+class ConfigUpdateSchema(BaseModel):
+    content: ContentText
+    mac_address: str | None = Field(
+        default=None, max_length=64, description="Optional; if sent, the config's own MAC."
+    )
+
+
+# UTC with an explicit "+00:00" offset, as Python's isoformat writes it.
+Timestamp = t.Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+
+
+class ConfigSummarySchema(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    mac_address: str
+    device_name: str | None
+    device_entity_id: str | None
+    enable_ota: bool | None
+    version: int
+    updated_at: Timestamp
+
+
+class ConfigListSchema(BaseModel):
+    configs: list[ConfigSummarySchema]
+    count: int
+
+
+class ConfigMetaSchema(ConfigSummarySchema):
+    created_at: Timestamp
+
+
+class ConfigResponseSchema(ConfigMetaSchema):
+    """A whole config. Rendered by splicing the stored content into the metadata."""
+
+    content: dict[str, t.Any] = Field(description="The stored config as a JSON object.")

@@ -1,0 +1,158 @@
+"""Device configs: create, read, replace, delete, and the device's own fetch."""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Row
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from iotsupport.db import after_commit
+from iotsupport.errors import Conflict
+from iotsupport.errors import InvalidInput
+from iotsupport.errors import NotFound
+from iotsupport.errors import PreconditionFailed
+from iotsupport.models import DeviceConfig
+from iotsupport.models.base import utcnow
+from iotsupport.services.content import content_etag
+from iotsupport.services.content import derive_fields
+from iotsupport.services.content import normalize_mac
+from iotsupport.services.content import parse_json_object
+from iotsupport.services.notifications import CONFIGS_TOPIC
+from iotsupport.services.notifications import Publisher
+
+SummaryRow = Row[int, str, str | None, str | None, bool | None, int, datetime]
+ImportOutcome = t.Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class DeviceDocument:
+    """What a device fetch needs: the content and its ETag."""
+
+    content: str
+    etag: str
+
+
+class ConfigService:
+    def __init__(self, session: Session, publisher: Publisher) -> None:
+        self.session = session
+        self.publisher = publisher
+
+    def list_summaries(self) -> t.Sequence[SummaryRow]:
+        columns = (
+            DeviceConfig.id,
+            DeviceConfig.mac_address,
+            DeviceConfig.device_name,
+            DeviceConfig.device_entity_id,
+            DeviceConfig.enable_ota,
+            DeviceConfig.version,
+            DeviceConfig.updated_at,
+        )
+        return self.session.execute(select(*columns).order_by(DeviceConfig.mac_address)).all()
+
+    def count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(DeviceConfig)) or 0
+
+    def get(self, config_id: int) -> DeviceConfig:
+        config = self.session.get(DeviceConfig, config_id)
+        if config is None:
+            raise NotFound(f"config {config_id} does not exist")
+        return config
+
+    def find_by_mac(self, mac_address: str) -> DeviceConfig | None:
+        query = select(DeviceConfig).where(DeviceConfig.mac_address == normalize_mac(mac_address))
+        return self.session.scalars(query).one_or_none()
+
+    def device_document(self, mac_address: str) -> DeviceDocument:
+        mac = normalize_mac(mac_address)
+        query = select(DeviceConfig.id, DeviceConfig.version, DeviceConfig.content).where(
+            DeviceConfig.mac_address == mac
+        )
+        row = self.session.execute(query).one_or_none()
+        if row is None:
+            raise NotFound(f"no config for {mac}")
+        return DeviceDocument(
+            content=row.content, etag=content_etag(row.id, row.version, row.content)
+        )
+
+    def create(self, mac_address: str, content: str) -> DeviceConfig:
+        mac = normalize_mac(mac_address)
+        if self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac)):
+            raise Conflict(f"a config for {mac} already exists", {"mac_address": mac})
+        config = DeviceConfig(mac_address=mac, version=1)
+        self._set_content(config, content)
+        self.session.add(config)
+        try:
+            self.session.flush()
+        except IntegrityError:  # another request created the same MAC just now
+            raise Conflict(f"a config for {mac} already exists", {"mac_address": mac}) from None
+        self._announce(config)
+        return config
+
+    def update(
+        self,
+        config_id: int,
+        content: str,
+        *,
+        expected_etags: t.Container[str] | None = None,
+        mac_address: str | None = None,
+    ) -> DeviceConfig:
+        """Replace the content; `expected_etags` (If-Match) refuses to overwrite a newer save."""
+        config = self._get_for_update(config_id)
+        if mac_address is not None and normalize_mac(mac_address) != config.mac_address:
+            raise InvalidInput("the MAC address of a config cannot change; create a new one")
+        if expected_etags is not None and etag_of(config) not in expected_etags:
+            raise PreconditionFailed(
+                "the config changed since you read it; fetch it again",
+                {"current_etag": etag_of(config), "version": config.version},
+            )
+        self._set_content(config, content)
+        config.version += 1
+        config.updated_at = utcnow()
+        self.session.flush()
+        self._announce(config)
+        return config
+
+    def delete(self, config_id: int) -> None:
+        self.session.delete(self._get_for_update(config_id))
+        self.session.flush()
+
+    def import_document(self, mac_address: str, content: str) -> ImportOutcome:
+        """Create or update from the old file layout; identical content is left alone."""
+        existing = self.find_by_mac(mac_address)
+        if existing is None:
+            self.create(mac_address, content)
+            return "created"
+        if existing.content == content:
+            return "unchanged"
+        self.update(existing.id, content)
+        return "updated"
+
+    def _get_for_update(self, config_id: int) -> DeviceConfig:
+        # Row lock on PostgreSQL, so concurrent updates get consecutive versions.
+        query = select(DeviceConfig).where(DeviceConfig.id == config_id).with_for_update()
+        config = self.session.scalars(query).one_or_none()
+        if config is None:
+            raise NotFound(f"config {config_id} does not exist")
+        return config
+
+    @staticmethod
+    def _set_content(config: DeviceConfig, content: str) -> None:
+        derived = derive_fields(parse_json_object(content))
+        config.content = content
+        config.device_name = derived.device_name
+        config.device_entity_id = derived.device_entity_id
+        config.enable_ota = derived.enable_ota
+
+    def _announce(self, config: DeviceConfig) -> None:
+        payload = {"filename": f"{config.mac_address}.json"}
+        after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
+
+
+def etag_of(config: DeviceConfig) -> str:
+    return content_etag(config.id, config.version, config.content)

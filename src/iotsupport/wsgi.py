@@ -1,0 +1,27 @@
+"""The production entry point that `iotsupport serve` hands to Granian, once per worker."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+from flask import Flask
+
+from iotsupport import create_app
+from iotsupport.extensions import state
+from iotsupport.logs import configure_logging
+from iotsupport.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_server_app() -> Flask:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    publisher = state(app).publisher
+    publisher.start()
+    atexit.register(publisher.stop)
+    if publisher.state == "disabled":
+        log.info("MQTT_URL is not set: change notifications are off")
+    return app
