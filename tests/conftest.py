@@ -25,6 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 from sqlalchemy import make_url
@@ -178,7 +179,8 @@ def mqtt_url() -> str:
 class Subscriber:
     """A real MQTT client subscribed to iotsupport/#, collecting what arrives."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retain_as_published: bool = False) -> None:
+        """With retain_as_published, `retain` tells what the publisher set (MQTT 5 option)."""
         parts = urlsplit(url)
         self.messages: list[tuple[str, dict[str, t.Any], int, bool]] = []
         self._arrived = threading.Condition()
@@ -187,7 +189,8 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
-        self.client.subscribe("iotsupport/#", qos=1)
+        options = SubscribeOptions(qos=1, retainAsPublished=retain_as_published)
+        self.client.subscribe("iotsupport/#", options=options)
         self.client.loop_start()
         assert self._subscribed.wait(5), "subscription not acknowledged"
 
@@ -206,6 +209,23 @@ class Subscriber:
                 self._arrived.wait(deadline - time.monotonic())
             return list(self.messages)
 
+    def wait_for_filename(self, filename: str, timeout: float = 5.0) -> bool:
+        """Wait until a message whose payload names `filename` has arrived."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while not any(message[1].get("filename") == filename for message in self.messages):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._arrived.wait(remaining)
+            return True
+
+    def about(self, *macs: str) -> list[tuple[str, dict[str, t.Any], int, bool]]:
+        """The messages about these MACs only (the broker may be shared with other runs)."""
+        names = {f"{mac}.json" for mac in macs}
+        with self._arrived:
+            return [message for message in self.messages if message[1].get("filename") in names]
+
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
@@ -216,3 +236,184 @@ def subscriber(mqtt_url: str) -> Iterator[Subscriber]:
     sub = Subscriber(mqtt_url)
     yield sub
     sub.close()
+
+
+# --- Helpers shared by the test modules ---------------------------------------
+
+ERROR_KEYS = {"error", "code", "details"}
+
+
+def free_port() -> int:
+    """A local TCP port that nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_until(predicate: t.Callable[[], bool], timeout: float = 5.0, step: float = 0.05) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds passed; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def random_mac() -> str:
+    """A locally administered MAC nobody else uses (safe on a shared broker)."""
+    raw = uuid.uuid4().bytes[:5]
+    return ":".join(f"{byte:02x}" for byte in (b"\x02" + raw))
+
+
+def assert_error(response: t.Any, status: int, code: str | None = None) -> dict[str, t.Any]:
+    """The JSON error envelope: exactly error, code, details; no internals leak."""
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert isinstance(body, dict)
+    assert set(body) == ERROR_KEYS
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["details"], dict)
+    text_body = response.get_data(as_text=True)
+    for leak in ("Traceback", 'File "', "sqlalchemy", "psycopg", "sqlite3"):
+        assert leak not in text_body
+    if code is not None:
+        assert body["code"] == code
+    return body
+
+
+def config_count(client: FlaskClient) -> int:
+    response = client.get("/api/configs")
+    assert response.status_code == 200
+    count: int = response.get_json()["count"]
+    assert count == len(response.get_json()["configs"])
+    return count
+
+
+def post_raw(client: FlaskClient, body: bytes | str) -> t.Any:
+    return client.post("/api/configs", data=body, content_type="application/json")
+
+
+class TcpProxy:
+    """A TCP relay that can be cut and restored, and counts PostgreSQL frontend messages.
+
+    Stopping it closes the listener and every relayed connection, which is what a
+    database restart or a network cut looks like to the app.
+    """
+
+    _SSL_OR_GSS_REQUEST = {80877103, 80877104}
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.messages: list[str] = []  # frontend message types, e.g. "Q", "P", "S"
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._stopped = threading.Event()
+        self._accept_thread: threading.Thread | None = None
+
+    @property
+    def url_host_port(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._listener = listener
+        self._stopped.clear()
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._accept_thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._accept_thread is not None:
+            self._accept_thread.join(5)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def count(self, *types: str) -> int:
+        with self._lock:
+            return sum(1 for kind in self.messages if kind in types)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        while not self._stopped.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, frontend: bool) -> None:
+        buffer = b""
+        startup = True
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+                if not frontend:
+                    continue
+                buffer += data
+                while True:
+                    if startup:
+                        if len(buffer) < 8:
+                            break
+                        length = int.from_bytes(buffer[:4], "big")
+                        if len(buffer) < length:
+                            break
+                        code = int.from_bytes(buffer[4:8], "big")
+                        buffer = buffer[length:]
+                        startup = code in self._SSL_OR_GSS_REQUEST
+                        continue
+                    if len(buffer) < 5:
+                        break
+                    length = int.from_bytes(buffer[1:5], "big")
+                    if len(buffer) < 1 + length:
+                        break
+                    with self._lock:
+                        self.messages.append(chr(buffer[0]))
+                    buffer = buffer[1 + length :]
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

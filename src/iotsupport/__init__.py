@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 from flask import Flask
 from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from iotsupport import db
 from iotsupport import errors
@@ -38,13 +39,19 @@ def create_app(
     app.config["VERSION"] = version("iotsupport")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION_KEY] = AppState(settings, database, publisher, registry)
 
     def count_configs() -> int:
         with database.session(read_only=True) as session:
             return ConfigService(session, publisher).count()
 
-    registry.register(observability.ConfigCountCollector(count_configs))
+    # Several worker processes: /metrics reads every worker's samples from disk.
+    if settings.prometheus_multiproc_dir:
+        scrape_registry = CollectorRegistry()
+        MultiProcessCollector(scrape_registry, settings.prometheus_multiproc_dir)  # type: ignore[no-untyped-call]
+    else:
+        scrape_registry = registry
+    scrape_registry.register(observability.ConfigCountCollector(count_configs))
+    app.extensions[EXTENSION_KEY] = AppState(settings, database, publisher, scrape_registry)
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
     observability.init_app(app, observability.RequestMetrics(registry))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -39,6 +41,9 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     settings = state().settings
     # Workers build their own app from the environment; hand the options on.
     os.environ["THREADS"] = str(threads or settings.threads)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _fresh_metrics_dir(settings.prometheus_multiproc_dir)
+    # Fresh interpreters per worker, so prometheus_client starts in multiprocess mode.
+    multiprocessing.set_start_method("spawn", force=True)
     Granian(
         "iotsupport.wsgi:create_server_app",
         factory=True,
@@ -50,6 +55,16 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
         respawn_failed_workers=True,
         log_access=False,
     ).serve()
+
+
+def _fresh_metrics_dir(configured: str | None) -> str:
+    if configured is None:
+        return tempfile.mkdtemp(prefix="iotsupport-metrics-")
+    folder = Path(configured)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # samples of a previous run
+        stale.unlink()
+    return str(folder)
 
 
 @click.command("upgrade-db")

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AFTER_COMMIT_KEY = "after_commit"
+READ_ONLY_KEY = "read_only"
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -84,7 +85,9 @@ class Database:
         self.read_engine = autocommit_engine(self.engine)
 
     def session(self, *, read_only: bool = False) -> Session:
-        return Session(bind=self.read_engine if read_only else self.engine)
+        session = Session(bind=self.read_engine if read_only else self.engine)
+        session.info[READ_ONLY_KEY] = read_only
+        return session
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -103,9 +106,10 @@ def get_session() -> Session:
 def init_app(app: Flask) -> None:
     @app.after_request
     def _commit_unit_of_work(response: Response) -> Response:
-        if response.status_code >= 400 or "db_session" not in g:
-            return response  # teardown rolls back
-        session: Session = g.pop("db_session")
+        session: Session | None = g.get("db_session")
+        if session is None or session.info[READ_ONLY_KEY] or response.status_code >= 400:
+            return response  # nothing to commit; teardown closes (and rolls back)
+        g.pop("db_session")
         try:
             commit(session)
         except IntegrityError:

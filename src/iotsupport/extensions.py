@@ -20,7 +20,7 @@ class AppState:
     settings: Settings
     database: Database
     publisher: Publisher
-    registry: CollectorRegistry
+    scrape_registry: CollectorRegistry  # what /metrics exposes
 
 
 def state(app: Flask | None = None) -> AppState:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     mqtt_password: str | None = None
     mqtt_client_id_prefix: str = "iotsupport"
 
+    # Set by `iotsupport serve` so that /metrics adds up every worker process.
+    prometheus_multiproc_dir: str | None = None
+
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
 

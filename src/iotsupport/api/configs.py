@@ -31,7 +31,7 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
     meta = ConfigMetaSchema.model_validate(config).model_dump_json()
     body = f'{meta[:-1]},"content":{config.content}}}'
     response = Response(body, status=status, mimetype="application/json")
-    response.headers["ETag"] = etag_of(config)
+    response.set_etag(etag_of(config))
     return response
 
 
@@ -95,7 +95,10 @@ def delete_config(config_id: int) -> Response:
 )
 def device_config(mac: str) -> Response:
     document = config_service().device_document(mac)
-    headers = {"ETag": document.etag, "Cache-Control": "no-cache"}
     if request.if_none_match.contains_weak(document.etag):
-        return Response(status=304, headers=headers)
-    return Response(document.content, mimetype="application/json", headers=headers)
+        response = Response(status=304)
+    else:
+        response = Response(document.content, mimetype="application/json")
+    response.set_etag(document.etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response

@@ -52,4 +52,4 @@ def live() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(state().registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(state().scrape_registry), mimetype=CONTENT_TYPE_LATEST)

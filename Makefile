@@ -1,0 +1,46 @@
+# The two commands a new machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . || $(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	touch $@
+
+## run: migrate the SQLite database, add sample devices if it is empty, serve on :3201
+run: $(VENV)/.runtime
+	$(BIN)/iotsupport upgrade-db
+	$(BIN)/iotsupport load-test-data --if-empty
+	$(BIN)/iotsupport serve
+
+## test: lint, type-check and run the test suite
+test: $(VENV)/.dev lint
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## bench: the performance figures (needs wrk and PostgreSQL; see bench/run.py)
+bench: $(VENV)/.runtime
+	$(BIN)/python bench/run.py
+
+## lock: re-pin dependencies after editing pyproject.toml
+lock: $(VENV)/.dev
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml -o requirements.lock --python-version 3.11 -q
+	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements-dev.lock --python-version 3.11 -q
+
+clean:
+	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm

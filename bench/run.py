@@ -1,0 +1,319 @@
+"""Benchmark the device endpoint and the admin reads as production runs them.
+
+Starts `iotsupport serve` (Granian) on 127.0.0.1 against PostgreSQL with 200 and
+with 10,000 configs of about 1 KB, drives it with wrk (one connection per wrk
+thread, so each connection's responses are counted), and prints requests/s,
+p50/p99 latency, whether every connection was served, the statements each
+request sends to PostgreSQL, and each worker's peak memory.
+
+    make bench                   # or: .venv/bin/python bench/run.py --help
+
+Needs wrk (`apt-get install wrk`) and a PostgreSQL superuser URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy import insert
+from sqlalchemy import make_url
+from sqlalchemy import select
+from sqlalchemy import text
+
+from iotsupport import migrate
+from iotsupport.models import DeviceConfig
+from iotsupport.models.base import utcnow
+from iotsupport.services.content import content_etag
+from iotsupport.services.content import derive_fields
+from iotsupport.services.content import parse_json_object
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "wrk_paths.lua"
+PG_LOG = Path("/var/log/postgresql")
+# psycopg prepares repeated queries, which PostgreSQL logs as "execute <name>:".
+STATEMENT = re.compile(r"LOG:  (statement|execute [^:]*):")
+
+
+@dataclass(frozen=True)
+class Figures:
+    name: str
+    connections: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    served: str
+    errors: int
+
+
+def sample_content(index: int) -> str:
+    """A realistic config of about 1 KB."""
+    document = {
+        "deviceName": f"Sensor {index:05d}",
+        "deviceEntityId": f"sensor.bench_{index:05d}",
+        "enableOTA": index % 3 != 0,
+        "mqttBaseTopic": f"home/bench/{index:05d}",
+        "wifi": {"ssid": "homelab-iot", "powerSave": True, "hostname": f"esp32-{index:05d}"},
+        "display": {"width": 320, "height": 240, "rotation": index % 4, "brightness": 70},
+        "sensors": [
+            {"type": "sht40", "address": "0x44", "intervalSeconds": 30},
+            {"type": "bh1750", "address": "0x23", "intervalSeconds": 60},
+        ],
+        "pages": ["clock", "weather", "calendar", "energy", "cameras"],
+        "notes": "x" * 420,
+    }
+    return json.dumps(document, indent=2)
+
+
+def mac_of(index: int) -> str:
+    return "02:00:" + ":".join(f"{(index >> shift) & 0xFF:02x}" for shift in (24, 16, 8, 0))
+
+
+def recreate_database(admin_url: str, name: str, count: int) -> str:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    now = utcnow()
+    rows = []
+    for index in range(count):
+        content = sample_content(index)
+        derived = derive_fields(parse_json_object(content))
+        rows.append(
+            {
+                "mac_address": mac_of(index),
+                "content": content,
+                "device_name": derived.device_name,
+                "device_entity_id": derived.device_entity_id,
+                "enable_ota": derived.enable_ota,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    with engine.begin() as connection:
+        connection.execute(insert(DeviceConfig), rows)
+        connection.execute(text("ANALYZE device_configs"))
+    engine.dispose()
+    return url
+
+
+def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(DeviceConfig.id, DeviceConfig.mac_address, DeviceConfig.version,
+                   DeviceConfig.content)
+        ).all()
+    engine.dispose()
+    device = folder / "device_paths.txt"
+    by_id = folder / "id_paths.txt"
+    listing = folder / "list_paths.txt"
+    device.write_text("".join(
+        f"/api/configs/{row.mac_address}.json \"{content_etag(row.id, row.version, row.content)}\"\n"
+        for row in rows
+    ))
+    by_id.write_text("".join(f"/api/configs/{row.id} -\n" for row in rows))
+    listing.write_text("/api/configs -\n")
+    return device, by_id, listing
+
+
+class Server:
+    """`iotsupport serve` in a child process, with its log in a file."""
+
+    def __init__(self, url: str, port: int, workers: int, threads: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        command = [str(Path(sys.executable).with_name("iotsupport")), "serve",
+                   "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+        env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+        env.pop("MQTT_URL", None)
+        self.process = subprocess.Popen(command, env=env, stdout=log.open("ab"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"server did not come up; see {log}")
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                              if ":" in line)
+            except OSError:
+                continue
+            if fields.get("PPid", "").strip() == str(self.process.pid):
+                pids.append(int(status.parent.name))
+        return pids
+
+    def peak_memory_mb(self) -> dict[int, float]:
+        peaks = {}
+        for pid in [self.process.pid, *self.worker_pids()]:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[pid] = int(line.split()[1]) / 1024
+        return peaks
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def run_wrk(name: str, port: int, paths: Path, connections: int, seconds: int,
+            expected: int, conditional: bool = False) -> Figures:
+    command = ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", "5s", "-s", str(LUA), f"http://127.0.0.1:{port}", "--",
+               str(paths), str(expected)] + (["conditional"] if conditional else [])
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result: dict[str, t.Any] = json.loads(line.removeprefix("RESULT "))
+    return Figures(
+        name=name,
+        connections=connections,
+        requests_per_second=result["requests"] / (result["duration_us"] / 1e6),
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        served=(f"{result['served_connections']}/{result['connections']} "
+                f"(min {result['min_per_connection']}, max {result['max_per_connection']})"),
+        errors=result["unexpected_status"] + result["socket_errors"],
+    )
+
+
+def statements_per_request(port: int, admin_url: str, database: str,
+                           paths: dict[str, tuple[str, dict[str, str]]]) -> dict[str, float]:
+    """Count what PostgreSQL logs for a batch of each request (log_statement=all)."""
+    logs = sorted(PG_LOG.glob("postgresql-*-main.log")) if PG_LOG.exists() else []
+    if not logs:
+        return {}
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    counts = {}
+    batch = 50
+    for label, (path, headers) in paths.items():
+        offset = logs[-1].stat().st_size
+        for _ in range(batch):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+            try:
+                urllib.request.urlopen(request, timeout=5).read()
+            except urllib.error.HTTPError as exc:
+                if exc.code != 304:
+                    raise
+        time.sleep(0.5)
+        with logs[-1].open("rb") as handle:
+            handle.seek(offset)
+            new = handle.read().decode(errors="replace")
+        hits = [line for line in new.splitlines()
+                if f"@{database} LOG:  " in line and STATEMENT.search(line)]
+        counts[label] = len(hits) / batch
+    admin.dispose()
+    return counts
+
+
+def print_table(rows: list[Figures]) -> None:
+    print(f"{'scenario':<44} {'conn':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'errors':>6}  connections served")
+    for row in rows:
+        print(f"{row.name:<44} {row.connections:>4} {row.requests_per_second:>8.0f} "
+              f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6}  {row.served}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--admin-url", default=os.environ.get(
+        "BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--database", default="iotsupport_bench")
+    parser.add_argument("--sizes", default="200,10000")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--port", type=int, default=3299)
+    parser.add_argument("--connections", default="32,200")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    log = results / "server.log"
+    log.write_text("")
+    connection_counts = [int(value) for value in args.connections.split(",")]
+    print(f"server: iotsupport serve --workers {args.workers} --threads {args.threads}; "
+          f"wrk {args.seconds}s per scenario, one connection per wrk thread")
+    for size in [int(value) for value in args.sizes.split(",")]:
+        print(f"\n== {size} configs (~{len(sample_content(0))} bytes each) ==")
+        url = recreate_database(args.admin_url, args.database, size)
+        with tempfile.TemporaryDirectory() as folder:
+            device, by_id, listing = write_path_files(url, Path(folder))
+            first_device, first_etag = device.read_text().splitlines()[0].split()
+            admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.execute(text(
+                    f'ALTER DATABASE "{args.database}" SET log_statement = \'all\''))
+            server = Server(url, args.port, args.workers, args.threads, log)
+            per_request = statements_per_request(args.port, args.admin_url, args.database, {
+                "device 200": (first_device, {}),
+                "device 304": (first_device, {"If-None-Match": first_etag}),
+                "list": ("/api/configs", {}),
+                "by id": ("/api/configs/1", {}),
+            })
+            server.stop()
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER DATABASE "{args.database}" RESET log_statement'))
+            admin.dispose()
+            if per_request:
+                print("statements sent to PostgreSQL per request: " + ", ".join(
+                    f"{label} {count:g}" for label, count in per_request.items()))
+
+            server = Server(url, args.port, args.workers, args.threads, log)
+            try:
+                run_wrk("warm-up", args.port, device, 8, 2, 200)
+                rows = []
+                for connections in connection_counts:
+                    rows.append(run_wrk("device GET /api/configs/{mac}.json", args.port,
+                                        device, connections, args.seconds, 200))
+                for connections in connection_counts:
+                    rows.append(run_wrk("device, If-None-Match hit (304)", args.port, device,
+                                        connections, args.seconds, 304, conditional=True))
+                rows.append(run_wrk("GET /api/configs/{id}", args.port, by_id, 32,
+                                    args.seconds, 200))
+                rows.append(run_wrk("GET /api/configs (whole list)", args.port, listing, 1,
+                                    args.seconds, 200))
+                rows.append(run_wrk("GET /api/configs (whole list)", args.port, listing, 4,
+                                    args.seconds, 200))
+                print_table(rows)
+                peaks = server.peak_memory_mb()
+                print("peak RSS (VmHWM) MB: " + ", ".join(
+                    f"{'main' if pid == server.process.pid else 'worker'} {pid}: {mb:.0f}"
+                    for pid, mb in peaks.items()))
+            finally:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+-- wrk script: GET random paths from a file, one connection per wrk thread,
+-- so the per-thread response counts prove that every connection was served.
+-- usage: wrk -t N -c N ... -s wrk_paths.lua URL -- PATHS_FILE EXPECTED_STATUS [conditional]
+-- PATHS_FILE lines: "<path> <etag>"; with "conditional", If-None-Match: <etag> is sent.
+
+local threads = {}
+local next_seed = 1
+
+function setup(thread)
+  thread:set("seed", next_seed)
+  next_seed = next_seed + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  paths, etags = {}, {}
+  for line in io.lines(args[1]) do
+    local path, etag = line:match("^(%S+)%s*(%S*)$")
+    table.insert(paths, path)
+    table.insert(etags, etag)
+  end
+  expected = tonumber(args[2])
+  conditional = args[3] == "conditional"
+  responses, unexpected = 0, 0
+  math.randomseed(seed * 7919 + os.time())
+end
+
+function request()
+  local i = math.random(#paths)
+  if conditional then
+    return wrk.format("GET", paths[i], { ["If-None-Match"] = etags[i] })
+  end
+  return wrk.format("GET", paths[i])
+end
+
+function response(status, headers, body)
+  responses = responses + 1
+  if status ~= expected then
+    unexpected = unexpected + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local served, least, most, bad = 0, math.huge, 0, 0
+  for _, thread in ipairs(threads) do
+    local count = thread:get("responses")
+    if count > 0 then served = served + 1 end
+    least = math.min(least, count)
+    most = math.max(most, count)
+    bad = bad + thread:get("unexpected")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"connections": %d, "served_connections": %d, "min_per_connection": %d, ' ..
+    '"max_per_connection": %d, "requests": %d, "duration_us": %d, "unexpected_status": %d, ' ..
+    '"socket_errors": %d, "p50_us": %.0f, "p99_us": %.0f}\n',
+    #threads, served, least, most, summary.requests, summary.duration, bad,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
