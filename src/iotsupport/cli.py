@@ -31,7 +31,7 @@ CONFIRM = click.option("--yes-i-am-sure", "confirmed", is_flag=True, help="Confi
 @click.option("--port", type=int, help="Port [env PORT; default 3201].")
 @click.option("--workers", type=click.IntRange(min=1), help="Processes [env WORKERS; default 2].")
 @click.option(
-    "--threads", type=click.IntRange(min=1), help="Threads a process [env THREADS; default 8]."
+    "--threads", type=click.IntRange(min=1), help="Threads per process [env THREADS; default 4]."
 )
 def serve(host: str | None, port: int | None, workers: int | None, threads: int | None) -> None:
     """Run the production server (Granian, multi-process and multi-threaded)."""

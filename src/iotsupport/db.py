@@ -11,6 +11,7 @@ from flask import Response
 from flask import current_app
 from flask import g
 from flask import request
+from sqlalchemy import Connection
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import event
@@ -32,9 +33,13 @@ def build_engine(settings: Settings) -> Engine:
     """One engine per process; pooled connections, no pre-ping round trip."""
     if settings.is_sqlite:
         engine = create_engine(
-            settings.database_url, connect_args={"timeout": 5, "check_same_thread": False}
+            settings.database_url,
+            hide_parameters=True,  # config content must never reach a log line
+            connect_args={"timeout": 5, "check_same_thread": False},
         )
         event.listen(engine, "connect", _tune_sqlite)
+        event.listen(engine, "checkout", _sqlite_manual_transactions)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(
         settings.database_url,
@@ -44,6 +49,7 @@ def build_engine(settings: Settings) -> Engine:
         # A dead connection raises on use; SQLAlchemy then discards the whole
         # pool, so the server heals itself once the database is back.
         pool_pre_ping=False,
+        hide_parameters=True,
         connect_args={"connect_timeout": max(1, round(settings.db_connect_timeout_seconds))},
     )
 
@@ -54,6 +60,18 @@ def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_manual_transactions(dbapi_connection: sqlite3.Connection, *_: object) -> None:
+    # Stop pysqlite from opening transactions itself; _sqlite_begin_immediate does it.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    # Take the write lock up front, so a read-then-write transaction cannot be
+    # overtaken by another writer (no lost updates, consecutive versions).
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def autocommit_engine(engine: Engine) -> Engine:

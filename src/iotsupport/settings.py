@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3201, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
-    threads: int = Field(default=8, ge=1)
+    threads: int = Field(default=4, ge=1)
 
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int | None = Field(default=None, ge=1)  # default: THREADS

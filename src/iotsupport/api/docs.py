@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typing as t
 
-import swagger_ui_bundle
 from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import jsonify
 from flask import send_from_directory
+from openapi_ui_bundles import swagger_ui
 
 from iotsupport.api.spec import build_openapi
 
@@ -49,4 +49,4 @@ def docs_page() -> Response:
 
 @bp.get("/api/docs/<any('swagger-ui.css', 'swagger-ui-bundle.js'):filename>")
 def docs_asset(filename: str) -> Response:
-    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
+    return send_from_directory(swagger_ui.static_path, filename, max_age=3600)

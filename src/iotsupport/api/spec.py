@@ -27,14 +27,6 @@ from iotsupport.schemas.common import ErrorResponse
 View = t.Callable[..., ResponseReturnValue]
 ResponseSpec = type[BaseModel] | str
 
-_ERROR_TEXT = {
-    400: "Invalid input",
-    404: "Not found",
-    409: "Conflict",
-    412: "Precondition failed",
-    413: "Request body too large",
-    503: "Service unavailable",
-}
 _RULE_ARGUMENT = re.compile(r"<(?:([a-z]+)[^:<>]*:)?(\w+)>")
 
 
@@ -44,7 +36,6 @@ class Operation:
     tag: str
     body: type[BaseModel] | None = None
     responses: dict[int, ResponseSpec] = field(default_factory=dict)
-    media_type: str = "application/json"
 
 
 def operation(
@@ -53,10 +44,9 @@ def operation(
     tag: str,
     body: type[BaseModel] | None = None,
     responses: dict[int, ResponseSpec] | None = None,
-    media_type: str = "application/json",
 ) -> t.Callable[[View], View]:
     """Declare a route's schemas; with `body`, the view receives the validated model."""
-    spec = Operation(summary, tag, body, responses or {}, media_type)
+    spec = Operation(summary, tag, body, responses or {})
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -109,8 +99,8 @@ def _path_and_parameters(rule: str) -> tuple[str, list[dict[str, t.Any]]]:
     return _RULE_ARGUMENT.sub(r"{\2}", rule), parameters
 
 
-def _media(schema: dict[str, t.Any], media_type: str) -> dict[str, t.Any]:
-    return {"content": {media_type: {"schema": schema}}}
+def _media(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    return {"content": {"application/json": {"schema": schema}}}
 
 
 def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
@@ -141,17 +131,17 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         path, parameters = _path_and_parameters(rule_text)
         responses: dict[str, t.Any] = {}
         for status, answer in sorted(spec.responses.items()):
-            if isinstance(answer, str):
-                responses[str(status)] = {"description": answer}
-            else:
-                model_ref = refs[(answer, "serialization")]
-                media = _media(model_ref, spec.media_type if status < 400 else "application/json")
-                responses[str(status)] = {"description": answer.__doc__ or answer.__name__, **media}
-            if status >= 400:
+            if not isinstance(answer, str):
+                description = answer.__doc__ or answer.__name__
                 responses[str(status)] = {
-                    "description": _ERROR_TEXT.get(status, "Error"),
-                    **_media(refs[(ErrorResponse, "serialization")], "application/json"),
+                    "description": description,
+                    **_media(refs[(answer, "serialization")]),
                 }
+            elif status >= 400:
+                error_ref = refs[(ErrorResponse, "serialization")]
+                responses[str(status)] = {"description": answer, **_media(error_ref)}
+            else:
+                responses[str(status)] = {"description": answer}
         entry: dict[str, t.Any] = {
             "operationId": endpoint.replace(".", "_") + "_" + method,
             "summary": spec.summary,
@@ -163,7 +153,7 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         if spec.body is not None:
             entry["requestBody"] = {
                 "required": True,
-                **_media(refs[(spec.body, "validation")], "application/json"),
+                **_media(refs[(spec.body, "validation")]),
             }
         paths.setdefault(path, {})[method] = entry
 

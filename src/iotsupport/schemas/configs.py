@@ -79,6 +79,6 @@ class ConfigMetaSchema(ConfigSummarySchema):
 
 
 class ConfigResponseSchema(ConfigMetaSchema):
-    """A whole config. Rendered by splicing the stored content into the metadata."""
+    """A whole config."""
 
     content: dict[str, t.Any] = Field(description="The stored config as a JSON object.")

@@ -63,6 +63,9 @@ class ConfigService:
         )
         return self.session.execute(select(*columns).order_by(DeviceConfig.mac_address)).all()
 
+    def all_configs(self) -> t.Sequence[DeviceConfig]:
+        return self.session.scalars(select(DeviceConfig).order_by(DeviceConfig.mac_address)).all()
+
     def count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(DeviceConfig)) or 0
 

@@ -46,9 +46,8 @@ def import_configs(service: ConfigService, directory: Path) -> t.Iterator[str]:
 def export_configs(service: ConfigService, directory: Path) -> t.Iterator[str]:
     """Write every config verbatim; each file appears whole or not at all."""
     directory.mkdir(parents=True, exist_ok=True)
-    rows = service.list_summaries()
-    for row in rows:
-        config = service.get(row.id)
+    configs = service.all_configs()
+    for config in configs:
         target = directory / file_name(config.mac_address)
         handle, temp_name = tempfile.mkstemp(dir=directory, prefix=".export-")
         try:
@@ -59,4 +58,4 @@ def export_configs(service: ConfigService, directory: Path) -> t.Iterator[str]:
             os.unlink(temp_name)
             raise
         yield f"exported  {target.name}"
-    yield f"{len(rows)} exported"
+    yield f"{len(configs)} exported"
