@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import threading
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 from sqlalchemy import make_url
 from sqlalchemy import text
+from werkzeug.test import TestResponse
 
 from iotsupport import create_app
 from iotsupport import migrate
@@ -71,7 +73,8 @@ class RecordingPublisher:
 
 
 def make_settings(database_url: str, **overrides: t.Any) -> Settings:
-    return Settings(_env_file=None, database_url=database_url, mqtt_url=None, **overrides)
+    overrides.setdefault("mqtt_url", None)  # never pick MQTT_URL up from the environment
+    return Settings(_env_file=None, database_url=database_url, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -268,7 +271,7 @@ def random_mac() -> str:
     return ":".join(f"{byte:02x}" for byte in (b"\x02" + raw))
 
 
-def assert_error(response: t.Any, status: int, code: str | None = None) -> dict[str, t.Any]:
+def assert_error(response: TestResponse, status: int, code: str | None = None) -> dict[str, t.Any]:
     """The JSON error envelope: exactly error, code, details; no internals leak."""
     assert response.status_code == status, response.get_data(as_text=True)[:500]
     assert response.mimetype == "application/json"
@@ -294,7 +297,7 @@ def config_count(client: FlaskClient) -> int:
     return count
 
 
-def post_raw(client: FlaskClient, body: bytes | str) -> t.Any:
+def post_raw(client: FlaskClient, body: bytes | str) -> TestResponse:
     return client.post("/api/configs", data=body, content_type="application/json")
 
 
@@ -311,6 +314,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.messages: list[str] = []  # frontend message types, e.g. "Q", "P", "S"
+        self.queries: list[str] = []  # the text of each simple Query ("Q") message
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -355,6 +359,7 @@ class TcpProxy:
     def reset_counts(self) -> None:
         with self._lock:
             self.messages.clear()
+            self.queries.clear()
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -408,6 +413,8 @@ class TcpProxy:
                         break
                     with self._lock:
                         self.messages.append(chr(buffer[0]))
+                        if buffer[:1] == b"Q":
+                            self.queries.append(buffer[5 : length + 1].rstrip(b"\0").decode())
                     buffer = buffer[1 + length :]
         except OSError:
             pass
@@ -417,3 +424,36 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def spellings(mac: str, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    result = []
+    for _ in range(count):
+        pairs = [pair.upper() if rng.random() < 0.5 else pair for pair in mac.split(":")]
+        separators = [rng.choice(":-") for _ in range(5)]
+        result.append(pairs[0] + "".join(s + p for s, p in zip(separators, pairs[1:], strict=True)))
+    return result
+
+
+def race(app: Flask, requests: list[t.Callable[[FlaskClient], t.Any]]) -> list[t.Any]:
+    """Run each request on its own thread and test client, released at the same instant."""
+    barrier = threading.Barrier(len(requests))
+    results: list[t.Any] = [None] * len(requests)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        client = app.test_client()
+        try:
+            barrier.wait(10)
+            results[index] = requests[index](client)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    return results

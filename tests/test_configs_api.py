@@ -12,6 +12,9 @@ import pytest
 from conftest import assert_error
 from conftest import config_count
 from conftest import post_raw
+from conftest import race
+from conftest import spellings
+from flask import Flask
 from flask.testing import FlaskClient
 
 MAC = "aa:bb:cc:dd:ee:ff"
@@ -119,7 +122,13 @@ def test_object_content_keeps_formatting_numbers_and_escapes(
 
 @pytest.mark.parametrize(
     "content_text",
-    ['{"b": 1,   "a": [1,2]}', '{\n\t"x": "y"\n}', '{"deviceName": "k\u00fcche"}', "{}"],
+    [
+        '{"b": 1,   "a": [1,2]}',
+        '{\n\t"x": "y"\n}',
+        '{"deviceName": "k\u00fcche"}',
+        "{}",
+        '  {"padded" : 1}\n',
+    ],
 )
 def test_create_with_string_content_is_stored_verbatim(
     client: FlaskClient, content_text: str
@@ -428,6 +437,15 @@ def test_a_recreated_config_does_not_match_the_old_etag(client: FlaskClient) -> 
 # --- GET /api/configs/{mac}.json (device endpoint) ----------------------------------
 
 
+def test_device_endpoint_answers_head_without_a_body(client: FlaskClient) -> None:
+    create(client, content={"v": 1})
+    response = client.head(device_url(MAC))
+    assert response.status_code == 200
+    assert response.data == b""
+    assert response.headers["ETag"] == client.get(device_url(MAC)).headers["ETag"]
+    assert response.headers["Cache-Control"] == "no-cache"
+
+
 def test_device_endpoint_serves_content_verbatim(client: FlaskClient) -> None:
     post_raw(client, b'{"mac_address": "AA:BB:CC:DD:EE:FF", "content": {"x":[1 , 2]}}')
     response = client.get(device_url("aa-bb-cc-dd-ee-ff"))
@@ -638,3 +656,38 @@ def test_unsafe_request_id_is_replaced(client: FlaskClient, given: str) -> None:
     echoed = response.headers.get("X-Request-ID")
     assert echoed and echoed != given
     assert echoed.replace("-", "").isalnum()
+
+
+# --- concurrency on the embedded SQLite database ----------------------------------------
+
+
+def test_simultaneous_creates_on_sqlite_give_one_201(app: Flask, client: FlaskClient) -> None:
+    names = spellings(MAC, 8, seed=1)
+
+    def creator(name: str) -> t.Callable[[FlaskClient], t.Any]:
+        return lambda c: c.post("/api/configs", json={"mac_address": name, "content": {}})
+
+    statuses = sorted(response.status_code for response in race(app, [creator(n) for n in names]))
+    assert statuses == [201] + [409] * 7
+    assert config_count(client) == 1
+
+
+def test_concurrent_updates_on_sqlite_get_consecutive_versions(
+    app: Flask, client: FlaskClient
+) -> None:
+    url = f"/api/configs/{create(client, content={'n': 0})['id']}"
+
+    def updater(worker: int) -> t.Callable[[FlaskClient], t.Any]:
+        def run(c: FlaskClient) -> list[tuple[int, int | None]]:
+            results = []
+            for step in range(4):
+                response = c.put(url, json={"content": {"worker": worker, "step": step}})
+                results.append((response.status_code, response.get_json().get("version")))
+            return results
+
+        return run
+
+    outcomes = [pair for batch in race(app, [updater(w) for w in range(6)]) for pair in batch]
+    assert {status for status, _ in outcomes} == {200}
+    assert sorted(version for _, version in outcomes) == list(range(2, 26))
+    assert client.get(url).get_json()["version"] == 25

@@ -41,8 +41,9 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     def count_configs() -> int:
-        with database.session(read_only=True) as session:
-            return ConfigService(session, publisher).count()
+        return database.call_with_deadline(
+            lambda session: ConfigService(session, publisher).count(), seconds=1.5
+        )
 
     # Several worker processes: /metrics reads every worker's samples from disk.
     if settings.prometheus_multiproc_dir:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import typing as t
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Flask
 from flask import Response
@@ -24,6 +28,7 @@ from iotsupport.settings import Settings
 
 log = logging.getLogger(__name__)
 
+T = t.TypeVar("T")
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AFTER_COMMIT_KEY = "after_commit"
 READ_ONLY_KEY = "read_only"
@@ -50,7 +55,12 @@ def build_engine(settings: Settings) -> Engine:
         # pool, so the server heals itself once the database is back.
         pool_pre_ping=False,
         hide_parameters=True,
-        connect_args={"connect_timeout": max(1, round(settings.db_connect_timeout_seconds))},
+        connect_args={
+            "connect_timeout": max(1, round(settings.db_connect_timeout_seconds)),
+            # A partitioned network fails a query within the timeout instead of hanging.
+            "tcp_user_timeout": round(settings.db_connect_timeout_seconds * 1000),
+            "keepalives_idle": 30,
+        },
     )
 
 
@@ -101,6 +111,27 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
         self.read_engine = autocommit_engine(self.engine)
+        # Probes run here, so a database that accepts but never answers cannot
+        # hold a health check or a scrape past its deadline.
+        self._probes: ThreadPoolExecutor | None = None
+        self._probes_lock = threading.Lock()
+
+    def call_with_deadline(self, probe: Callable[[Session], T], seconds: float) -> T:
+        """Run `probe` on a read-only session; TimeoutError when it takes longer."""
+
+        def run() -> T:
+            with self.session(read_only=True) as session:
+                return probe(session)
+
+        with self._probes_lock:
+            if self._probes is None:
+                self._probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="db-probe")
+            future = self._probes.submit(run)
+        try:
+            return future.result(timeout=seconds)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeoutError(f"the database did not answer within {seconds:g} s") from None
 
     def session(self, *, read_only: bool = False) -> Session:
         session = Session(bind=self.read_engine if read_only else self.engine)
@@ -108,6 +139,11 @@ class Database:
         return session
 
     def dispose(self) -> None:
+        """Close pooled connections and probe threads; both come back on next use."""
+        with self._probes_lock:
+            if self._probes is not None:
+                self._probes.shutdown(wait=False, cancel_futures=True)
+                self._probes = None
         self.engine.dispose()
 
 

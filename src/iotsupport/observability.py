@@ -91,6 +91,6 @@ class ConfigCountCollector(Collector):
     def collect(self) -> t.Iterator[Metric]:
         try:
             value = self._count()
-        except SQLAlchemyError:
+        except (SQLAlchemyError, TimeoutError):
             return  # the scrape still answers; health reports the database
         yield GaugeMetricFamily("iotsupport_configs", "Number of device configs stored.", value)

@@ -20,8 +20,7 @@ from iotsupport.services.configs import etag_of
 
 bp = Blueprint("configs", __name__, url_prefix="/api/configs")
 
-# Ids beyond a 32-bit integer cannot exist; the router answers them with 404.
-CONFIG_ID = "<int(max=2147483647):config_id>"
+CONFIG_ID = "<int:config_id>"
 TAG = "configs"
 
 

@@ -28,6 +28,7 @@ from iotsupport.services.notifications import CONFIGS_TOPIC
 from iotsupport.services.notifications import Publisher
 
 SummaryRow = Row[int, str, str | None, str | None, bool | None, int, datetime]
+MAX_ID = 2**31 - 1
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
 
 
@@ -70,7 +71,7 @@ class ConfigService:
         return self.session.scalar(select(func.count()).select_from(DeviceConfig)) or 0
 
     def get(self, config_id: int) -> DeviceConfig:
-        config = self.session.get(DeviceConfig, config_id)
+        config = self.session.get(DeviceConfig, config_id) if _is_valid_id(config_id) else None
         if config is None:
             raise NotFound(f"config {config_id} does not exist")
         return config
@@ -90,10 +91,10 @@ class ConfigService:
 
     def create(self, mac_address: str, content: str) -> DeviceConfig:
         mac = normalize_mac(mac_address)
+        config = DeviceConfig(mac_address=mac, version=1)
+        self._set_content(config, content)  # a bad request is a 400 before it is a 409
         if self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac)):
             raise Conflict(f"a config for {mac} already exists", {"mac_address": mac})
-        config = DeviceConfig(mac_address=mac, version=1)
-        self._set_content(config, content)
         self.session.add(config)
         try:
             self.session.flush()
@@ -144,7 +145,7 @@ class ConfigService:
     def _get_for_update(self, config_id: int) -> DeviceConfig:
         # Row lock on PostgreSQL, so concurrent updates get consecutive versions.
         query = select(DeviceConfig).where(DeviceConfig.id == config_id).with_for_update()
-        config = self.session.scalars(query).one_or_none()
+        config = self.session.scalars(query).one_or_none() if _is_valid_id(config_id) else None
         if config is None:
             raise NotFound(f"config {config_id} does not exist")
         return config
@@ -160,6 +161,11 @@ class ConfigService:
     def _announce(self, config: DeviceConfig) -> None:
         payload = {"filename": f"{config.mac_address}.json"}
         after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
+
+
+def _is_valid_id(config_id: int) -> bool:
+    # Ids are 32-bit; a larger one cannot exist and would overflow the driver.
+    return 0 < config_id <= MAX_ID
 
 
 def etag_of(config: DeviceConfig) -> str:
