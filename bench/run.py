@@ -119,17 +119,22 @@ def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
     engine = create_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(DeviceConfig.id, DeviceConfig.mac_address, DeviceConfig.version,
-                   DeviceConfig.content)
+            select(
+                DeviceConfig.id,
+                DeviceConfig.mac_address,
+                DeviceConfig.version,
+                DeviceConfig.content,
+            )
         ).all()
     engine.dispose()
     device = folder / "device_paths.txt"
     by_id = folder / "id_paths.txt"
     listing = folder / "list_paths.txt"
-    device.write_text("".join(
-        f"/api/configs/{row.mac_address}.json \"{content_etag(row.id, row.version, row.content)}\"\n"
-        for row in rows
-    ))
+    lines = []
+    for row in rows:
+        etag = content_etag(row.id, row.version, row.content)
+        lines.append(f'/api/configs/{row.mac_address}.json "{etag}"\n')
+    device.write_text("".join(lines))
     by_id.write_text("".join(f"/api/configs/{row.id} -\n" for row in rows))
     listing.write_text("/api/configs -\n")
     return device, by_id, listing
@@ -141,12 +146,25 @@ class Server:
     def __init__(self, url: str, port: int, workers: int, threads: int, log: Path) -> None:
         self.port = port
         self.log = log
-        command = [str(Path(sys.executable).with_name("iotsupport")), "serve",
-                   "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+        command = [
+            str(Path(sys.executable).with_name("iotsupport")),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ]
         env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
         env.pop("MQTT_URL", None)
-        self.process = subprocess.Popen(command, env=env, stdout=log.open("ab"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -161,8 +179,9 @@ class Server:
         pids = []
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
-                fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
-                              if ":" in line)
+                fields = dict(
+                    line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+                )
             except OSError:
                 continue
             if fields.get("PPid", "").strip() == str(self.process.pid):
@@ -185,11 +204,32 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def run_wrk(name: str, port: int, paths: Path, connections: int, seconds: int,
-            expected: int, conditional: bool = False) -> Figures:
-    command = ["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{seconds}s",
-               "--timeout", "5s", "-s", str(LUA), f"http://127.0.0.1:{port}", "--",
-               str(paths), str(expected)] + (["conditional"] if conditional else [])
+def run_wrk(
+    name: str,
+    port: int,
+    paths: Path,
+    connections: int,
+    seconds: int,
+    expected: int,
+    conditional: bool = False,
+) -> Figures:
+    command = [
+        "wrk",
+        "-t",
+        str(connections),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}",
+        "--",
+        str(paths),
+        str(expected),
+    ] + (["conditional"] if conditional else [])
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     result: dict[str, t.Any] = json.loads(line.removeprefix("RESULT "))
@@ -199,14 +239,17 @@ def run_wrk(name: str, port: int, paths: Path, connections: int, seconds: int,
         requests_per_second=result["requests"] / (result["duration_us"] / 1e6),
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
-        served=(f"{result['served_connections']}/{result['connections']} "
-                f"(min {result['min_per_connection']}, max {result['max_per_connection']})"),
+        served=(
+            f"{result['served_connections']}/{result['connections']} "
+            f"(min {result['min_per_connection']}, max {result['max_per_connection']})"
+        ),
         errors=result["unexpected_status"] + result["socket_errors"],
     )
 
 
-def statements_per_request(port: int, admin_url: str, database: str,
-                           paths: dict[str, tuple[str, dict[str, str]]]) -> dict[str, float]:
+def statements_per_request(
+    port: int, admin_url: str, database: str, paths: dict[str, tuple[str, dict[str, str]]]
+) -> dict[str, float]:
     """Count what PostgreSQL logs for a batch of each request (log_statement=all)."""
     logs = sorted(PG_LOG.glob("postgresql-*-main.log")) if PG_LOG.exists() else []
     if not logs:
@@ -227,26 +270,38 @@ def statements_per_request(port: int, admin_url: str, database: str,
         with logs[-1].open("rb") as handle:
             handle.seek(offset)
             new = handle.read().decode(errors="replace")
-        hits = [line for line in new.splitlines()
-                if f"@{database} LOG:  " in line and STATEMENT.search(line)]
+        hits = [
+            line
+            for line in new.splitlines()
+            if f"@{database} LOG:  " in line and STATEMENT.search(line)
+        ]
         counts[label] = len(hits) / batch
     admin.dispose()
     return counts
 
 
 def print_table(rows: list[Figures]) -> None:
-    print(f"{'scenario':<44} {'conn':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'errors':>6}  connections served")
+    print(
+        f"{'scenario':<44} {'conn':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6}  connections served"
+    )
     for row in rows:
-        print(f"{row.name:<44} {row.connections:>4} {row.requests_per_second:>8.0f} "
-              f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6}  {row.served}")
+        print(
+            f"{row.name:<44} {row.connections:>4} {row.requests_per_second:>8.0f} "
+            f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6}  {row.served}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--admin-url", default=os.environ.get(
-        "BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
     parser.add_argument("--database", default="iotsupport_bench")
     parser.add_argument("--sizes", default="200,10000")
     parser.add_argument("--seconds", type=int, default=10)
@@ -263,8 +318,10 @@ def main() -> None:
     log = results / "server.log"
     log.write_text("")
     connection_counts = [int(value) for value in args.connections.split(",")]
-    print(f"server: iotsupport serve --workers {args.workers} --threads {args.threads}; "
-          f"wrk {args.seconds}s per scenario, one connection per wrk thread")
+    print(
+        f"server: iotsupport serve --workers {args.workers} --threads {args.threads}; "
+        f"wrk {args.seconds}s per scenario, one connection per wrk thread"
+    )
     for size in [int(value) for value in args.sizes.split(",")]:
         print(f"\n== {size} configs (~{len(sample_content(0))} bytes each) ==")
         url = recreate_database(args.admin_url, args.database, size)
@@ -273,44 +330,80 @@ def main() -> None:
             first_device, first_etag = device.read_text().splitlines()[0].split()
             admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
             with admin.connect() as connection:
-                connection.execute(text(
-                    f'ALTER DATABASE "{args.database}" SET log_statement = \'all\''))
+                connection.execute(
+                    text(f"ALTER DATABASE \"{args.database}\" SET log_statement = 'all'")
+                )
             server = Server(url, args.port, args.workers, args.threads, log)
-            per_request = statements_per_request(args.port, args.admin_url, args.database, {
-                "device 200": (first_device, {}),
-                "device 304": (first_device, {"If-None-Match": first_etag}),
-                "list": ("/api/configs", {}),
-                "by id": ("/api/configs/1", {}),
-            })
+            per_request = statements_per_request(
+                args.port,
+                args.admin_url,
+                args.database,
+                {
+                    "device 200": (first_device, {}),
+                    "device 304": (first_device, {"If-None-Match": first_etag}),
+                    "list": ("/api/configs", {}),
+                    "by id": ("/api/configs/1", {}),
+                },
+            )
             server.stop()
             with admin.connect() as connection:
                 connection.execute(text(f'ALTER DATABASE "{args.database}" RESET log_statement'))
             admin.dispose()
             if per_request:
-                print("statements sent to PostgreSQL per request: " + ", ".join(
-                    f"{label} {count:g}" for label, count in per_request.items()))
+                print(
+                    "statements sent to PostgreSQL per request: "
+                    + ", ".join(f"{label} {count:g}" for label, count in per_request.items())
+                )
 
             server = Server(url, args.port, args.workers, args.threads, log)
             try:
                 run_wrk("warm-up", args.port, device, 8, 2, 200)
                 rows = []
                 for connections in connection_counts:
-                    rows.append(run_wrk("device GET /api/configs/{mac}.json", args.port,
-                                        device, connections, args.seconds, 200))
+                    rows.append(
+                        run_wrk(
+                            "device GET /api/configs/{mac}.json",
+                            args.port,
+                            device,
+                            connections,
+                            args.seconds,
+                            200,
+                        )
+                    )
                 for connections in connection_counts:
-                    rows.append(run_wrk("device, If-None-Match hit (304)", args.port, device,
-                                        connections, args.seconds, 304, conditional=True))
-                rows.append(run_wrk("GET /api/configs/{id}", args.port, by_id, 32,
-                                    args.seconds, 200))
-                rows.append(run_wrk("GET /api/configs (whole list)", args.port, listing, 1,
-                                    args.seconds, 200))
-                rows.append(run_wrk("GET /api/configs (whole list)", args.port, listing, 4,
-                                    args.seconds, 200))
+                    rows.append(
+                        run_wrk(
+                            "device, If-None-Match hit (304)",
+                            args.port,
+                            device,
+                            connections,
+                            args.seconds,
+                            304,
+                            conditional=True,
+                        )
+                    )
+                rows.append(
+                    run_wrk("GET /api/configs/{id}", args.port, by_id, 32, args.seconds, 200)
+                )
+                rows.append(
+                    run_wrk(
+                        "GET /api/configs (whole list)", args.port, listing, 1, args.seconds, 200
+                    )
+                )
+                rows.append(
+                    run_wrk(
+                        "GET /api/configs (whole list)", args.port, listing, 4, args.seconds, 200
+                    )
+                )
                 print_table(rows)
                 peaks = server.peak_memory_mb()
-                print("peak RSS (VmHWM) MB: " + ", ".join(
-                    f"{'main' if pid == server.process.pid else 'worker'} {pid}: {mb:.0f}"
-                    for pid, mb in peaks.items()))
+                print(
+                    "peak RSS (VmHWM) MB: "
+                    + ", ".join(
+                        f"{'main' if pid == server.process.pid else 'worker'} {pid}: {mb:.0f}"
+                        for pid, mb in peaks.items()
+                    )
+                )
             finally:
                 server.stop()
 
