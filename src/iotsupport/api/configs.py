@@ -14,7 +14,6 @@ from iotsupport.schemas.configs import ConfigCreateSchema
 from iotsupport.schemas.configs import ConfigListSchema
 from iotsupport.schemas.configs import ConfigMetaSchema
 from iotsupport.schemas.configs import ConfigResponseSchema
-from iotsupport.schemas.configs import ConfigSummarySchema
 from iotsupport.schemas.configs import ConfigUpdateSchema
 from iotsupport.services.configs import etag_of
 
@@ -38,8 +37,9 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 @operation("List configs, sorted by MAC", tag=TAG, responses={200: ConfigListSchema})
 def list_configs() -> Response:
     rows = config_service().list_summaries()
-    summaries = [ConfigSummarySchema.model_validate(row) for row in rows]
-    return json_model(ConfigListSchema(configs=summaries, count=len(summaries)))
+    # One validation call for the whole list: several times faster than one per row.
+    configs = [row._asdict() for row in rows]
+    return json_model(ConfigListSchema.model_validate({"configs": configs, "count": len(rows)}))
 
 
 @bp.post("")
