@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import typing as t
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Row
 from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import select
@@ -27,7 +25,6 @@ from iotsupport.services.content import parse_json_object
 from iotsupport.services.notifications import CONFIGS_TOPIC
 from iotsupport.services.notifications import Publisher
 
-SummaryRow = Row[int, str, str | None, str | None, bool | None, int, datetime]
 MAX_ID = 2**31 - 1
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
 
@@ -62,8 +59,11 @@ class ConfigService:
         self.session = session
         self.publisher = publisher
 
-    def list_summaries(self) -> t.Sequence[SummaryRow]:
-        return self.session.execute(_SUMMARIES).all()
+    def list_summaries(self) -> list[dict[str, t.Any]]:
+        result = self.session.execute(_SUMMARIES)
+        columns = list(result.keys())
+        # Plain dicts: several times faster to build than Row._asdict() on 10,000 rows.
+        return [dict(zip(columns, row, strict=True)) for row in result]
 
     def all_configs(self) -> t.Sequence[DeviceConfig]:
         return self.session.scalars(select(DeviceConfig).order_by(DeviceConfig.mac_address)).all()
