@@ -104,6 +104,7 @@ def recreate_database(admin_url: str, name: str, count: int) -> str:
                 "device_entity_id": derived.device_entity_id,
                 "enable_ota": derived.enable_ota,
                 "version": 1,
+                "etag": content_etag(1, content),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -119,22 +120,15 @@ def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
     engine = create_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(
-                DeviceConfig.id,
-                DeviceConfig.mac_address,
-                DeviceConfig.version,
-                DeviceConfig.content,
-            )
+            select(DeviceConfig.id, DeviceConfig.mac_address, DeviceConfig.etag)
         ).all()
     engine.dispose()
     device = folder / "device_paths.txt"
     by_id = folder / "id_paths.txt"
     listing = folder / "list_paths.txt"
-    lines = []
-    for row in rows:
-        etag = content_etag(row.id, row.version, row.content)
-        lines.append(f'/api/configs/{row.mac_address}.json "{etag}"\n')
-    device.write_text("".join(lines))
+    device.write_text(
+        "".join(f'/api/configs/{row.mac_address}.json "{row.etag}"\n' for row in rows)
+    )
     by_id.write_text("".join(f"/api/configs/{row.id} -\n" for row in rows))
     listing.write_text("/api/configs -\n")
     return device, by_id, listing
@@ -143,19 +137,11 @@ def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
 class Server:
     """`iotsupport serve` in a child process, with its log in a file."""
 
-    def __init__(self, url: str, port: int, workers: int, threads: int, log: Path) -> None:
+    def __init__(self, url: str, port: int, options: list[str], log: Path) -> None:
         self.port = port
         self.log = log
-        command = [
-            str(Path(sys.executable).with_name("iotsupport")),
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-        ]
+        command = [str(Path(sys.executable).with_name("iotsupport")), "serve", "--port", str(port)]
+        command += options
         env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
         env.pop("MQTT_URL", None)
         self.process = subprocess.Popen(
@@ -305,8 +291,8 @@ def main() -> None:
     parser.add_argument("--database", default="iotsupport_bench")
     parser.add_argument("--sizes", default="200,10000")
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, help="default: the server's (WORKERS)")
+    parser.add_argument("--threads", type=int, help="default: the server's (THREADS)")
     parser.add_argument("--port", type=int, default=3299)
     parser.add_argument("--connections", default="32,200")
     args = parser.parse_args()
@@ -318,8 +304,13 @@ def main() -> None:
     log = results / "server.log"
     log.write_text("")
     connection_counts = [int(value) for value in args.connections.split(",")]
+    options = [
+        f"--{name}={value}"
+        for name in ("workers", "threads")
+        if (value := getattr(args, name)) is not None
+    ]
     print(
-        f"server: iotsupport serve --workers {args.workers} --threads {args.threads}; "
+        f"server: iotsupport serve {' '.join(options) or '(default workers and threads)'}; "
         f"wrk {args.seconds}s per scenario, one connection per wrk thread"
     )
     for size in [int(value) for value in args.sizes.split(",")]:
@@ -333,7 +324,7 @@ def main() -> None:
                 connection.execute(
                     text(f"ALTER DATABASE \"{args.database}\" SET log_statement = 'all'")
                 )
-            server = Server(url, args.port, args.workers, args.threads, log)
+            server = Server(url, args.port, options, log)
             per_request = statements_per_request(
                 args.port,
                 args.admin_url,
@@ -355,7 +346,7 @@ def main() -> None:
                     + ", ".join(f"{label} {count:g}" for label, count in per_request.items())
                 )
 
-            server = Server(url, args.port, args.workers, args.threads, log)
+            server = Server(url, args.port, options, log)
             try:
                 run_wrk("warm-up", args.port, device, 8, 2, 200)
                 rows = []

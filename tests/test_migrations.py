@@ -86,8 +86,8 @@ def test_upgrade_reaches_head_and_is_idempotent(fresh_sqlite: Engine) -> None:
     with fresh_sqlite.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO device_configs (mac_address, content, version, created_at, "
-                "updated_at) VALUES ('aa:bb:cc:dd:ee:ff', '{}', 1, '2026-01-01', '2026-01-01')"
+                "INSERT INTO device_configs (mac_address, content, version, etag, created_at, "
+                "updated_at) VALUES ('aa:bb:cc:dd:ee:ff', '{}', 1, 'e', '2026-01-01', '2026-01-01')"
             )
         )
     migrate.upgrade(fresh_sqlite)
@@ -104,8 +104,8 @@ def test_recreate_empties_the_database(fresh_sqlite: Engine) -> None:
     with fresh_sqlite.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO device_configs (mac_address, content, version, created_at, "
-                "updated_at) VALUES ('aa:bb:cc:dd:ee:ff', '{}', 1, '2026-01-01', '2026-01-01')"
+                "INSERT INTO device_configs (mac_address, content, version, etag, created_at, "
+                "updated_at) VALUES ('aa:bb:cc:dd:ee:ff', '{}', 1, 'e', '2026-01-01', '2026-01-01')"
             )
         )
     migrate.upgrade(fresh_sqlite, recreate=True)
@@ -128,8 +128,8 @@ def test_downgrade_to_base_and_up_again(fresh_sqlite: Engine) -> None:
 def test_mac_address_is_unique_in_the_schema(fresh_sqlite: Engine) -> None:
     migrate.upgrade(fresh_sqlite)
     insert = text(
-        "INSERT INTO device_configs (mac_address, content, version, created_at, updated_at) "
-        "VALUES ('aa:bb:cc:dd:ee:ff', '{}', 1, '2026-01-01', '2026-01-01')"
+        "INSERT INTO device_configs (mac_address, content, version, etag, created_at, updated_at) "
+        "VALUES ('aa:bb:cc:dd:ee:ff', '{}', 1, 'e', '2026-01-01', '2026-01-01')"
     )
     with fresh_sqlite.begin() as connection:
         connection.execute(insert)

@@ -15,7 +15,6 @@ from iotsupport.schemas.configs import ConfigListSchema
 from iotsupport.schemas.configs import ConfigMetaSchema
 from iotsupport.schemas.configs import ConfigResponseSchema
 from iotsupport.schemas.configs import ConfigUpdateSchema
-from iotsupport.services.configs import etag_of
 
 bp = Blueprint("configs", __name__, url_prefix="/api/configs")
 
@@ -29,7 +28,7 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
     meta = ConfigMetaSchema.model_validate(config).model_dump_json()
     body = f'{meta[:-1]},"content":{config.content}}}'
     response = Response(body, status=status, mimetype="application/json")
-    response.set_etag(etag_of(config))
+    response.set_etag(config.etag)
     return response
 
 
@@ -93,8 +92,9 @@ def delete_config(config_id: int) -> Response:
     },
 )
 def device_config(mac: str) -> Response:
-    document = config_service().device_document(mac)
-    if request.if_none_match.contains_weak(document.etag):
+    known = request.if_none_match
+    document = config_service().device_document(mac, known.as_set(include_weak=True))
+    if document.content is None or known.star_tag:
         response = Response(status=304)
     else:
         response = Response(document.content, mimetype="application/json")

@@ -28,5 +28,7 @@ class DeviceConfig(Base):
     device_entity_id: Mapped[str | None] = mapped_column(Text)
     enable_ota: Mapped[bool | None] = mapped_column(Boolean)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Stored so a device's conditional fetch is answered without reading the content.
+    etag: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,6 +6,7 @@ import typing as t
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam
+from sqlalchemy import case
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,9 +33,14 @@ ImportOutcome = t.Literal["created", "updated", "unchanged"]
 # The hot reads are Core statements built once: that halves SQLAlchemy's per-call
 # work on the device endpoint and skips ORM row handling for the whole list.
 _CONFIGS = DeviceConfig.__table__
-_DEVICE_DOCUMENT = select(_CONFIGS.c.id, _CONFIGS.c.version, _CONFIGS.c.content).where(
-    _CONFIGS.c.mac_address == bindparam("mac")
-)
+# When the device already holds the current version, the content is not even read.
+_DEVICE_DOCUMENT = select(
+    _CONFIGS.c.etag,
+    case(
+        (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
+        else_=_CONFIGS.c.content,
+    ).label("content"),
+).where(_CONFIGS.c.mac_address == bindparam("mac"))
 _SUMMARIES = select(
     _CONFIGS.c.id,
     _CONFIGS.c.mac_address,
@@ -48,10 +54,10 @@ _SUMMARIES = select(
 
 @dataclass(frozen=True)
 class DeviceDocument:
-    """What a device fetch needs: the content and its ETag."""
+    """What a device fetch needs: the ETag, and the content unless the device has it."""
 
-    content: str
     etag: str
+    content: str | None
 
 
 class ConfigService:
@@ -81,19 +87,21 @@ class ConfigService:
         query = select(DeviceConfig).where(DeviceConfig.mac_address == normalize_mac(mac_address))
         return self.session.scalars(query).one_or_none()
 
-    def device_document(self, mac_address: str) -> DeviceDocument:
+    def device_document(
+        self, mac_address: str, known_etags: t.Collection[str] = ()
+    ) -> DeviceDocument:
+        """The device's config; `content` is None when its ETag is among `known_etags`."""
         mac = normalize_mac(mac_address)
-        row = self.session.execute(_DEVICE_DOCUMENT, {"mac": mac}).one_or_none()
+        params = {"mac": mac, "known_etags": list(known_etags)}
+        row = self.session.execute(_DEVICE_DOCUMENT, params).one_or_none()
         if row is None:
             raise NotFound(f"no config for {mac}")
-        return DeviceDocument(
-            content=row.content, etag=content_etag(row.id, row.version, row.content)
-        )
+        return DeviceDocument(etag=row.etag, content=row.content)
 
     def create(self, mac_address: str, content: str) -> DeviceConfig:
         mac = normalize_mac(mac_address)
-        config = DeviceConfig(mac_address=mac, version=1)
-        self._set_content(config, content)  # a bad request is a 400 before it is a 409
+        config = DeviceConfig(mac_address=mac)
+        self._set_content(config, content, version=1)  # a 400 comes before a 409
         if self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac)):
             raise Conflict(f"a config for {mac} already exists", {"mac_address": mac})
         self.session.add(config)
@@ -116,13 +124,12 @@ class ConfigService:
         config = self._get_for_update(config_id)
         if mac_address is not None and normalize_mac(mac_address) != config.mac_address:
             raise InvalidInput("the MAC address of a config cannot change; create a new one")
-        if expected_etags is not None and etag_of(config) not in expected_etags:
+        if expected_etags is not None and config.etag not in expected_etags:
             raise PreconditionFailed(
                 "the config changed since you read it; fetch it again",
-                {"current_etag": etag_of(config), "version": config.version},
+                {"current_etag": config.etag, "version": config.version},
             )
-        self._set_content(config, content)
-        config.version += 1
+        self._set_content(config, content, version=config.version + 1)
         config.updated_at = utcnow()
         self.session.flush()
         self._announce(config)
@@ -152,8 +159,10 @@ class ConfigService:
         return config
 
     @staticmethod
-    def _set_content(config: DeviceConfig, content: str) -> None:
+    def _set_content(config: DeviceConfig, content: str, *, version: int) -> None:
         derived = derive_fields(parse_json_object(content))
+        config.version = version
+        config.etag = content_etag(version, content)
         config.content = content
         config.device_name = derived.device_name
         config.device_entity_id = derived.device_entity_id
@@ -167,7 +176,3 @@ class ConfigService:
 def _is_valid_id(config_id: int) -> bool:
     # Ids are 32-bit; a larger one cannot exist and would overflow the driver.
     return 0 < config_id <= MAX_ID
-
-
-def etag_of(config: DeviceConfig) -> str:
-    return content_etag(config.id, config.version, config.content)

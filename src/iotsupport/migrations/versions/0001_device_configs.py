@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("device_entity_id", sa.Text(), nullable=True),
         sa.Column("enable_ota", sa.Boolean(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("etag", sa.String(length=32), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_device_configs")),
