@@ -1,19 +1,25 @@
-"""Schema changes, only through the Alembic migrations shipped in this package."""
+"""Schema changes, only through the Alembic migrations shipped in this package.
+
+Alembic is imported inside the functions: it costs each server worker ~10 MB of
+memory, and only the CLI ever migrates.
+"""
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from iotsupport.models import Base
 
+if t.TYPE_CHECKING:
+    from alembic.config import Config
 
-def _alembic_config(engine: Engine) -> Config:
+
+def _alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", "iotsupport:migrations")
     return config
@@ -21,7 +27,9 @@ def _alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, *, recreate: bool = False) -> None:
     """Apply every pending migration; with recreate, drop everything first."""
-    config = _alembic_config(engine)
+    from alembic import command
+
+    config = _alembic_config()
     with engine.begin() as connection:
         if recreate:
             Base.metadata.drop_all(connection)
@@ -38,7 +46,10 @@ class SchemaStatus:
 
 
 def status(engine: Engine) -> SchemaStatus:
-    script = ScriptDirectory.from_config(_alembic_config(engine))
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     head = script.get_current_head()

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask import Response
-from pydantic import BaseModel
 
 from iotsupport.db import get_session
 from iotsupport.extensions import state
 from iotsupport.services.configs import ConfigService
-
-
-def json_model(model: BaseModel, status: int = 200) -> Response:
-    return Response(model.model_dump_json(), status=status, mimetype="application/json")
 
 
 def config_service() -> ConfigService:
