@@ -7,7 +7,6 @@ OpenAPI 3 document, so the docs and the validation can never disagree.
 
 from __future__ import annotations
 
-import json
 import re
 import typing as t
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
 from iotsupport.errors import InvalidInput
+from iotsupport.json_text import load_object
 from iotsupport.schemas.common import ErrorResponse
 
 View = t.Callable[..., ResponseReturnValue]
@@ -61,10 +61,6 @@ def operation(
     return decorate
 
 
-def _refuse_constant(name: str) -> t.NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 BodyModel = t.TypeVar("BodyModel", bound=BaseModel)
 
 
@@ -74,15 +70,9 @@ def parse_json_body(model: type[BodyModel]) -> BodyModel:
         raise InvalidInput("the request body is empty; send a JSON object")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not UTF-8") from None
-    except RecursionError:
-        raise InvalidInput("the request body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("the request body must be a JSON object")
+    data = load_object(text, "the request body")
     return model.model_validate(data, context={"raw_body": text})
 
 

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 
-from iotsupport.json_source import raw_member
+from iotsupport.json_text import raw_member
 from iotsupport.models import DeviceConfig
 
 MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import typing as t
 from dataclasses import dataclass
 from hashlib import blake2b
 
 from iotsupport.errors import InvalidInput
+from iotsupport.json_text import load_object
 
 _MAC = re.compile(r"[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}", re.IGNORECASE)
 
@@ -24,27 +23,9 @@ def normalize_mac(raw: str) -> str:
     return raw.lower().replace("-", ":")
 
 
-def _refuse_constant(name: str) -> t.NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {text[:32]} is too large")
-    return value
-
-
 def parse_json_object(text: str) -> dict[str, t.Any]:
-    """Parse strict JSON (no NaN/Infinity) that must be an object."""
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise InvalidInput("content is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidInput(f"content is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidInput("content must be a JSON object")
+    """The content as a dict; refused unless it is a strict JSON object in valid UTF-8."""
+    value = load_object(text, "content")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -1,12 +1,43 @@
-"""Find the exact source text of a member of a JSON object, formatting kept."""
+"""Strict JSON objects, and the exact source text of one of their members."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import typing as t
+
+from iotsupport.errors import InvalidInput
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+
+
+def _refuse_constant(name: str) -> t.NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:32]} is too large")
+    return value
+
+
+def load_object(text: str, subject: str) -> dict[str, t.Any]:
+    """Parse strict JSON (no NaN, Infinity or overflowing numbers) that must be an object.
+
+    `subject` names the text in the error, e.g. "the request body" or "content".
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidInput(f"{subject} is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{subject} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{subject} must be a JSON object")
+    return value
 
 
 def _skip(text: str, index: int) -> int:
