@@ -32,6 +32,8 @@ T = t.TypeVar("T")
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AFTER_COMMIT_KEY = "after_commit"
 READ_ONLY_KEY = "read_only"
+# Health and the config count give up after this long: a Kubernetes probe times out at 2 s.
+PROBE_DEADLINE_SECONDS = 1.5
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -116,7 +118,9 @@ class Database:
         self._probes: ThreadPoolExecutor | None = None
         self._probes_lock = threading.Lock()
 
-    def call_with_deadline(self, probe: Callable[[Session], T], seconds: float) -> T:
+    def call_with_deadline(
+        self, probe: Callable[[Session], T], seconds: float = PROBE_DEADLINE_SECONDS
+    ) -> T:
         """Run `probe` on a read-only session; TimeoutError when it takes longer."""
 
         def run() -> T:
