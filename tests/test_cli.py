@@ -83,11 +83,12 @@ def test_upgrade_db_on_an_empty_database(tmp_path: Path, publisher: RecordingPub
     state(app).database.dispose()
 
 
-def test_recreate_is_refused_without_confirmation(
-    runner: FlaskCliRunner, client: FlaskClient
+@pytest.mark.parametrize("command", [["upgrade-db", "--recreate"], ["load-test-data"]])
+def test_data_loss_is_refused_without_confirmation(
+    runner: FlaskCliRunner, client: FlaskClient, command: list[str]
 ) -> None:
     create(client, "aa:bb:cc:dd:ee:ff", "{}")
-    result = invoke(runner, "upgrade-db", "--recreate")
+    result = invoke(runner, *command)
     assert result.exit_code != 0
     assert "--yes-i-am-sure" in result.output
     assert macs(client) == ["aa:bb:cc:dd:ee:ff"]
@@ -120,16 +121,6 @@ def test_load_test_data_loads_the_sample_devices(
         device = client.get(f"/api/configs/{path.stem}.json")
         assert device.data == path.read_bytes()
     assert all(row["device_name"] for row in body["configs"])
-
-
-def test_load_test_data_is_refused_without_confirmation(
-    runner: FlaskCliRunner, client: FlaskClient
-) -> None:
-    create(client, "aa:bb:cc:dd:ee:ff", "{}")
-    result = invoke(runner, "load-test-data")
-    assert result.exit_code != 0
-    assert "--yes-i-am-sure" in result.output
-    assert macs(client) == ["aa:bb:cc:dd:ee:ff"]
 
 
 def test_load_test_data_if_empty_loads_into_an_empty_database(
