@@ -7,6 +7,9 @@ from flask import Response
 from flask import request
 
 from iotsupport.api import config_service
+from iotsupport.api.access import Role
+from iotsupport.api.access import public
+from iotsupport.api.access import requires
 from iotsupport.api.spec import operation
 from iotsupport.models import DeviceConfig
 from iotsupport.schemas.configs import ConfigCreateSchema
@@ -29,6 +32,7 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 
 
 @bp.get("")
+@requires(Role.ADMIN)
 @operation("List configs, sorted by MAC", tag=TAG, responses={200: ConfigListSchema})
 def list_configs() -> Response:
     summaries = config_service().list_summaries()
@@ -36,6 +40,7 @@ def list_configs() -> Response:
 
 
 @bp.post("")
+@requires(Role.ADMIN)
 @operation(
     "Create a config",
     tag=TAG,
@@ -47,12 +52,14 @@ def create_config(body: ConfigCreateSchema) -> Response:
 
 
 @bp.get(f"/{CONFIG_ID}")
+@requires(Role.ADMIN)
 @operation("Get one config", tag=TAG, responses={200: ConfigResponseSchema, 404: "Unknown id"})
 def get_config(config_id: int) -> Response:
     return config_response(config_service().get(config_id))
 
 
 @bp.put(f"/{CONFIG_ID}")
+@requires(Role.ADMIN)
 @operation(
     "Replace a config's content (send If-Match to refuse overwriting a newer save)",
     tag=TAG,
@@ -68,6 +75,7 @@ def update_config(config_id: int, body: ConfigUpdateSchema) -> Response:
 
 
 @bp.delete(f"/{CONFIG_ID}")
+@requires(Role.ADMIN)
 @operation("Delete a config", tag=TAG, responses={204: "Deleted", 404: "Unknown id"})
 def delete_config(config_id: int) -> Response:
     config_service().delete(config_id)
@@ -75,6 +83,7 @@ def delete_config(config_id: int) -> Response:
 
 
 @bp.get("/<mac>.json")
+@public
 @operation(
     "Device endpoint: the stored config verbatim (public)",
     tag="devices",

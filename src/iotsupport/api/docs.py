@@ -11,6 +11,7 @@ from flask import jsonify
 from flask import send_from_directory
 from openapi_ui_bundles import swagger_ui
 
+from iotsupport.api.access import public
 from iotsupport.api.spec import build_openapi
 
 bp = Blueprint("docs", __name__)
@@ -34,6 +35,7 @@ _DOCS_PAGE = """<!doctype html>
 
 
 @bp.get("/api/openapi.json")
+@public
 def openapi_document() -> Response:
     document: dict[str, t.Any] | None = current_app.extensions.get("iotsupport.openapi")
     if document is None:
@@ -43,10 +45,12 @@ def openapi_document() -> Response:
 
 
 @bp.get("/api/docs")
+@public
 def docs_page() -> Response:
     return Response(_DOCS_PAGE, mimetype="text/html")
 
 
 @bp.get("/api/docs/<any('swagger-ui.css', 'swagger-ui-bundle.js'):filename>")
+@public
 def docs_asset(filename: str) -> Response:
     return send_from_directory(swagger_ui.static_path, filename, max_age=3600)

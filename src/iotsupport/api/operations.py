@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from iotsupport.api.access import public
 from iotsupport.api.spec import operation
 from iotsupport.extensions import state
 from iotsupport.schemas.health import HealthSchema
@@ -22,6 +23,7 @@ bp = Blueprint("operations", __name__)
 
 
 @bp.get("/api/health")
+@public
 @operation(
     "Readiness: 200 when the database answers, 503 with the reason when not",
     tag="operations",
@@ -51,11 +53,13 @@ def _reason(exc: Exception) -> str:
 
 
 @bp.get("/api/health/live")
+@public
 @operation("Liveness: 200 while the process answers", tag="operations", responses={200: "Alive"})
 def live() -> Response:
     return jsonify(status="alive")
 
 
 @bp.get("/metrics")
+@public
 def metrics() -> Response:
     return Response(generate_latest(state().scrape_registry), mimetype=CONTENT_TYPE_LATEST)
