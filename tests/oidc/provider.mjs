@@ -32,7 +32,7 @@ const provider = new Provider(issuer, {
   }],
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomUUID()] },
-  scopes: ['openid', 'profile', 'email', 'offline_access', 'api'],
+  scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: { openid: ['sub'], profile: ['name'], email: ['email'] },
   async findAccount(_ctx, id) {
     const account = accounts[id];

@@ -66,7 +66,10 @@ class OidcClient:
         self.baseurl = settings.baseurl
         self.redirect_uri = settings.baseurl + CALLBACK_PATH
         self.scopes = settings.oidc_scopes
-        self._http = http or httpx.Client(timeout=HTTP_TIMEOUT_SECONDS)
+        # Calls are rare (keys, login, renewal): no idle connections kept open.
+        self._http = http or httpx.Client(
+            timeout=HTTP_TIMEOUT_SECONDS, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         self._lock = threading.Lock()
         self._metadata: dict[str, t.Any] | None = None
         self.validator = TokenValidator(
