@@ -46,6 +46,7 @@ class LocalIssuer:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "key-1"})
         self.published = [self.key]
         self.jwks_fetches = 0
+        self.jwks_broken = False  # answer 500 on /jwks, as an issuer in trouble would
         self._server = ThreadedServer(self._wsgi)
         self.url = self._server.url
 
@@ -66,6 +67,8 @@ class LocalIssuer:
             }
         elif request.path == "/jwks":
             self.jwks_fetches += 1
+            if self.jwks_broken:
+                return Response(status=500)(environ, start_response)
             body = {"keys": [key.as_dict(private=False) for key in self.published]}
         else:
             return Response(status=404)(environ, start_response)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import shutil
+import subprocess
+import sys
 import time
 import typing as t
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import RecordingPublisher
 from conftest import assert_error
 from conftest import free_port
 from conftest import make_settings
+from conftest import wait_until
 from flask import Blueprint
 from flask import Flask
 from flask import jsonify
@@ -111,7 +118,7 @@ def test_oidc_settings_missing_are_named() -> None:
 
 
 def test_cli_refuses_to_start_with_missing_oidc_settings(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env file
     env = {"OIDC_ENABLED": "true", "BASEURL": "https://iot.example.com", "OIDC_CLIENT_ID": "x"}
@@ -119,6 +126,63 @@ def test_cli_refuses_to_start_with_missing_oidc_settings(
     assert result.exit_code == 1
     assert "OIDC_ENABLED=true needs OIDC_ISSUER_URL, OIDC_CLIENT_SECRET" in result.output
     assert "Traceback" not in result.output
+
+
+def _serve_environment(tmp_path: Path, **env: str) -> dict[str, str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OIDC_", "DATABASE_URL", "MQTT_URL", "PROMETHEUS_"))
+    }
+    return {**environment, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", **env}
+
+
+def _console_script() -> str:
+    return shutil.which("iotsupport") or str(Path(sys.executable).parent / "iotsupport")
+
+
+def test_serve_exits_naming_the_missing_settings(tmp_path: Path) -> None:
+    env = _serve_environment(tmp_path, OIDC_ENABLED="true", OIDC_ISSUER_URL="https://id.example")
+    result = subprocess.run(
+        [_console_script(), "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "BASEURL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_oidc_warns_once_per_server(tmp_path: Path) -> None:
+    port = free_port()
+    env = _serve_environment(tmp_path, WORKERS="2", THREADS="1", PORT=str(port))
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [_console_script(), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/api/health/live"
+        assert wait_until(lambda: _answers(url), timeout=30), log_path.read_text()
+        # Each worker logs this line as it starts: wait until both have.
+        started = "change notifications are off"
+        assert wait_until(lambda: log_path.read_text().count(started) == 2, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(30)
+    output = log_path.read_text()
+    assert output.count("runs WITHOUT authentication") == 1, output
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # --- Bearer tokens -----------------------------------------------------------------
@@ -214,6 +278,20 @@ def test_rotated_key_is_picked_up(oidc_client: FlaskClient, issuer: LocalIssuer)
     # Cached from now on.
     oidc_client.get("/api/configs", headers=bearer(issuer.token(key=new_key)))
     assert issuer.jwks_fetches == fetches + 1
+
+
+def test_cached_keys_outlive_a_failed_refetch(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    assert oidc_client.get("/api/configs", headers=bearer(issuer.token())).status_code == 200
+    issuer.jwks_broken = True
+    try:
+        stranger = RSAKey.generate_key(2048, parameters={"kid": "key-unknown"})
+        response = oidc_client.get("/api/configs", headers=bearer(issuer.token(key=stranger)))
+        assert_error(response, 401, "invalid_token")
+        assert oidc_client.get("/api/configs", headers=bearer(issuer.token())).status_code == 200
+    finally:
+        issuer.jwks_broken = False
 
 
 def test_unreachable_issuer_answers_503(database_url: str) -> None:
@@ -413,6 +491,15 @@ def test_callback_without_a_started_login_is_refused(oidc_client: FlaskClient) -
 def test_callback_with_another_state_is_refused(oidc_client: FlaskClient) -> None:
     oidc_client.get("/api/auth/login?redirect=/")
     response = oidc_client.get("/api/auth/callback?code=abc&state=forged")
+    assert_error(response, 400, "invalid_input")
+
+
+def test_callback_from_another_issuer_is_refused(oidc_client: FlaskClient) -> None:
+    login = oidc_client.get("/api/auth/login?redirect=/")
+    state = parse_qs(urlsplit(login.headers["Location"]).query)["state"][0]
+    response = oidc_client.get(
+        "/api/auth/callback", query_string={"code": "x", "state": state, "iss": "https://evil"}
+    )
     assert_error(response, 400, "invalid_input")
 
 

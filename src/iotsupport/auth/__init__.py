@@ -248,6 +248,8 @@ def finish_login(args: t.Mapping[str, str]) -> BaseResponse:
         raise InvalidInput("the identity provider refused the login", {"error": args["error"]})
     if args.get("state") != login.state:
         raise InvalidInput("this login answer does not match the login started here")
+    if "iss" in args and args["iss"] != client.issuer():  # RFC 9207: mix-up defence
+        raise InvalidInput("this login answer comes from another issuer")
     code = args.get("code")
     if not code:
         raise InvalidInput("the identity provider sent no code")

@@ -74,7 +74,7 @@ class OidcClient:
         self._metadata: dict[str, t.Any] | None = None
         self.validator = TokenValidator(
             KeyCache(self._http, lambda: self._endpoint("jwks_uri")),
-            issuer=lambda: t.cast(str, self.metadata()["issuer"]),
+            issuer=self.issuer,
             audience=settings.oidc_audience or self.client_id,
             leeway=settings.oidc_clock_skew_seconds,
             role_client=settings.oidc_role_client or self.client_id,
@@ -85,6 +85,11 @@ class OidcClient:
             if self._metadata is None:
                 self._metadata = self._discover()
             return self._metadata
+
+    def issuer(self) -> str:
+        """The issuer exactly as its discovery document spells it (tokens must match)."""
+        issuer: str = self.metadata()["issuer"]
+        return issuer
 
     def _discover(self) -> dict[str, t.Any]:
         url = self.issuer_url + "/.well-known/openid-configuration"

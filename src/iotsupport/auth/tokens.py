@@ -118,7 +118,10 @@ class KeyCache:
             response.raise_for_status()
             self._keys = KeySet.import_key_set(response.json())
         except (httpx.HTTPError, ValueError, JoseError) as exc:
-            raise ProviderUnavailable(f"JWKS not available: {exc}") from exc
+            if self._keys is None:
+                raise ProviderUnavailable(f"JWKS not available: {exc}") from exc
+            # Keep the keys we have: tokens they sign stay valid while the issuer is away.
+            log.warning("JWKS refresh failed, keeping the cached keys: %s", exc)
         self._fetched_at = now
 
 
