@@ -370,6 +370,15 @@ def test_public_routes_need_no_token(oidc_client: FlaskClient) -> None:
     assert oidc_client.get("/api/configs/aa-bb-cc-dd-ee-01.json").status_code == 404
 
 
+def test_openapi_tells_which_operations_need_a_token(client: FlaskClient) -> None:
+    document = client.get("/api/openapi.json").get_json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    paths = document["paths"]
+    assert paths["/api/configs"]["post"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in paths["/api/configs/{mac}.json"]["get"]
+    assert "security" not in paths["/api/auth/self"]["get"]
+
+
 # --- Audit actor --------------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import httpx
 from joserfc import jws
 from joserfc import jwt
-from joserfc.errors import ExpiredTokenError
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
@@ -37,10 +36,6 @@ KNOWN_ROLES = frozenset(role.value for role in Role)
 
 class TokenRejected(Exception):
     """The token is not acceptable; the message says why (for logs, not for clients)."""
-
-
-class TokenExpired(TokenRejected):
-    """The token was fine but its time is up: a refresh token may renew it."""
 
 
 class ProviderUnavailable(Exception):
@@ -176,8 +171,6 @@ class TokenValidator:
         registry = jwt.JWTClaimsRegistry(leeway=self._leeway, **options)
         try:
             registry.validate(decoded.claims)
-        except ExpiredTokenError as exc:
-            raise TokenExpired("expired") from exc
         except JoseError as exc:
             raise TokenRejected(f"claims: {exc}") from exc
         if not isinstance(decoded.claims.get("sub"), str):
