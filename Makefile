@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test lint bench lock clean oidc-provider
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,16 @@ run: $(VENV)/.runtime
 	$(BIN)/iotsupport serve
 
 ## test: lint, type-check and run the test suite
-test: $(VENV)/.dev lint
+test: $(VENV)/.dev lint oidc-provider
 	$(BIN)/pytest
+
+# The OpenID provider the login tests start (npm oidc-provider); without npm they skip.
+OIDC_DIR := tests/oidc
+oidc-provider:
+	@if [ -f $(OIDC_DIR)/node_modules/.installed ] && [ $(OIDC_DIR)/node_modules/.installed -nt $(OIDC_DIR)/package-lock.json ]; then :; \
+	elif command -v npm >/dev/null; then \
+		cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the OpenID provider tests will be skipped"; fi
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench
@@ -43,4 +51,4 @@ lock: $(VENV)/.dev
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements-dev.lock --python-version 3.11 -q
 
 clean:
-	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm
+	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm $(OIDC_DIR)/node_modules

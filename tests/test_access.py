@@ -16,6 +16,10 @@ EXPECTED_PUBLIC = {
     "docs.openapi_document",
     "docs.docs_page",
     "docs.docs_asset",
+    "auth.login",
+    "auth.callback",
+    "auth.whoami",
+    "auth.logout",
 }
 
 

@@ -8,6 +8,7 @@ from flask import Flask
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from iotsupport import auth
 from iotsupport import db
 from iotsupport import errors
 from iotsupport import observability
@@ -58,6 +59,7 @@ def create_app(
     observability.init_app(app, observability.RequestMetrics(registry))
     db.init_app(app)
     errors.init_app(app)
+    auth.init_app(app, settings)
     register_blueprints(app)
 
     from iotsupport.cli import register_commands

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import with_appcontext
+from pydantic import ValidationError
 from sqlalchemy import inspect
 
 from iotsupport import migrate
@@ -21,6 +23,7 @@ from iotsupport.services.configs import ConfigService
 from iotsupport.services.files import export_configs
 from iotsupport.services.files import import_configs
 
+log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 CONFIRM = click.option("--yes-i-am-sure", "confirmed", is_flag=True, help="Confirm data loss.")
 
@@ -39,6 +42,12 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     from granian.constants import Interfaces
 
     settings = state().settings
+    if not settings.oidc_enabled:
+        # Said here, in the parent process, so it appears once per server, not per worker.
+        log.warning(
+            "OIDC_ENABLED is false: the server runs WITHOUT authentication; "
+            "anyone who can reach it may change every config"
+        )
     # Workers build their own app from the environment; hand the options on.
     os.environ["THREADS"] = str(threads or settings.threads)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _fresh_metrics_dir(settings.prometheus_multiproc_dir)
@@ -163,10 +172,25 @@ def register_commands(app: Flask) -> None:
 def _create_cli_app() -> Flask:
     from iotsupport import create_app
     from iotsupport.logs import configure_logging
+    from iotsupport.settings import Settings
 
-    app = create_app()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.ClickException(settings_problems(exc)) from None
+    app = create_app(settings)
     configure_logging(state(app).settings.log_level)
     return app
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """One line per bad setting, named as in the environment."""
+    lines = ["the settings are not valid:"]
+    for error in exc.errors(include_url=False, include_input=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}: {message}" if name else f"  {message}")
+    return "\n".join(lines)
 
 
 @click.group(name="iotsupport")

@@ -2,6 +2,9 @@
 
 AppError
  ├── InvalidInput        400 invalid_input
+ ├── Unauthorized        401 unauthorized (WWW-Authenticate: Bearer)
+ │    └── InvalidToken   401 invalid_token
+ ├── Forbidden           403 forbidden
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
  ├── PreconditionFailed  412 precondition_failed
@@ -30,6 +33,7 @@ class AppError(Exception):
 
     status_code: t.ClassVar[int] = 400
     code: t.ClassVar[str] = "bad_request"
+    headers: t.ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str, details: dict[str, t.Any] | None = None) -> None:
         super().__init__(message)
@@ -40,6 +44,22 @@ class AppError(Exception):
 class InvalidInput(AppError):
     status_code = 400
     code = "invalid_input"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="iotsupport"'}
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    headers = {"WWW-Authenticate": 'Bearer realm="iotsupport", error="invalid_token"'}
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(AppError):
@@ -97,7 +117,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError) -> Response:
-        return error_response(exc.status_code, exc.message, exc.code, exc.details)
+        response = error_response(exc.status_code, exc.message, exc.code, exc.details)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:

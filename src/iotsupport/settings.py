@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pydantic import Field
+from pydantic import SecretStr
 from pydantic import field_validator
+from pydantic import model_validator
 from pydantic_settings import BaseSettings
 from pydantic_settings import SettingsConfigDict
 
@@ -35,6 +37,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
 
+    # Login (OIDC). Off: every route is open to anyone.
+    oidc_enabled: bool = False
+    baseurl: str | None = None  # where browsers reach us, e.g. https://iot.example.com
+    oidc_issuer_url: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_audience: str | None = None  # default: the client id
+    oidc_clock_skew_seconds: int = Field(default=30, ge=0)
+    oidc_scopes: str = "openid profile email"
+    oidc_role_client: str | None = None  # resource_access.<this>.roles; default: the client id
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, url: str) -> str:
@@ -52,6 +65,25 @@ class Settings(BaseSettings):
         if not url.startswith(("mqtt://", "mqtts://")):
             raise ValueError("MQTT_URL must start with mqtt:// or mqtts://")
         return url
+
+    @field_validator("baseurl", "oidc_issuer_url")
+    @classmethod
+    def _check_http_url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        if not self.oidc_enabled:
+            return self
+        required = ("baseurl", "oidc_issuer_url", "oidc_client_id", "oidc_client_secret")
+        missing = [name.upper() for name in required if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"OIDC_ENABLED=true needs {', '.join(missing)}")
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,8 +1,8 @@
 """Who may call a route: one declaration beside each route.
 
 Every view is marked with `@public` or `@requires(Role...)`; a test walks the
-URL map so that no route can be left unmarked. The login issue enforces these
-marks in one `before_request` hook; until then they only document intent.
+URL map so that no route can be left unmarked. `iotsupport.auth` enforces these
+marks in one `before_request` hook (when OIDC_ENABLED is on).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
+from iotsupport.api.access import access_of
 from iotsupport.errors import InvalidInput
 from iotsupport.json_text import load_object
 from iotsupport.schemas.common import ErrorResponse
@@ -140,6 +141,10 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         }
         if parameters:
             entry["parameters"] = parameters
+        access = access_of(app.view_functions[endpoint])
+        if access is not None and not access.is_public:
+            entry["security"] = [{"bearerAuth": []}]
+            entry["description"] = "Roles: " + ", ".join(sorted(access.roles))
         if spec.body is not None:
             entry["requestBody"] = {
                 "required": True,
@@ -151,5 +156,11 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
-        "components": {"schemas": definitions.get("$defs", {})},
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            # Browsers are authenticated by the login cookie instead (see /api/auth/login).
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
     }

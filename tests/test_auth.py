@@ -1,0 +1,569 @@
+"""Login and roles with locally signed JWTs, served over real HTTP by a local issuer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import subprocess
+import sys
+import time
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from conftest import RecordingPublisher
+from conftest import assert_error
+from conftest import free_port
+from conftest import make_settings
+from conftest import wait_until
+from flask import Blueprint
+from flask import Flask
+from flask import jsonify
+from flask.testing import FlaskClient
+from joserfc.jwk import RSAKey
+from local_issuer import LocalIssuer
+from local_issuer import b64_json
+from local_issuer import b64url
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from iotsupport import create_app
+from iotsupport.api.access import Role
+from iotsupport.api.access import current_actor
+from iotsupport.api.access import requires
+from iotsupport.auth import ACCESS_COOKIE
+from iotsupport.auth import LOGIN_COOKIE
+from iotsupport.auth import REFRESH_COOKIE
+from iotsupport.auth.tokens import roles_in
+from iotsupport.cli import main
+from iotsupport.settings import Settings
+
+BASEURL = "http://iot.test"
+CONFIG = {"mac_address": "aa:bb:cc:dd:ee:01", "content": {"deviceName": "Lamp"}}
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    local = LocalIssuer()
+    yield local
+    local.close()
+
+
+@pytest.fixture
+def oidc_settings(database_url: str, issuer: LocalIssuer) -> Settings:
+    issuer.publish(issuer.key)
+    return make_settings(
+        database_url,
+        oidc_enabled=True,
+        baseurl=BASEURL,
+        oidc_issuer_url=issuer.url,
+        oidc_client_id=LocalIssuer.CLIENT_ID,
+        oidc_client_secret="client-secret",
+        oidc_audience=LocalIssuer.AUDIENCE,
+        oidc_clock_skew_seconds=30,
+    )
+
+
+def extra_routes() -> Blueprint:
+    """Routes like those of the parallel issues (uploads, web UI pages), unknown to auth."""
+    bp = Blueprint("extra", __name__)
+
+    @bp.post("/api/uploads")
+    @requires(Role.ASSET_UPLOADER)
+    def upload() -> t.Any:
+        return jsonify(ok=True), 201
+
+    @bp.get("/page")
+    @requires(Role.ADMIN)
+    def page() -> str:
+        return "<html>admin page</html>"
+
+    return bp
+
+
+@pytest.fixture
+def oidc_app(oidc_settings: Settings, publisher: RecordingPublisher) -> Iterator[Flask]:
+    app = create_app(oidc_settings, publisher=publisher, registry=CollectorRegistry())
+    app.register_blueprint(extra_routes())
+    yield app
+    app.extensions["iotsupport"].database.dispose()
+
+
+@pytest.fixture
+def oidc_client(oidc_app: Flask) -> FlaskClient:
+    return oidc_app.test_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- Settings and start-up -------------------------------------------------------
+
+
+def test_oidc_settings_missing_are_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, oidc_enabled=True, oidc_client_id="x")
+    message = str(caught.value)
+    for name in ("BASEURL", "OIDC_ISSUER_URL", "OIDC_CLIENT_SECRET"):
+        assert name in message
+    assert "OIDC_CLIENT_ID" not in message
+
+
+def test_cli_refuses_to_start_with_missing_oidc_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+    env = {"OIDC_ENABLED": "true", "BASEURL": "https://iot.example.com", "OIDC_CLIENT_ID": "x"}
+    result = CliRunner().invoke(main, ["serve"], env=env)
+    assert result.exit_code == 1
+    assert "OIDC_ENABLED=true needs OIDC_ISSUER_URL, OIDC_CLIENT_SECRET" in result.output
+    assert "Traceback" not in result.output
+
+
+def _serve_environment(tmp_path: Path, **env: str) -> dict[str, str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("OIDC_", "DATABASE_URL", "MQTT_URL", "PROMETHEUS_"))
+    }
+    return {**environment, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", **env}
+
+
+def _console_script() -> str:
+    return shutil.which("iotsupport") or str(Path(sys.executable).parent / "iotsupport")
+
+
+def test_serve_exits_naming_the_missing_settings(tmp_path: Path) -> None:
+    env = _serve_environment(tmp_path, OIDC_ENABLED="true", OIDC_ISSUER_URL="https://id.example")
+    result = subprocess.run(
+        [_console_script(), "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "BASEURL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_oidc_warns_once_per_server(tmp_path: Path) -> None:
+    port = free_port()
+    env = _serve_environment(tmp_path, WORKERS="2", THREADS="1", PORT=str(port))
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [_console_script(), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/api/health/live"
+        assert wait_until(lambda: _answers(url), timeout=30), log_path.read_text()
+        # Each worker logs this line as it starts: wait until both have.
+        started = "change notifications are off"
+        assert wait_until(lambda: log_path.read_text().count(started) == 2, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(30)
+    output = log_path.read_text()
+    assert output.count("runs WITHOUT authentication") == 1, output
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# --- Bearer tokens -----------------------------------------------------------------
+
+
+def test_valid_bearer_token_is_admitted(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    response = oidc_client.get("/api/configs", headers=bearer(issuer.token()))
+    assert response.status_code == 200
+
+
+def test_no_token_is_refused_with_401(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/api/configs")
+    assert_error(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_other_authorization_schemes_are_refused(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/api/configs", headers={"Authorization": "Basic YTpi"})
+    assert_error(response, 401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"exp": int(time.time()) - 120}, id="expired"),
+        pytest.param({"nbf": int(time.time()) + 120}, id="not-yet-valid"),
+        pytest.param({"iss": "https://other.example.com"}, id="wrong-issuer"),
+        pytest.param({"aud": "some-other-api"}, id="wrong-audience"),
+        pytest.param({"sub": None}, id="no-subject"),
+    ],
+)
+def test_bad_claims_are_refused(
+    oidc_client: FlaskClient, issuer: LocalIssuer, claims: dict[str, t.Any]
+) -> None:
+    response = oidc_client.get("/api/configs", headers=bearer(issuer.token(**claims)))
+    assert_error(response, 401, "invalid_token")
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_clock_skew_is_allowed(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    # OIDC_CLOCK_SKEW_SECONDS=30 in these tests.
+    token = issuer.token(exp=int(time.time()) - 5, nbf=int(time.time()) + 5)
+    assert oidc_client.get("/api/configs", headers=bearer(token)).status_code == 200
+
+
+def test_alg_none_is_refused(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    token = issuer.unsigned_token({"alg": "none", "typ": "JWT"})
+    assert_error(oidc_client.get("/api/configs", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_hs256_signed_with_the_public_key_is_refused(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    header = {"alg": "HS256", "typ": "JWT", "kid": issuer.key.kid}
+    signing_input = f"{b64_json(header)}.{b64_json(issuer.claims())}"
+    public_pem = issuer.key.as_pem(private=False)
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{b64url(signature)}"
+    assert_error(oidc_client.get("/api/configs", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_token_signed_by_another_key_with_our_kid_is_refused(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    forger = RSAKey.generate_key(2048, parameters={"kid": "key-1"})
+    token = issuer.token(key=forger)
+    assert_error(oidc_client.get("/api/configs", headers=bearer(token)), 401, "invalid_token")
+
+
+def test_unknown_kid_refetches_the_jwks_once_then_401(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    assert oidc_client.get("/api/configs", headers=bearer(issuer.token())).status_code == 200
+    fetches = issuer.jwks_fetches
+    stranger = RSAKey.generate_key(2048, parameters={"kid": "key-unknown"})
+    response = oidc_client.get("/api/configs", headers=bearer(issuer.token(key=stranger)))
+    assert_error(response, 401, "invalid_token")
+    assert issuer.jwks_fetches == fetches + 1
+    # Another unknown kid right after: refused without asking the issuer again.
+    response = oidc_client.get("/api/configs", headers=bearer(issuer.token(key=stranger)))
+    assert_error(response, 401, "invalid_token")
+    assert issuer.jwks_fetches == fetches + 1
+
+
+def test_rotated_key_is_picked_up(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    assert oidc_client.get("/api/configs", headers=bearer(issuer.token())).status_code == 200
+    fetches = issuer.jwks_fetches
+    new_key = RSAKey.generate_key(2048, parameters={"kid": "key-2"})
+    issuer.publish(issuer.key, new_key)
+    response = oidc_client.get("/api/configs", headers=bearer(issuer.token(key=new_key)))
+    assert response.status_code == 200
+    assert issuer.jwks_fetches == fetches + 1
+    # Cached from now on.
+    oidc_client.get("/api/configs", headers=bearer(issuer.token(key=new_key)))
+    assert issuer.jwks_fetches == fetches + 1
+
+
+def test_cached_keys_outlive_a_failed_refetch(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    assert oidc_client.get("/api/configs", headers=bearer(issuer.token())).status_code == 200
+    issuer.jwks_broken = True
+    try:
+        stranger = RSAKey.generate_key(2048, parameters={"kid": "key-unknown"})
+        response = oidc_client.get("/api/configs", headers=bearer(issuer.token(key=stranger)))
+        assert_error(response, 401, "invalid_token")
+        assert oidc_client.get("/api/configs", headers=bearer(issuer.token())).status_code == 200
+    finally:
+        issuer.jwks_broken = False
+
+
+def test_unreachable_issuer_answers_503(database_url: str) -> None:
+    settings = make_settings(
+        database_url,
+        oidc_enabled=True,
+        baseurl=BASEURL,
+        oidc_issuer_url=f"http://127.0.0.1:{free_port()}",
+        oidc_client_id="iotsupport",
+        oidc_client_secret="client-secret",
+    )
+    app = create_app(settings, publisher=RecordingPublisher(), registry=CollectorRegistry())
+    response = app.test_client().get("/api/configs", headers=bearer("a.b.c"))
+    # A malformed token is refused before the issuer is needed...
+    assert_error(response, 401, "invalid_token")
+    header = b64_json({"alg": "RS256", "kid": "k"})
+    token = f"{header}.{b64_json({'sub': 'x'})}.c2ln"
+    response = app.test_client().get("/api/configs", headers=bearer(token))
+    # ...a well-formed one needs the keys, and the issuer is down.
+    assert_error(response, 503, "service_unavailable")
+    app.extensions["iotsupport"].database.dispose()
+
+
+# --- Roles -------------------------------------------------------------------------
+
+
+def test_token_without_roles_gets_403(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    response = oidc_client.get("/api/configs", headers=bearer(issuer.token(roles=None)))
+    assert_error(response, 403, "forbidden")
+
+
+def test_asset_uploader_may_upload_but_not_edit_configs(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    token = issuer.token(roles=["asset-uploader"])
+    assert oidc_client.post("/api/uploads", headers=bearer(token)).status_code == 201
+    assert_error(oidc_client.get("/api/configs", headers=bearer(token)), 403, "forbidden")
+    response = oidc_client.post("/api/configs", json=CONFIG, headers=bearer(token))
+    assert_error(response, 403, "forbidden")
+
+
+def test_admin_may_do_everything(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    token = issuer.token()
+    assert oidc_client.post("/api/uploads", headers=bearer(token)).status_code == 201
+    assert oidc_client.post("/api/configs", json=CONFIG, headers=bearer(token)).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        pytest.param({"realm_access": {"roles": ["admin", "offline_access"]}}, 200, id="realm"),
+        pytest.param({"resource_access": {"iotsupport": {"roles": ["admin"]}}}, 200, id="client"),
+        pytest.param({"resource_access": {"other-app": {"roles": ["admin"]}}}, 403, id="other"),
+    ],
+)
+def test_keycloak_role_places(
+    oidc_client: FlaskClient, issuer: LocalIssuer, claims: dict[str, t.Any], status: int
+) -> None:
+    token = issuer.token(roles=None, **claims)
+    assert oidc_client.get("/api/configs", headers=bearer(token)).status_code == status
+
+
+def test_roles_are_read_from_every_place_and_unknown_ones_dropped() -> None:
+    claims = {
+        "roles": ["asset-uploader", 7],
+        "realm_access": {"roles": ["uma_authorization"]},
+        "resource_access": {"iotsupport": {"roles": ["admin"]}, "x": "not a dict"},
+    }
+    assert roles_in(claims, "iotsupport") == {Role.ADMIN, Role.ASSET_UPLOADER}
+    assert roles_in({"realm_access": "junk", "resource_access": []}, "iotsupport") == set()
+
+
+def test_public_routes_need_no_token(oidc_client: FlaskClient) -> None:
+    for path in ("/api/health/live", "/metrics", "/api/openapi.json", "/api/docs"):
+        assert oidc_client.get(path).status_code == 200, path
+    assert oidc_client.get("/api/configs/aa-bb-cc-dd-ee-01.json").status_code == 404
+
+
+def test_openapi_tells_which_operations_need_a_token(client: FlaskClient) -> None:
+    document = client.get("/api/openapi.json").get_json()
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    paths = document["paths"]
+    assert paths["/api/configs"]["post"]["security"] == [{"bearerAuth": []}]
+    assert "security" not in paths["/api/configs/{mac}.json"]["get"]
+    assert "security" not in paths["/api/auth/self"]["get"]
+
+
+# --- Audit actor --------------------------------------------------------------------
+
+
+def test_actor_is_the_token_subject(oidc_app: Flask, issuer: LocalIssuer) -> None:
+    headers = bearer(issuer.token(sub="alice-42"))
+    with oidc_app.test_request_context("/api/configs", headers=headers):
+        assert oidc_app.preprocess_request() is None
+        assert current_actor() == "alice-42"
+
+
+def test_actor_is_anonymous_without_login(app: Flask) -> None:
+    with app.test_request_context("/api/configs", method="POST"):
+        assert app.preprocess_request() is None
+        assert current_actor() == "anonymous"
+
+
+# --- Cookies and CSRF -------------------------------------------------------------
+
+
+def test_access_cookie_admits_a_read(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    assert oidc_client.get("/api/configs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param({}, 403, id="no-origin"),
+        pytest.param({"Origin": "https://evil.example.com"}, 403, id="other-origin"),
+        pytest.param({"Origin": "null"}, 403, id="null-origin"),
+        pytest.param({"Referer": "https://evil.example.com/configs"}, 403, id="other-referer"),
+        pytest.param({"Origin": BASEURL}, 201, id="our-origin"),
+        pytest.param({"Referer": BASEURL + "/configs/3"}, 201, id="our-referer"),
+    ],
+)
+def test_cookie_changes_need_our_origin(
+    oidc_client: FlaskClient, issuer: LocalIssuer, headers: dict[str, str], status: int
+) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    response = oidc_client.post("/api/configs", json=CONFIG, headers=headers)
+    assert response.status_code == status, response.get_json()
+    if status == 403:
+        assert_error(response, 403, "forbidden")
+        assert oidc_client.get("/api/configs").get_json()["count"] == 0
+
+
+def test_bearer_changes_need_no_origin(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, "stale")
+    response = oidc_client.post("/api/configs", json=CONFIG, headers=bearer(issuer.token()))
+    assert response.status_code == 201
+
+
+def test_logout_with_cookies_needs_our_origin(oidc_client: FlaskClient) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, "anything")
+    assert_error(oidc_client.post("/api/auth/logout"), 403, "forbidden")
+
+
+# --- Pages, login redirects ---------------------------------------------------------
+
+
+def test_page_without_login_redirects_to_login(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/page?tab=2")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/api/auth/login?redirect=%2Fpage%3Ftab%3D2"
+
+
+def test_page_with_login_is_served(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    assert oidc_client.get("/page").status_code == 200
+
+
+def test_expired_cookie_without_refresh_token_is_cleared(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token(exp=int(time.time()) - 120))
+    response = oidc_client.get("/api/configs")
+    assert_error(response, 401, "unauthorized")
+    assert oidc_client.get_cookie(ACCESS_COOKIE) is None
+
+
+def test_login_redirects_to_the_issuer_with_pkce(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/api/auth/login?redirect=/configs%3Fsort%3Dmac")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/authorize"
+    query = {name: values[0] for name, values in parse_qs(location.query).items()}
+    assert query["client_id"] == LocalIssuer.CLIENT_ID
+    assert query["redirect_uri"] == BASEURL + "/api/auth/callback"
+    assert query["code_challenge_method"] == "S256"
+    assert len(query["code_challenge"]) == 43
+    assert query["state"] and query["nonce"] and query["state"] != query["nonce"]
+    cookie = oidc_client.get_cookie(LOGIN_COOKIE, path="/api/auth/")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    assert query["state"] not in cookie.value  # signed and encoded, not plain text
+    assert "Secure" not in response.headers["Set-Cookie"]  # BASEURL is http here
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example.com/",
+        "//evil.example.com/",
+        "/\\evil.example.com",
+        "javascript:alert(1)",
+        "configs",
+        "/ok\r\nSet-Cookie: x=1",
+    ],
+)
+def test_login_refuses_open_redirects(oidc_client: FlaskClient, target: str) -> None:
+    response = oidc_client.get("/api/auth/login", query_string={"redirect": target})
+    assert_error(response, 400, "invalid_input")
+
+
+def test_callback_without_a_started_login_is_refused(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/api/auth/callback?code=abc&state=xyz")
+    assert_error(response, 400, "invalid_input")
+
+
+def test_callback_with_another_state_is_refused(oidc_client: FlaskClient) -> None:
+    oidc_client.get("/api/auth/login?redirect=/")
+    response = oidc_client.get("/api/auth/callback?code=abc&state=forged")
+    assert_error(response, 400, "invalid_input")
+
+
+def test_callback_from_another_issuer_is_refused(oidc_client: FlaskClient) -> None:
+    login = oidc_client.get("/api/auth/login?redirect=/")
+    state = parse_qs(urlsplit(login.headers["Location"]).query)["state"][0]
+    response = oidc_client.get(
+        "/api/auth/callback", query_string={"code": "x", "state": state, "iss": "https://evil"}
+    )
+    assert_error(response, 400, "invalid_input")
+
+
+def test_callback_reports_a_refused_login(oidc_client: FlaskClient) -> None:
+    oidc_client.get("/api/auth/login?redirect=/")
+    body = assert_error(oidc_client.get("/api/auth/callback?error=access_denied"), 400)
+    assert body["details"] == {"error": "access_denied"}
+
+
+def test_self_with_token(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    token = issuer.token(roles=None, realm_access={"roles": ["asset-uploader", "offline"]})
+    body = oidc_client.get("/api/auth/self", headers=bearer(token)).get_json()
+    assert body == {
+        "subject": "user-1",
+        "email": "user@example.com",
+        "name": "A User",
+        "roles": ["asset-uploader"],
+        "auth_enabled": True,
+    }
+
+
+def test_self_without_login_is_401(oidc_client: FlaskClient) -> None:
+    assert_error(oidc_client.get("/api/auth/self"), 401, "unauthorized")
+
+
+# --- Login off ----------------------------------------------------------------------
+
+
+def test_self_without_oidc_is_an_anonymous_admin(client: FlaskClient) -> None:
+    assert client.get("/api/auth/self").get_json() == {
+        "subject": "anonymous",
+        "email": None,
+        "name": None,
+        "roles": ["admin"],
+        "auth_enabled": False,
+    }
+
+
+def test_without_oidc_everything_is_open(client: FlaskClient) -> None:
+    client.set_cookie(ACCESS_COOKIE, "junk")
+    assert client.post("/api/configs", json=CONFIG).status_code == 201
+    assert client.get("/api/configs", headers=bearer("junk")).status_code == 200
+
+
+def test_without_oidc_login_goes_straight_to_the_target(client: FlaskClient) -> None:
+    response = client.get("/api/auth/login?redirect=/configs")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/configs"
+    assert_error(client.get("/api/auth/login?redirect=//evil.example.com"), 400)
+
+
+def test_without_oidc_logout_clears_cookies(client: FlaskClient) -> None:
+    client.set_cookie(ACCESS_COOKIE, "x")
+    client.set_cookie(REFRESH_COOKIE, "y")
+    response = client.post("/api/auth/logout")
+    assert response.get_json() == {"end_session_url": None}
+    assert client.get_cookie(ACCESS_COOKIE) is None
+    assert client.get_cookie(REFRESH_COOKIE) is None
