@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic import field_validator
 from pydantic_settings import BaseSettings
@@ -35,6 +37,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
 
+    # Firmware assets: unset ASSETS_DIR turns the asset endpoints off (503).
+    assets_dir: Path | None = None
+    signing_key_path: Path | None = None
+    timestamp_tolerance_seconds: int = Field(default=300, ge=1)
+    asset_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, url: str) -> str:
@@ -52,6 +60,11 @@ class Settings(BaseSettings):
         if not url.startswith(("mqtt://", "mqtts://")):
             raise ValueError("MQTT_URL must start with mqtt:// or mqtts://")
         return url
+
+    @field_validator("assets_dir", "signing_key_path", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def is_sqlite(self) -> bool:
