@@ -164,7 +164,9 @@ def upload_asset(
         key = load_signing_key(key_path)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
+    # Microseconds: PKCS#1 v1.5 signatures are deterministic, and the server accepts
+    # each (timestamp, signature) pair once, so two uploads must never share a timestamp.
+    timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
     base = url.rstrip("/")
     endpoint = base if base.endswith("/api/assets") else f"{base}/api/assets"
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -40,7 +40,8 @@ TAG = "assets"
 FILENAME = "<path:filename>"
 # Room for the boundaries, part headers and the two text fields around the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
-MAX_FIELD_BYTES = 8 * 1024
+# Caps each text field, and werkzeug applies it to its read buffer too (64 KiB chunks).
+MAX_FIELD_BYTES = 256 * 1024
 MAX_FORM_PARTS = 16
 
 
