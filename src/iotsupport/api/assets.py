@@ -63,8 +63,18 @@ def read_upload(staging: Staging, max_file_bytes: int) -> Upload:
     body itself, with the asset limit (the file's own size is checked exactly as
     it is written).
     """
+
+    def stream_factory(
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None,
+        content_length: int | None = None,
+    ) -> t.IO[bytes]:
+        # A StagedFile has the write, seek and read the parser uses.
+        return t.cast(t.IO[bytes], staging.new_file())
+
     parser = FormDataParser(
-        stream_factory=t.cast(t.Any, staging.new_file),
+        stream_factory=stream_factory,
         max_form_memory_size=MAX_FIELD_BYTES,
         max_content_length=max_file_bytes + FORM_OVERHEAD_BYTES,
         max_form_parts=MAX_FORM_PARTS,

@@ -84,6 +84,11 @@ def too_large(max_bytes: int) -> AssetTooLarge:
     )
 
 
+def _write_failed(exc: OSError) -> AssetsFolderUnavailable:
+    log.error("assets folder: writing an upload failed: %s", exc)
+    return AssetsFolderUnavailable("the upload could not be written to the assets folder")
+
+
 def check_filename(name: str) -> str:
     """`name` when it is safe as a single file name in the assets folder; else a 400."""
 
@@ -135,6 +140,7 @@ class StagedFile:
         self.path = Path(name)
         self.max_bytes = max_bytes
         self.size = 0
+        self.published = False
         self._hash = hashlib.sha256()
         self._file = os.fdopen(handle, "w+b")
 
@@ -147,7 +153,10 @@ class StagedFile:
         if self.size > self.max_bytes:
             raise too_large(self.max_bytes)
         self._hash.update(data)
-        return self._file.write(data)
+        try:
+            return self._file.write(data)
+        except OSError as exc:  # e.g. the disk is full
+            raise _write_failed(exc) from None
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return self._file.seek(offset, whence)
@@ -157,10 +166,13 @@ class StagedFile:
 
     def sync(self) -> os.stat_result:
         """Flush to disk; the stat of the file as it will appear."""
-        self._file.flush()
-        os.fchmod(self._file.fileno(), 0o644)  # mkstemp's 0600 would hide it from other users
-        os.fsync(self._file.fileno())
-        return os.fstat(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fchmod(self._file.fileno(), 0o644)  # mkstemp's 0600 would hide it from others
+            os.fsync(self._file.fileno())
+            return os.fstat(self._file.fileno())
+        except OSError as exc:
+            raise _write_failed(exc) from None
 
     def close(self) -> None:
         self._file.close()
@@ -173,8 +185,8 @@ class Staging:
         self._store = store
         self._files: list[StagedFile] = []
 
-    def new_file(self, *_args: object, **_kwargs: object) -> StagedFile:
-        """A werkzeug `stream_factory`: each file part streams into the assets folder."""
+    def new_file(self) -> StagedFile:
+        """A fresh temp file in the assets folder, deleted on exit unless published."""
         try:
             staged = StagedFile(self._store.directory, self._store.max_bytes)
         except OSError as exc:
@@ -185,7 +197,8 @@ class Staging:
     def discard(self) -> None:
         for staged in self._files:
             staged.close()
-            staged.path.unlink(missing_ok=True)
+            if not staged.published:  # its name may already belong to another upload
+                staged.path.unlink(missing_ok=True)
         self._files.clear()
 
 
@@ -234,9 +247,10 @@ class AssetStore:
         staged.close()
         try:
             os.replace(staged.path, self.directory / name)
-            self._sync_folder()
         except OSError as exc:
             raise self.unavailable(exc) from None
+        staged.published = True
+        self._sync_folder()
         self._hashes[_version(name, synced)] = staged.sha256
         return StoredAsset(name, synced.st_size, staged.sha256, _modified(synced))
 
@@ -284,11 +298,14 @@ class AssetStore:
 
     def _sync_folder(self) -> None:
         # The rename itself must survive a crash, not only the file's bytes.
-        handle = os.open(self.directory, os.O_RDONLY)
         try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+            handle = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(handle)
+            finally:
+                os.close(handle)
+        except OSError as exc:  # the file is in place; only a crash right now could undo it
+            log.warning("assets folder: fsync after rename failed: %s", exc)
 
     def _sha256(self, name: str, info: os.stat_result) -> str:
         key = _version(name, info)
