@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import tracemalloc
 import typing as t
@@ -671,22 +677,42 @@ def test_health_when_assets_dir_is_a_file(
     assert (status, body["assets"]) == (503, "missing")
 
 
-def test_health_when_the_assets_folder_is_not_writable(
-    make_app: t.Callable[..., Flask], assets_dir: Path, key_path: Path
-) -> None:
-    assets_dir.chmod(0o555)
-    try:
-        import os
+HEALTH_SCRIPT = """
+import json, sys
+from prometheus_client import CollectorRegistry
+from iotsupport import create_app
+from iotsupport.settings import Settings
+settings = Settings(_env_file=None, database_url="sqlite://", mqtt_url=None, assets_dir=sys.argv[1])
+response = create_app(settings, registry=CollectorRegistry()).test_client().get("/api/health")
+print(json.dumps([response.status_code, response.get_json()]))
+"""
 
-        if os.access(assets_dir, os.W_OK):
-            pytest.skip("running as root: permission bits do not stop writes")
-        client = make_app(assets_dir, key_path).test_client()
-        status, body = health(client)
-        assert (status, body["assets"]) == (503, "not_writable")
-        assert "not writable" in body["reason"]
-        assert_error(upload(client, "fw.bin", b"x"), 503, "assets_folder_unavailable")
+
+def test_health_when_the_assets_folder_is_not_writable() -> None:
+    command = [sys.executable, "-c", HEALTH_SCRIPT]
+    if os.geteuid() == 0:  # root writes through permission bits: check as nobody
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv to drop to another user")
+        command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    parent = Path(tempfile.mkdtemp(prefix="iotsupport-readonly-"))
+    try:
+        parent.chmod(0o755)
+        folder = parent / "assets"
+        folder.mkdir(mode=0o555)
+        folder.chmod(0o555)
+        result = subprocess.run(
+            [*command, str(folder)], capture_output=True, text=True, timeout=60, check=False
+        )
     finally:
-        assets_dir.chmod(0o755)
+        shutil.rmtree(parent)
+    assert result.returncode == 0, result.stderr
+    status, body = json.loads(result.stdout)
+    assert (status, body["assets"], body["reason"]) == (
+        503,
+        "not_writable",
+        "ASSETS_DIR is not writable",
+    )
 
 
 # --- metrics and the API document ------------------------------------------------------
