@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-import httpx
 from flask import Flask
 from flask.cli import with_appcontext
 from sqlalchemy import inspect
@@ -160,6 +159,8 @@ def upload_asset(
     file: Path, url: str, key_path: Path, name: str | None, token: str | None, timeout: float
 ) -> None:
     """Sign a fresh timestamp and upload FILE (what a CI job runs)."""
+    import httpx  # here, not at the top: server workers import this module too
+
     try:
         key = load_signing_key(key_path)
     except ValueError as exc:
