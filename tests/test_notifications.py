@@ -291,6 +291,7 @@ def test_unreachable_broker_never_fails_an_api_call(database_url: str) -> None:
             "status": "healthy",
             "database": "ok",
             "mqtt": "disconnected",
+            "assets": "disabled",
         }
         totals = publish_totals(client)
         assert sum(totals.values()) == 2

@@ -56,7 +56,12 @@ def test_health_when_all_is_well(client: FlaskClient) -> None:
     response = client.get("/api/health")
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert response.get_json() == {"status": "healthy", "database": "ok", "mqtt": "connected"}
+    assert response.get_json() == {
+        "status": "healthy",
+        "database": "ok",
+        "mqtt": "connected",
+        "assets": "disabled",
+    }
 
 
 def test_health_reports_mqtt_disabled_without_mqtt_url(
@@ -64,7 +69,12 @@ def test_health_reports_mqtt_disabled_without_mqtt_url(
 ) -> None:
     response = make_app(database_url).test_client().get("/api/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "healthy", "database": "ok", "mqtt": "disabled"}
+    assert response.get_json() == {
+        "status": "healthy",
+        "database": "ok",
+        "mqtt": "disabled",
+        "assets": "disabled",
+    }
 
 
 def closed_postgres_url() -> str:

@@ -16,6 +16,7 @@ from iotsupport.api import register_blueprints
 from iotsupport.db import Database
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
+from iotsupport.services.assets import build_assets
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.notifications import Publisher
 from iotsupport.services.notifications import build_publisher
@@ -30,9 +31,13 @@ def create_app(
     publisher: Publisher | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`."""
+    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`.
+
+    Raises StartupError when a setting is unusable (e.g. SIGNING_KEY_PATH).
+    """
     settings = settings or Settings()
     registry = registry or CollectorRegistry()
+    assets = build_assets(settings, registry)
     database = Database(settings)
     publisher = publisher or build_publisher(settings, registry)
 
@@ -53,7 +58,9 @@ def create_app(
     else:
         scrape_registry = registry
     scrape_registry.register(observability.ConfigCountCollector(count_configs))
-    app.extensions[EXTENSION_KEY] = AppState(settings, database, publisher, scrape_registry)
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings, database, publisher, scrape_registry, assets=assets
+    )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
     observability.init_app(app, observability.RequestMetrics(registry))

@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import sys
 import tempfile
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -18,10 +20,13 @@ from sqlalchemy import inspect
 from iotsupport import migrate
 from iotsupport.db import commit
 from iotsupport.errors import AppError
+from iotsupport.errors import StartupError
 from iotsupport.extensions import state
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.files import export_configs
 from iotsupport.services.files import import_configs
+from iotsupport.services.signing import load_signing_key
+from iotsupport.services.signing import sign_timestamp
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
@@ -144,6 +149,55 @@ def export_dir(directory: Path) -> None:
             click.echo(line)
 
 
+@click.command("upload-asset")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--url", required=True, envvar="IOTSUPPORT_URL", help="The server, e.g. http://iotsupport:3201."
+)
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM RSA private key; the server verifies with SIGNING_KEY_PATH.",
+)
+@click.option("--name", help="Store it under this name [default: FILE's own name].")
+@click.option("--token", envvar="IOTSUPPORT_TOKEN", help="Bearer token, when login is on.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds.")
+def upload_asset(
+    file: Path, url: str, key_path: Path, name: str | None, token: str | None, timeout: float
+) -> None:
+    """Sign a fresh timestamp and upload FILE (what a CI job runs)."""
+    import httpx  # here, not at the top: server workers import this module too
+
+    try:
+        key = load_signing_key(key_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    # Microseconds: PKCS#1 v1.5 signatures are deterministic, and the server accepts
+    # each (timestamp, signature) pair once, so two uploads must never share a timestamp.
+    timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    base = url.rstrip("/")
+    endpoint = base if base.endswith("/api/assets") else f"{base}/api/assets"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with file.open("rb") as content:  # httpx streams it in chunks
+        try:
+            response = httpx.post(
+                endpoint,
+                data={"timestamp": timestamp, "signature": sign_timestamp(key, timestamp)},
+                files={"file": (name or file.name, content, "application/octet-stream")},
+                headers=headers,
+                timeout=timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"could not upload to {endpoint}: {exc}") from None
+    if response.is_success:
+        click.echo(response.text)
+        return
+    click.echo(response.text, err=True)
+    raise click.ClickException(f"the server refused the upload: HTTP {response.status_code}")
+
+
 def _import(directory: Path, *, dry_run: bool) -> None:
     publisher = state().publisher
     publisher.start()  # devices hear of imported changes when MQTT is configured
@@ -161,7 +215,7 @@ def _import(directory: Path, *, dry_run: bool) -> None:
         publisher.stop()
 
 
-COMMANDS = (serve, upgrade_db, load_test_data, db_status, import_dir, export_dir)
+COMMANDS = (serve, upgrade_db, load_test_data, db_status, import_dir, export_dir, upload_asset)
 
 
 def register_commands(app: Flask) -> None:
@@ -201,7 +255,11 @@ def main(ctx: click.Context) -> None:
 
     Settings come from the environment (DATABASE_URL, MQTT_URL, ...; see README.md).
     """
-    ctx.with_resource(_create_cli_app().app_context())
+    try:
+        app = _create_cli_app()
+    except StartupError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+    ctx.with_resource(app.app_context())
 
 
 for _command in COMMANDS:

@@ -8,7 +8,10 @@ AppError
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
  ├── PreconditionFailed  412 precondition_failed
+ ├── PayloadTooLarge     413 payload_too_large
  └── ServiceUnavailable  503 service_unavailable
+
+StartupError is not an HTTP answer: a setting that keeps the server from starting.
 """
 
 from __future__ import annotations
@@ -77,9 +80,18 @@ class PreconditionFailed(AppError):
     code = "precondition_failed"
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"
+
+
+class StartupError(Exception):
+    """A setting is unusable; the server refuses to start and says why."""
 
 
 def error_response(
@@ -131,6 +143,10 @@ def init_app(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Response:
         message = _SHORT_MESSAGES.get(exc.code or 500, exc.description or exc.name)
         response = error_response(exc.code or 500, message, _http_code(exc))
+        # Keep what the status needs, e.g. Content-Range on a 416.
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic import SecretStr
 from pydantic import field_validator
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
     oidc_clock_skew_seconds: int = Field(default=30, ge=0)
     oidc_scopes: str = "openid profile email"
     oidc_role_client: str | None = None  # resource_access.<this>.roles; default: the client id
+    # Firmware assets: unset ASSETS_DIR turns the asset endpoints off (503).
+    assets_dir: Path | None = None
+    signing_key_path: Path | None = None
+    timestamp_tolerance_seconds: int = Field(default=300, ge=1)
+    asset_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
     @field_validator("database_url")
     @classmethod
@@ -84,6 +91,10 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"OIDC_ENABLED=true needs {', '.join(missing)}")
         return self
+    @field_validator("assets_dir", "signing_key_path", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def is_sqlite(self) -> bool:

@@ -17,11 +17,13 @@ def register_blueprints(app: Flask) -> None:
     # Assets (firmware), the LVGL image proxy and the web UI each get a
     # module of their own here when they land.
     from iotsupport.api import auth
+    from iotsupport.api import assets
     from iotsupport.api import configs
     from iotsupport.api import docs
     from iotsupport.api import operations
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(configs.bp)
+    app.register_blueprint(assets.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing as t
 
 from flask import Blueprint
 from flask import Response
@@ -25,22 +26,37 @@ bp = Blueprint("operations", __name__)
 @bp.get("/api/health")
 @public
 @operation(
-    "Readiness: 200 when the database answers, 503 with the reason when not",
+    "Readiness: 200 when the database and the assets folder are usable, 503 with the reason",
     tag="operations",
     responses={200: HealthSchema, 503: HealthSchema},
 )
 def health() -> Response:
     mqtt = state().publisher.state
+    reasons: list[str] = []
+    database: t.Literal["ok", "unreachable"] = "ok"
     try:
         state().database.call_with_deadline(_ping)
     except (SQLAlchemyError, TimeoutError) as exc:
         log.warning("health: database unreachable: %s", type(exc).__name__)
-        body = HealthSchema(
-            status="unhealthy", database="unreachable", mqtt=mqtt, reason=_reason(exc)
-        )
-        return Response(body.model_dump_json(), status=503, mimetype="application/json")
-    body = HealthSchema(status="healthy", database="ok", mqtt=mqtt)
-    return Response(body.model_dump_json(exclude_none=True), mimetype="application/json")
+        database = "unreachable"
+        reasons.append(_reason(exc))
+    assets = state().assets
+    folder = assets.store.folder_state() if assets is not None else "disabled"
+    if assets is not None and (problem := assets.store.folder_problem()) is not None:
+        log.warning("health: %s", problem)
+        reasons.append(problem)
+    body = HealthSchema(
+        status="unhealthy" if reasons else "healthy",
+        database=database,
+        mqtt=mqtt,
+        assets=folder,
+        reason="; ".join(reasons) or None,
+    )
+    return Response(
+        body.model_dump_json(exclude_none=True),
+        status=503 if reasons else 200,
+        mimetype="application/json",
+    )
 
 
 def _ping(session: Session) -> None:

@@ -37,6 +37,7 @@ class Operation:
     tag: str
     body: type[BaseModel] | None = None
     responses: dict[int, ResponseSpec] = field(default_factory=dict)
+    form: type[BaseModel] | None = None  # multipart fields, documented only
 
 
 def operation(
@@ -45,9 +46,13 @@ def operation(
     tag: str,
     body: type[BaseModel] | None = None,
     responses: dict[int, ResponseSpec] | None = None,
+    form: type[BaseModel] | None = None,
 ) -> t.Callable[[View], View]:
-    """Declare a route's schemas; with `body`, the view receives the validated model."""
-    spec = Operation(summary, tag, body, responses or {})
+    """Declare a route's schemas; with `body`, the view receives the validated model.
+
+    `form` documents a multipart/form-data body that the view reads itself.
+    """
+    spec = Operation(summary, tag, body, responses or {}, form)
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -110,6 +115,8 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
     for *_, spec in routes:
         if spec.body is not None:
             models[(spec.body, "validation")] = None
+        if spec.form is not None:
+            models[(spec.form, "validation")] = None
         for answer in spec.responses.values():
             if not isinstance(answer, str):
                 models[(answer, "serialization")] = None
@@ -149,6 +156,12 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
             entry["requestBody"] = {
                 "required": True,
                 **_media(refs[(spec.body, "validation")]),
+            }
+        if spec.form is not None:
+            form_schema = {"schema": refs[(spec.form, "validation")]}
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": form_schema},
             }
         paths.setdefault(path, {})[method] = entry
 

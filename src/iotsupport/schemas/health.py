@@ -11,4 +11,5 @@ class HealthSchema(BaseModel):
     status: t.Literal["healthy", "unhealthy"]
     database: t.Literal["ok", "unreachable"]
     mqtt: t.Literal["connected", "disconnected", "disabled"]
+    assets: t.Literal["ok", "missing", "not_writable", "disabled"] = "disabled"
     reason: str | None = None

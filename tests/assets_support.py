@@ -1,0 +1,136 @@
+"""Helpers for the firmware asset tests: real RSA keys, signed fields, raw multipart bodies."""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+import uuid
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from conftest import RecordingPublisher
+from conftest import make_settings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry
+from werkzeug.test import TestResponse
+
+from iotsupport import create_app
+from iotsupport.services.signing import sign_timestamp
+
+BOUNDARY = "----iotsupport-test-boundary"
+
+
+@functools.cache
+def rsa_key(which: str = "server") -> RSAPrivateKey:
+    """One generated key per name for the whole run ("server", "other", ...)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def write_private_key(path: Path, key: RSAPrivateKey) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def write_public_key(path: Path, key: RSAPrivateKey) -> Path:
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return path
+
+
+def iso_now(shift_seconds: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=shift_seconds)).isoformat()
+
+
+def signed(timestamp: str | None = None, key: RSAPrivateKey | None = None) -> dict[str, str]:
+    """The `timestamp` and `signature` fields a CI job sends."""
+    timestamp = iso_now() if timestamp is None else timestamp
+    return {"timestamp": timestamp, "signature": sign_timestamp(key or rsa_key(), timestamp)}
+
+
+def unique_name(suffix: str = ".bin") -> str:
+    """A filename nobody else uses (the MQTT broker may be shared)."""
+    return f"fw-{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def multipart(
+    fields: dict[str, str], filename: str | None = None, content: bytes = b""
+) -> tuple[bytes, str]:
+    """A multipart/form-data body built by hand, so any filename can be sent.
+
+    An unusual filename goes in RFC 5987 form (filename*=UTF-8''...), which
+    carries slashes, NUL and control characters through the part headers intact.
+    """
+    parts = []
+    for name, value in fields.items():
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+        )
+    if filename is not None:
+        if filename.isalnum() or filename == "":
+            disposition = f'form-data; name="file"; filename="{filename}"'
+        else:
+            disposition = f"form-data; name=\"file\"; filename*=UTF-8''{quote(filename, safe='')}"
+        parts.append(
+            f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + content
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def upload(
+    client: FlaskClient,
+    name: str,
+    content: bytes,
+    fields: dict[str, str] | None = None,
+) -> TestResponse:
+    body, content_type = multipart(signed() if fields is None else fields, name, content)
+    return client.post("/api/assets", data=body, content_type=content_type)
+
+
+class ClosingClient(FlaskClient):
+    """Reads and closes every response, as a WSGI server does (downloads hold a file open)."""
+
+    def open(self, *args: t.Any, **kwargs: t.Any) -> TestResponse:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+def build_assets_app(
+    database_url: str,
+    assets_dir: Path | None,
+    key_path: Path | None,
+    publisher: RecordingPublisher | None = None,
+    **overrides: t.Any,
+) -> Flask:
+    settings = make_settings(
+        database_url, assets_dir=assets_dir, signing_key_path=key_path, **overrides
+    )
+    app = create_app(settings, publisher=publisher, registry=CollectorRegistry())
+    app.test_client_class = ClosingClient
+    return app
+
+
+def temp_files(folder: Path) -> list[str]:
+    """Uploads in progress (or left behind, which must never happen)."""
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
