@@ -91,6 +91,7 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"OIDC_ENABLED=true needs {', '.join(missing)}")
         return self
+
     @field_validator("assets_dir", "signing_key_path", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:

@@ -14,10 +14,10 @@ def config_service() -> ConfigService:
 
 
 def register_blueprints(app: Flask) -> None:
-    # Assets (firmware), the LVGL image proxy and the web UI each get a
+    # The LVGL image proxy and the web UI each get a
     # module of their own here when they land.
-    from iotsupport.api import auth
     from iotsupport.api import assets
+    from iotsupport.api import auth
     from iotsupport.api import configs
     from iotsupport.api import docs
     from iotsupport.api import operations
