@@ -10,6 +10,7 @@ from iotsupport.api.access import access_of
 # Routes that devices, probes and the docs reach without any token.
 EXPECTED_PUBLIC = {
     "configs.device_config",
+    "images.lvgl_image",
     "operations.health",
     "operations.live",
     "operations.metrics",

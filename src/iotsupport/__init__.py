@@ -16,6 +16,7 @@ from iotsupport.db import Database
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
 from iotsupport.services.configs import ConfigService
+from iotsupport.services.images import ImageProxy
 from iotsupport.services.notifications import Publisher
 from iotsupport.services.notifications import build_publisher
 from iotsupport.settings import Settings
@@ -52,7 +53,9 @@ def create_app(
     else:
         scrape_registry = registry
     scrape_registry.register(observability.ConfigCountCollector(count_configs))
-    app.extensions[EXTENSION_KEY] = AppState(settings, database, publisher, scrape_registry)
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings, database, publisher, scrape_registry, ImageProxy(settings, registry)
+    )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
     observability.init_app(app, observability.RequestMetrics(registry))

@@ -2,9 +2,12 @@
 
 AppError
  ├── InvalidInput        400 invalid_input
+ ├── HostNotAllowed      403 host_not_allowed      (image proxy allowlist)
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
  ├── PreconditionFailed  412 precondition_failed
+ ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
+ ├── UpstreamFailed      502 upstream_failed       (image proxy download)
  └── ServiceUnavailable  503 service_unavailable
 """
 
@@ -55,6 +58,21 @@ class Conflict(AppError):
 class PreconditionFailed(AppError):
     status_code = 412
     code = "precondition_failed"
+
+
+class HostNotAllowed(AppError):
+    status_code = 403
+    code = "host_not_allowed"
+
+
+class UnprocessableImage(AppError):
+    status_code = 422
+    code = "unprocessable_image"
+
+
+class UpstreamFailed(AppError):
+    status_code = 502
+    code = "upstream_failed"
 
 
 class ServiceUnavailable(AppError):

@@ -14,12 +14,14 @@ def config_service() -> ConfigService:
 
 
 def register_blueprints(app: Flask) -> None:
-    # Assets (firmware), the LVGL image proxy, auth and the web UI each get a
-    # module of their own here when they land.
+    # Assets (firmware), auth and the web UI each get a module of their own here
+    # when they land.
     from iotsupport.api import configs
     from iotsupport.api import docs
+    from iotsupport.api import images
     from iotsupport.api import operations
 
     app.register_blueprint(configs.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(images.bp)
