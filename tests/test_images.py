@@ -313,8 +313,9 @@ def test_fits_within_width_and_or_height(
 
 
 def test_exif_orientation_is_honoured(client: FlaskClient, upstream: HTTPServer) -> None:
-    stored = Image.new("RGB", (400, 200), (255, 0, 0))
-    ImageDraw.Draw(stored).rectangle((200, 0, 400, 200), fill=(0, 0, 255))
+    # Large enough that the JPEG is decoded at a quarter scale before it is turned.
+    stored = Image.new("RGB", (1600, 800), (255, 0, 0))
+    ImageDraw.Draw(stored).rectangle((800, 0, 1600, 800), fill=(0, 0, 255))
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned 90 degrees clockwise: left (red) goes to the top
     photo = encoded(stored, "JPEG", exif=exif, quality=95)
