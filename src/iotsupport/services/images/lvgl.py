@@ -77,13 +77,9 @@ _HIGH_FROM_GREEN = [six >> 3 for six in _SIX_BITS]
 def rgb565_bytes(image: Image.Image) -> bytes:
     """The RGB565 plane of an RGB image: two bytes per pixel, little-endian."""
     red, green, blue = image.split()
-    low = _sum_bytes(green.point(_LOW_FROM_GREEN), blue.point(_LOW_FROM_BLUE))
-    high = _sum_bytes(red.point(_HIGH_FROM_RED), green.point(_HIGH_FROM_GREEN))
+    low = ImageChops.add(green.point(_LOW_FROM_GREEN), blue.point(_LOW_FROM_BLUE))
+    high = ImageChops.add(red.point(_HIGH_FROM_RED), green.point(_HIGH_FROM_GREEN))
     return Image.merge("LA", (low, high)).tobytes()
-
-
-def _sum_bytes(first: Image.Image, second: Image.Image) -> Image.Image:
-    return ImageChops.add(first, second)
 
 
 def header(color_format: ColorFormat, width: int, height: int) -> bytes:
