@@ -11,6 +11,7 @@ from iotsupport.api.access import access_of
 EXPECTED_PUBLIC = {
     "configs.device_config",
     "assets.download_asset",
+    "images.lvgl_image",
     "operations.health",
     "operations.live",
     "operations.metrics",

@@ -18,6 +18,7 @@ from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
 from iotsupport.services.assets import build_assets
 from iotsupport.services.configs import ConfigService
+from iotsupport.services.images import ImageProxy
 from iotsupport.services.notifications import Publisher
 from iotsupport.services.notifications import build_publisher
 from iotsupport.settings import Settings
@@ -59,7 +60,12 @@ def create_app(
         scrape_registry = registry
     scrape_registry.register(observability.ConfigCountCollector(count_configs))
     app.extensions[EXTENSION_KEY] = AppState(
-        settings, database, publisher, scrape_registry, assets=assets
+        settings,
+        database,
+        publisher,
+        scrape_registry,
+        image_proxy=ImageProxy(settings, registry),
+        assets=assets,
     )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.

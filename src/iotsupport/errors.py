@@ -5,10 +5,13 @@ AppError
  ├── Unauthorized        401 unauthorized (WWW-Authenticate: Bearer)
  │    └── InvalidToken   401 invalid_token
  ├── Forbidden           403 forbidden
+ ├── HostNotAllowed      403 host_not_allowed      (image proxy allowlist)
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
  ├── PreconditionFailed  412 precondition_failed
  ├── PayloadTooLarge     413 payload_too_large
+ ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
+ ├── UpstreamFailed      502 upstream_failed       (image proxy download)
  └── ServiceUnavailable  503 service_unavailable
 
 StartupError is not an HTTP answer: a setting that keeps the server from starting.
@@ -83,6 +86,21 @@ class PreconditionFailed(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+class HostNotAllowed(AppError):
+    status_code = 403
+    code = "host_not_allowed"
+
+
+class UnprocessableImage(AppError):
+    status_code = 422
+    code = "unprocessable_image"
+
+
+class UpstreamFailed(AppError):
+    status_code = 502
+    code = "upstream_failed"
 
 
 class ServiceUnavailable(AppError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import typing as t
 from pathlib import Path
 
 from pydantic import Field
@@ -9,9 +12,11 @@ from pydantic import SecretStr
 from pydantic import field_validator
 from pydantic import model_validator
 from pydantic_settings import BaseSettings
+from pydantic_settings import NoDecode
 from pydantic_settings import SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///iotsupport.db"
+_HOST_NAME = re.compile(r"[^\s/:@?#\[\]]+")
 
 
 class Settings(BaseSettings):
@@ -37,6 +42,13 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str | None = None
 
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    image_proxy_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    image_proxy_timeout_seconds: float = Field(default=15.0, gt=0)
+    image_proxy_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    image_proxy_max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's own default
+    # Comma-separated host names and CIDRs; empty: any http(s) URL may be fetched.
+    image_proxy_allowed_hosts: t.Annotated[list[str], NoDecode] = []
     log_level: str = "INFO"
 
     # Login (OIDC). Off: every route is open to anyone.
@@ -96,6 +108,24 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("image_proxy_allowed_hosts", mode="before")
+    @classmethod
+    def _split_allowed_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list):
+            return value
+        entries = [str(entry).strip() for entry in value if str(entry).strip()]
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry):
+                    raise ValueError(
+                        f"IMAGE_PROXY_ALLOWED_HOSTS: {entry!r} is neither a host name nor a CIDR"
+                    ) from None
+        return entries
 
     @property
     def is_sqlite(self) -> bool:

@@ -14,12 +14,13 @@ def config_service() -> ConfigService:
 
 
 def register_blueprints(app: Flask) -> None:
-    # The LVGL image proxy and the web UI each get a
-    # module of their own here when they land.
     from iotsupport.api import assets
     from iotsupport.api import auth
+
+    # The web UI gets a module of its own here when it lands.
     from iotsupport.api import configs
     from iotsupport.api import docs
+    from iotsupport.api import images
     from iotsupport.api import operations
 
     app.register_blueprint(auth.bp)
@@ -27,3 +28,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(assets.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(images.bp)

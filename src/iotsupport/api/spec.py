@@ -1,8 +1,9 @@
 """Validate once, document once: the `operation` decorator and the OpenAPI builder.
 
-`operation` parses the JSON body into its Pydantic schema, hands it to the view as
-`body`, and records the schemas; `build_openapi` turns those records into the
-OpenAPI 3 document, so the docs and the validation can never disagree.
+`operation` parses the JSON body (and the query string) into their Pydantic
+schemas, hands them to the view as `body` (and `query`), and records the schemas;
+`build_openapi` turns those records into the OpenAPI 3 document, so the docs and
+the validation can never disagree.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Operation:
     body: type[BaseModel] | None = None
     responses: dict[int, ResponseSpec] = field(default_factory=dict)
     form: type[BaseModel] | None = None  # multipart fields, documented only
+    query: type[BaseModel] | None = None
 
 
 def operation(
@@ -47,18 +49,21 @@ def operation(
     body: type[BaseModel] | None = None,
     responses: dict[int, ResponseSpec] | None = None,
     form: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
 ) -> t.Callable[[View], View]:
-    """Declare a route's schemas; with `body`, the view receives the validated model.
+    """Declare a route's schemas; with `body` or `query`, the view receives the validated model.
 
     `form` documents a multipart/form-data body that the view reads itself.
     """
-    spec = Operation(summary, tag, body, responses or {}, form)
+    spec = Operation(summary, tag, body, responses or {}, form, query)
 
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapper(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
             if spec.body is not None:
                 kwargs["body"] = parse_json_body(spec.body)
+            if spec.query is not None:
+                kwargs["query"] = spec.query.model_validate(request.args.to_dict())
             return view(*args, **kwargs)
 
         wrapper.openapi = spec  # type: ignore[attr-defined]
@@ -95,6 +100,22 @@ def _path_and_parameters(rule: str) -> tuple[str, list[dict[str, t.Any]]]:
     return _RULE_ARGUMENT.sub(r"{\2}", rule), parameters
 
 
+def _query_parameters(
+    ref: dict[str, t.Any], definitions: dict[str, t.Any]
+) -> list[dict[str, t.Any]]:
+    """One OpenAPI query parameter per field of a query model."""
+    schema = definitions["$defs"][ref["$ref"].rsplit("/", 1)[-1]]
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        parameter = {"name": name, "in": "query", "required": name in required}
+        if "description" in field_schema:
+            parameter["description"] = field_schema["description"]
+        parameter["schema"] = {k: v for k, v in field_schema.items() if k != "description"}
+        parameters.append(parameter)
+    return parameters
+
+
 def _media(schema: dict[str, t.Any]) -> dict[str, t.Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -117,6 +138,8 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
             models[(spec.body, "validation")] = None
         if spec.form is not None:
             models[(spec.form, "validation")] = None
+        if spec.query is not None:
+            models[(spec.query, "validation")] = None
         for answer in spec.responses.values():
             if not isinstance(answer, str):
                 models[(answer, "serialization")] = None
@@ -127,6 +150,8 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
     paths: dict[str, dict[str, t.Any]] = {}
     for rule_text, method, endpoint, spec in sorted(routes):
         path, parameters = _path_and_parameters(rule_text)
+        if spec.query is not None:
+            parameters += _query_parameters(refs[(spec.query, "validation")], definitions)
         responses: dict[str, t.Any] = {}
         for status, answer in sorted(spec.responses.items()):
             if not isinstance(answer, str):

@@ -1,0 +1,43 @@
+"""/api/images/lvgl: the LVGL image proxy that displays call."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import request
+
+from iotsupport.api.access import public
+from iotsupport.api.spec import operation
+from iotsupport.errors import InvalidInput
+from iotsupport.extensions import state
+from iotsupport.schemas.images import LvglImageQuery
+
+bp = Blueprint("images", __name__, url_prefix="/api/images")
+
+
+@bp.get("/lvgl")
+@public
+@operation(
+    "Fetch an image, fit it to a display and return it as an LVGL v9 image (public)",
+    tag="devices",
+    query=LvglImageQuery,
+    responses={
+        200: "LVGL v9 image file (application/octet-stream); X-Image-Width/-Height",
+        400: "Bad query, or a header named in `headers` is missing",
+        403: "Host not in IMAGE_PROXY_ALLOWED_HOSTS",
+        422: "Not an image, or too many pixels",
+        502: "The upstream fetch failed, timed out, answered non-2xx or sent too much",
+    },
+)
+def lvgl_image(query: LvglImageQuery) -> Response:
+    forwarded = {}
+    for name in query.header_names:
+        if name not in request.headers:
+            raise InvalidInput(f"the request has no {name} header to forward", {"header": name})
+        forwarded[name] = request.headers[name]
+    image = state().image_proxy.lvgl_image(query.url, forwarded, query.box, query.format)
+    response = Response(image.data, mimetype="application/octet-stream")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Image-Width"] = str(image.width)
+    response.headers["X-Image-Height"] = str(image.height)
+    return response

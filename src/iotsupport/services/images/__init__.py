@@ -1,0 +1,123 @@
+"""The LVGL image proxy: fetch an image, fit it to a display, encode it for LVGL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+
+from iotsupport.errors import AppError
+from iotsupport.errors import HostNotAllowed
+from iotsupport.errors import InvalidInput
+from iotsupport.errors import UnprocessableImage
+from iotsupport.errors import UpstreamFailed
+from iotsupport.services.images import lvgl
+from iotsupport.services.images.convert import fitted_image
+from iotsupport.services.images.convert import on_black
+from iotsupport.services.images.fetch import Fetcher
+from iotsupport.services.images.fetch import FetchLimits
+from iotsupport.services.images.fetch import HostAllowlist
+from iotsupport.services.images.fetch import parse_url
+from iotsupport.services.images.lvgl import ColorFormat
+from iotsupport.settings import Settings
+
+__all__ = ["ColorFormat", "ImageProxy", "LvglImage"]
+
+_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+_OUTCOMES: tuple[tuple[type[AppError], str], ...] = (
+    (InvalidInput, "invalid"),
+    (HostNotAllowed, "forbidden"),
+    (UpstreamFailed, "upstream_error"),
+    (UnprocessableImage, "unprocessable"),
+)
+
+
+@dataclass(frozen=True)
+class LvglImage:
+    data: bytes
+    width: int
+    height: int
+
+
+class ImageMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.conversions = Counter(
+            "iotsupport_image_conversions",
+            "LVGL image proxy requests by color format and outcome (ok, invalid, forbidden, "
+            "upstream_error, unprocessable, error).",
+            ["format", "outcome"],
+            registry=registry,
+        )
+        self.fetch_seconds = Histogram(
+            "iotsupport_image_fetch_seconds",
+            "Time to download the upstream image, redirects included.",
+            buckets=_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.conversion_seconds = Histogram(
+            "iotsupport_image_conversion_seconds",
+            "Time to decode, fit and encode a downloaded image.",
+            buckets=_SECONDS_BUCKETS,
+            registry=registry,
+        )
+
+
+class ImageProxy:
+    """Long-lived (one per process): it keeps the HTTP client and its connections."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        self._fetcher = Fetcher(
+            FetchLimits(
+                connect_timeout=settings.image_proxy_connect_timeout_seconds,
+                total_timeout=settings.image_proxy_timeout_seconds,
+                max_bytes=settings.image_proxy_max_bytes,
+            ),
+            HostAllowlist.parse(settings.image_proxy_allowed_hosts),
+        )
+        self._max_pixels = settings.image_proxy_max_pixels
+        self._metrics = ImageMetrics(registry)
+
+    def close(self) -> None:
+        self._fetcher.close()
+
+    def lvgl_image(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        box: tuple[int, int],
+        color_format: ColorFormat,
+    ) -> LvglImage:
+        """Fetch `url` (sending `headers`), fit it within `box`, encode it as LVGL v9."""
+        outcome = "error"
+        try:
+            image = self._convert(url, headers, box, color_format)
+            outcome = "ok"
+            return image
+        except AppError as exc:
+            outcome = next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
+            raise
+        finally:
+            self._metrics.conversions.labels(color_format.value, outcome).inc()
+
+    def _convert(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        box: tuple[int, int],
+        color_format: ColorFormat,
+    ) -> LvglImage:
+        parsed = parse_url(url)
+        started = time.perf_counter()
+        data = self._fetcher.fetch(parsed, headers)
+        fetched = time.perf_counter()
+        self._metrics.fetch_seconds.observe(fetched - started)
+        image = fitted_image(data, box, self._max_pixels)
+        if color_format in (ColorFormat.RGB565, ColorFormat.RGB888):
+            image = on_black(image)
+        encoded = lvgl.encode(image, color_format)
+        self._metrics.conversion_seconds.observe(time.perf_counter() - fetched)
+        return LvglImage(encoded, image.width, image.height)
