@@ -14,8 +14,9 @@ def config_service() -> ConfigService:
 
 
 def register_blueprints(app: Flask) -> None:
-    # Assets (firmware), the LVGL image proxy, auth and the web UI each get a
-    # module of their own here when they land.
+    # Assets (firmware), the LVGL image proxy and auth each get a module of
+    # their own here when they land.
+    from iotsupport import ui
     from iotsupport.api import configs
     from iotsupport.api import docs
     from iotsupport.api import operations
@@ -23,3 +24,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(configs.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(ui.bp)

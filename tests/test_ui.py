@@ -1,0 +1,460 @@
+"""The web UI end to end: a real headless Chromium (Playwright) against a served app.
+
+One browser per session and a new context per test. `serve` starts any app on a
+werkzeug server thread, so a test needing other settings (OIDC on, say) builds
+its own app and serves it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import typing as t
+from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import RecordingPublisher
+from conftest import unavailable
+from flask import Flask
+from flask.testing import FlaskClient
+from playwright.sync_api import Browser
+from playwright.sync_api import Page
+from playwright.sync_api import Route
+from playwright.sync_api import ViewportSize
+from playwright.sync_api import expect
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import make_server
+
+from iotsupport.db import commit
+from iotsupport.extensions import state
+from iotsupport.services.configs import ConfigService
+
+CHROMIUM = os.environ.get("IOTSUPPORT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+WIDE: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+Serve = Callable[[Flask], str]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).is_file():
+        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    playwright = sync_playwright().start()
+    try:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is "absent"
+        playwright.stop()
+        unavailable(f"Chromium at {CHROMIUM} did not start: {str(exc)[:200]}")
+    yield launched
+    launched.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start apps on local ports (threaded werkzeug); every one is stopped after the test."""
+    servers: list[tuple[BaseWSGIServer, threading.Thread]] = []
+
+    def start(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def base_url(app: Flask, serve: Serve) -> str:
+    return serve(app)
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=base_url, viewport=WIDE)
+    context.set_default_timeout(5000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def create_config(client: FlaskClient, mac: str, content: str) -> dict[str, t.Any]:
+    response = client.post("/api/configs", json={"mac_address": mac, "content": content})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    body: dict[str, t.Any] = response.get_json()
+    return body
+
+
+def stored_content(client: FlaskClient, mac: str) -> str | None:
+    response = client.get(f"/api/configs/{mac}.json")
+    return response.get_data(as_text=True) if response.status_code == 200 else None
+
+
+def seed(app: Flask, count: int) -> None:
+    """`count` configs in one transaction, through the service like the API would."""
+    app_state = state(app)
+    session = app_state.database.session()
+    service = ConfigService(session, app_state.publisher)
+    for index in range(count):
+        mac = f"24:0a:c4:00:{index // 256:02x}:{index % 256:02x}"
+        content = {"deviceName": f"Sensor {index:04d}", "enableOTA": index % 2 == 0}
+        if index % 10:
+            content["deviceEntityId"] = f"sensor.room_{index:04d}"
+        service.create(mac, json.dumps(content, indent=2))
+    commit(session)
+    session.close()
+
+
+def toast(page: Page, text: str) -> t.Any:
+    return page.locator(".toast", has_text=text)
+
+
+# --- tests --------------------------------------------------------------------------
+
+
+def test_create_a_device_and_see_it_in_the_list(page: Page, client: FlaskClient) -> None:
+    page.goto("/devices/new")
+    mac = page.get_by_label("MAC address")
+    mac.fill("AA-BB-CC-dd-EE-01")
+    mac.blur()
+    expect(mac).to_have_value("aa:bb:cc:dd:ee:01")
+    editor = page.get_by_label("Content (JSON)")
+    expect(editor).to_have_value(
+        '{\n  "deviceName": "",\n  "deviceEntityId": "",\n  "enableOTA": false\n}\n'
+    )
+    content = '{"deviceName": "Desk lamp",   "enableOTA": true}'
+    editor.fill(content)
+    expect(page.locator("#parse-status")).to_contain_text("Valid JSON object, 2 keys")
+    screenshot(page, "new-device")
+    page.get_by_role("button", name="Create device").click()
+
+    expect(page).to_have_url(re.compile(r"/devices/\d+$"))
+    expect(toast(page, "Created aa:bb:cc:dd:ee:01")).to_be_visible()
+    expect(page.locator("#mac")).to_have_text("aa:bb:cc:dd:ee:01")
+    assert stored_content(client, "aa:bb:cc:dd:ee:01") == content  # verbatim, spacing kept
+
+    page.get_by_role("link", name="Devices", exact=True).first.click()
+    row = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:01")
+    expect(row).to_contain_text("Desk lamp")
+    expect(page.locator("#count")).to_have_text("1")
+
+
+def test_a_bad_mac_and_a_taken_mac_are_refused_in_words(page: Page, client: FlaskClient) -> None:
+    create_config(client, "aa:bb:cc:dd:ee:02", "{}")
+    page.goto("/devices/new")
+    mac = page.get_by_label("MAC address")
+    mac.fill("not-a-mac")
+    mac.blur()
+    expect(page.locator("#mac-help")).to_contain_text("Not a MAC address")
+    page.get_by_role("button", name="Create device").click()
+    expect(toast(page, "the MAC address is not valid")).to_be_visible()
+
+    mac.fill("aabb.ccdd.ee02")
+    mac.blur()
+    expect(mac).to_have_value("aa:bb:cc:dd:ee:02")
+    page.get_by_role("button", name="Create device").click()
+    expect(
+        toast(page, "Not created: a config for aa:bb:cc:dd:ee:02 already exists")
+    ).to_be_visible()
+
+
+def test_edit_with_invalid_then_valid_json(
+    page: Page, client: FlaskClient, publisher: RecordingPublisher
+) -> None:
+    config = create_config(client, "aa:bb:cc:dd:ee:03", '{"deviceName": "Porch"}')
+    page.goto(f"/devices/{config['id']}")
+    editor = page.get_by_label("Content (JSON)")
+    expect(editor).to_have_value('{"deviceName": "Porch"}')
+    expect(page.get_by_label("Device URL")).to_have_value(
+        re.compile(r"^http://127\.0\.0\.1:\d+/api/configs/aa:bb:cc:dd:ee:03\.json$")
+    )
+
+    editor.fill('{\n  "deviceName": "Porch light",\n  "enableOTA": tru\n}')
+    status = page.locator("#parse-status")
+    expect(status).to_contain_text("Line 3, column 16")
+    expect(page.locator("#dirty")).to_be_visible()
+    screenshot(page, "device-invalid-json")
+    page.get_by_role("button", name="Save").click()
+    expect(
+        toast(page, "Not saved: the content is not a valid JSON object (line 3, column 16")
+    ).to_be_visible()
+    assert stored_content(client, "aa:bb:cc:dd:ee:03") == '{"deviceName": "Porch"}'
+
+    editor.fill('{"deviceName": "Porch light", "enableOTA": true, "extra": [1, 2]}')
+    expect(status).to_contain_text("Valid JSON object, 3 keys")
+    page.get_by_role("button", name="Format").click()
+    formatted = (
+        '{\n  "deviceName": "Porch light",\n  "enableOTA": true,\n'
+        '  "extra": [\n    1,\n    2\n  ]\n}\n'
+    )
+    expect(editor).to_have_value(formatted)
+    editor.press("Control+s")
+    expect(toast(page, "Saved version 2")).to_be_visible()
+    expect(page.locator("#dirty")).to_be_hidden()
+    assert stored_content(client, "aa:bb:cc:dd:ee:03") == formatted
+    assert publisher.messages[-1] == (
+        "iotsupport/updates/configs",
+        {"filename": "aa:bb:cc:dd:ee:03.json"},
+    )
+
+
+def test_stale_save_shows_their_changes_and_lets_the_admin_choose(
+    page: Page, client: FlaskClient
+) -> None:
+    config = create_config(
+        client, "aa:bb:cc:dd:ee:04", '{\n  "deviceName": "Garage",\n  "interval": 30\n}'
+    )
+    page.goto(f"/devices/{config['id']}")
+    editor = page.get_by_label("Content (JSON)")
+    expect(editor).to_have_value(re.compile("Garage"))
+    editor.fill('{\n  "deviceName": "Garage door",\n  "interval": 30\n}')
+
+    theirs = '{"deviceName": "Garage", "interval": 60}'
+    assert client.put(f"/api/configs/{config['id']}", json={"content": theirs}).status_code == 200
+    page.get_by_role("button", name="Save").click()
+    dialog = page.get_by_role("dialog", name="Someone else saved this device meanwhile")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator(".del")).to_contain_text('"interval": 30')
+    expect(dialog.locator(".add")).to_contain_text('"interval": 60')
+    screenshot(page, "device-conflict")
+    dialog.get_by_role("button", name="Load theirs").click()
+    expect(editor).to_have_value(theirs)
+    assert stored_content(client, "aa:bb:cc:dd:ee:04") == theirs
+
+    # Again, and this time the admin keeps their own version.
+    mine = '{"deviceName": "Garage door", "interval": 60}'
+    editor.fill(mine)
+    third = '{"deviceName": "Garage", "interval": 90}'
+    assert client.put(f"/api/configs/{config['id']}", json={"content": third}).status_code == 200
+    page.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Overwrite with mine").click()
+    expect(toast(page, "Saved version 4 (theirs overwritten)")).to_be_visible()
+    assert stored_content(client, "aa:bb:cc:dd:ee:04") == mine
+
+
+def test_delete_and_undo(page: Page, client: FlaskClient) -> None:
+    content = '{\n    "deviceName": "Attic fan",\n    "enableOTA": false\n}'
+    config = create_config(client, "aa:bb:cc:dd:ee:05", content)
+    page.goto(f"/devices/{config['id']}")
+    page.get_by_role("button", name="Delete…").click()
+    dialog = page.get_by_role("dialog", name="Delete this device's config?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert stored_content(client, "aa:bb:cc:dd:ee:05") == content
+
+    page.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    assert stored_content(client, "aa:bb:cc:dd:ee:05") is None
+    undo = toast(page, "Deleted aa:bb:cc:dd:ee:05")
+    expect(undo).to_be_visible()
+    undo.get_by_role("button", name="Undo").click()
+    expect(toast(page, "Restored aa:bb:cc:dd:ee:05")).to_be_visible()
+    expect(page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:05")).to_contain_text("Attic fan")
+    assert stored_content(client, "aa:bb:cc:dd:ee:05") == content
+
+
+def test_filter_and_sort_two_thousand_devices(page: Page, app: Flask) -> None:
+    seed(app, 2000)
+    page.goto("/")
+    rows = page.locator("#rows tr:not([hidden])")
+    expect(page.locator("#count")).to_have_text("2,000")
+    expect(rows.first).to_contain_text("24:0a:c4:00:00:00")
+
+    page.keyboard.press("/")
+    filter_box = page.get_by_label("Filter devices")
+    expect(filter_box).to_be_focused()
+    filter_box.press_sequentially("room_019")
+    expect(page.locator("#count")).to_have_text("9 of 2,000")  # 0191-0199; 0190 has no entity id
+    filter_box.fill("0004d3")  # a MAC typed without separators
+    expect(page.locator("#count")).to_have_text("1 of 2,000")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Sensor 1235")
+    expect(page).to_have_url(re.compile(r"\?q=0004d3$"))
+
+    filter_box.fill("")
+    name_header = page.get_by_role("button", name="Name")
+    name_header.click()
+    name_header.click()  # second click: descending
+    expect(page.locator("th[aria-sort=descending]")).to_contain_text("Name")
+    expect(rows.first).to_contain_text("Sensor 1999")
+    page.get_by_role("button", name="Entity ID").focus()
+    page.keyboard.press("Enter")  # sorting works from the keyboard
+    expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Entity ID")
+    expect(rows.first).to_contain_text("sensor.room_0001")
+    # The table shows the first rows and grows on demand; the count is of all matches.
+    expect(rows).to_have_count(150)
+    page.get_by_role("button", name="Show 150 more (1,850 not shown)").click()
+    expect(rows).to_have_count(300)
+    screenshot(page, "devices", full_page=False)
+
+    rows.nth(2).locator("td").nth(1).click()  # a click anywhere on a row opens the device
+    expect(page.locator("#mac")).to_have_text("24:0a:c4:00:00:03")
+
+
+def test_firmware_page_reports_in_words(page: Page) -> None:
+    page.goto("/firmware")
+    expect(page.locator("#loading")).to_be_hidden()
+    # Without the firmware routes (or with ASSETS_DIR unset) a sentence; else the list.
+    outcome = page.locator("#unavailable, #table-wrap, #empty").filter(visible=True)
+    expect(outcome).to_have_count(1)
+    notice = page.locator("#unavailable")
+    if notice.is_visible():
+        assert "{" not in notice.inner_text()
+    screenshot(page, "firmware")
+
+
+def test_a_401_sends_the_browser_to_log_in(page: Page) -> None:
+    def refuse(route: Route) -> None:
+        route.fulfill(
+            status=401, json={"error": "log in first", "code": "unauthorized", "details": {}}
+        )
+
+    page.route("**/api/configs", refuse)
+    with page.expect_request("**/api/auth/login?redirect=*") as login:
+        page.goto("/?q=lamp")
+    assert login.value.url.endswith("/api/auth/login?redirect=%2F%3Fq%3Dlamp")
+
+
+def test_history_sync_state_and_login_light_up_when_the_server_has_them(
+    page: Page, client: FlaskClient
+) -> None:
+    """The endpoints of the history and login issues, answered here as their contracts say."""
+    config = create_config(client, "aa:bb:cc:dd:ee:06", '{"deviceName": "Hall", "interval": 1}')
+    config_id = config["id"]
+    extra = {
+        "updated_by": "alice",
+        "sync_state": "pending",
+        "last_fetched_at": config["updated_at"],
+        "last_fetched_version": 1,
+    }
+    rollbacks: list[t.Any] = []
+
+    def with_sync(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for summary in body["configs"]:
+            summary.update(extra)
+        route.fulfill(response=response, json=body)
+
+    def self_user(route: Route) -> None:
+        route.fulfill(
+            json={
+                "subject": "u1",
+                "email": "a@example.org",
+                "name": "Alice Admin",
+                "roles": ["admin"],
+                "auth_enabled": True,
+            }
+        )
+
+    def history(route: Route) -> None:
+        versions = [
+            {
+                "version": 2,
+                "changed_at": config["updated_at"],
+                "updated_by": "alice",
+                "action": "update",
+            },
+            {
+                "version": 1,
+                "changed_at": config["created_at"],
+                "updated_by": "bob",
+                "action": "create",
+            },
+        ]
+        route.fulfill(json={"versions": versions})
+
+    def diff(route: Route) -> None:
+        text = '--- v1\n+++ v2\n@@ -1,3 +1,3 @@\n {\n-  "interval": 1\n+  "interval": 2\n }\n'
+        route.fulfill(json={"diff": text})
+
+    def rollback(route: Route) -> None:
+        rollbacks.append(route.request.post_data_json)
+        route.fulfill(json={})
+
+    assert (
+        client.put(
+            f"/api/configs/{config_id}", json={"content": '{"deviceName": "Hall", "interval": 2}'}
+        ).status_code
+        == 200
+    )
+    page.route("**/api/configs", with_sync)
+    page.route("**/api/auth/self", self_user)
+    page.route(f"**/api/configs/{config_id}/history", history)
+    page.route(f"**/api/configs/{config_id}/diff?*", diff)
+    page.route(f"**/api/configs/{config_id}/rollback", rollback)
+
+    page.goto("/")
+    expect(page.locator("#user-name")).to_have_text("Alice Admin")
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    row = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:06")
+    expect(row.locator(".badge.sync-pending")).to_have_text("Pending")
+    expect(page.get_by_label("Sync")).to_be_visible()
+
+    row.get_by_role("link").click()
+    history_panel = page.locator("#history")
+    expect(history_panel).to_be_visible()
+    expect(history_panel.locator("#versions tr")).to_have_count(2)
+    expect(history_panel.locator(".add")).to_contain_text('"interval": 2')
+    expect(history_panel.locator(".del")).to_contain_text('"interval": 1')
+    screenshot(page, "device-history")
+    page.get_by_role("button", name="Roll back to version 1").click()
+    page.get_by_role("dialog", name="Roll back?").get_by_role("button", name="Roll back").click()
+    expect(toast(page, "Rolled back")).to_be_visible()
+    assert rollbacks == [{"version": 1}]
+
+
+def test_screenshots_of_each_page(browser: Browser, base_url: str, client: FlaskClient) -> None:
+    """Every page, light on a laptop and dark on a phone, for a person to look at."""
+    config = create_config(
+        client, "24:0a:c4:12:34:01", '{"deviceName": "Kitchen display", "enableOTA": true}'
+    )
+    looks: list[tuple[t.Literal["light", "dark"], str, ViewportSize]] = [
+        ("light", "wide", WIDE),
+        ("dark", "phone", PHONE),
+    ]
+    for scheme, size, viewport in looks:
+        context = browser.new_context(base_url=base_url, viewport=viewport, color_scheme=scheme)
+        page = context.new_page()
+        for name, path, ready in (
+            ("devices", "/", "#rows tr"),
+            ("device", f"/devices/{config['id']}", "#device:not([hidden])"),
+            ("new", "/devices/new", "#copy-from option[value]"),
+            ("firmware", "/firmware", "#loading[hidden]"),
+        ):
+            page.goto(path)
+            page.wait_for_selector(ready, state="attached")
+            screenshot(page, f"{name}-{scheme}-{size}")
+        context.close()
