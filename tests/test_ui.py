@@ -11,10 +11,12 @@ import json
 import os
 import re
 import threading
+import tomllib
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
+from pathlib import PurePosixPath
 
 import pytest
 from conftest import RecordingPublisher
@@ -138,7 +140,37 @@ def toast(page: Page, text: str) -> t.Any:
     return page.locator(".toast", has_text=text)
 
 
-# --- tests --------------------------------------------------------------------------
+# --- without a browser ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/devices/new", "/devices/7", "/firmware"])
+def test_pages_are_html_that_runs_only_our_own_scripts(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "<script>" not in response.get_data(as_text=True)  # no inline script
+
+
+def test_every_ui_file_ships_in_the_package() -> None:
+    """`pip install` must bring the whole UI: each file matches a package-data pattern."""
+    root = Path(__file__).resolve().parent.parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["iotsupport"]
+    package = root / "src" / "iotsupport"
+    files = [
+        PurePosixPath(path.relative_to(package).as_posix())
+        for folder in ("ui/static", "ui/templates")
+        for path in (package / folder).rglob("*")
+        if path.is_file()
+    ]
+    assert files
+    # PurePath.match, like setuptools, does not let "*" cross a "/".
+    assert [name for name in files if not any(name.match(p) for p in patterns)] == []
+
+
+# --- in the browser ----------------------------------------------------------------------
 
 
 def test_create_a_device_and_see_it_in_the_list(page: Page, client: FlaskClient) -> None:
@@ -335,6 +367,39 @@ def test_firmware_page_reports_in_words(page: Page) -> None:
     screenshot(page, "firmware")
 
 
+def test_firmware_list_and_delete_when_the_server_has_them(page: Page) -> None:
+    """GET /api/assets and DELETE /api/assets/{name}, answered as the firmware issue says."""
+    assets = [
+        {
+            "name": "sensor-1.4.2.bin",
+            "size": 1_234_567,
+            "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "uploaded_at": "2026-11-24T10:00:00+00:00",
+        }
+    ]
+    deleted: list[str] = []
+
+    def assets_api(route: Route) -> None:
+        if route.request.method == "DELETE":
+            deleted.append(route.request.url.rsplit("/", 1)[1])
+            assets.clear()
+            route.fulfill(status=204)
+        else:
+            route.fulfill(json=assets)
+
+    page.route("**/api/assets", assets_api)
+    page.route("**/api/assets/*", assets_api)
+    page.goto("/firmware")
+    row = page.locator("#rows tr", has_text="sensor-1.4.2.bin")
+    expect(row).to_contain_text("1.2 MiB")
+    expect(row).to_contain_text("9f86d081884c…")
+    page.get_by_role("button", name="Delete sensor-1.4.2.bin").click()
+    page.get_by_role("dialog", name="Delete firmware?").get_by_role("button", name="Delete").click()
+    expect(toast(page, "Deleted sensor-1.4.2.bin.")).to_be_visible()
+    expect(page.locator("#empty")).to_be_visible()
+    assert deleted == ["sensor-1.4.2.bin"]
+
+
 def test_a_401_sends_the_browser_to_log_in(page: Page) -> None:
     def refuse(route: Route) -> None:
         route.fulfill(
@@ -410,7 +475,13 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
         ).status_code
         == 200
     )
+
+    def config_with_sync(route: Route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), **extra})
+
     page.route("**/api/configs", with_sync)
+    page.route(f"**/api/configs/{config_id}", config_with_sync)
     page.route("**/api/auth/self", self_user)
     page.route(f"**/api/configs/{config_id}/history", history)
     page.route(f"**/api/configs/{config_id}/diff?*", diff)
@@ -422,10 +493,13 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     row = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:06")
     expect(row.locator(".badge.sync-pending")).to_have_text("Pending")
     expect(page.get_by_label("Sync")).to_be_visible()
+    screenshot(page, "devices-sync", full_page=False)
 
     row.get_by_role("link").click()
     history_panel = page.locator("#history")
     expect(history_panel).to_be_visible()
+    expect(page.locator("#sync")).to_contain_text("Pending")
+    expect(page.locator("#meta")).to_contain_text("by alice")
     expect(history_panel.locator("#versions tr")).to_have_count(2)
     expect(history_panel.locator(".add")).to_contain_text('"interval": 2')
     expect(history_panel.locator(".del")).to_contain_text('"interval": 1')

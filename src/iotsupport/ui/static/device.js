@@ -23,6 +23,8 @@ const saved = { config: null, etag: null, text: "" };
 let historyAvailable = true;
 let versions = [];
 let saving = false;
+let syncTimer = 0;
+const SYNC_POLL_MS = 10000;
 
 const editor = setupEditor({ onInput: renderDirty });
 
@@ -79,8 +81,20 @@ function renderMeta() {
       : el("span", {}, "the device has not fetched it yet");
     dom.sync.replaceChildren(syncBadge(config.sync_state), fetched);
     dom.sync.className = `sync sync-box-${config.sync_state}`;
+    clearTimeout(syncTimer);
+    if (config.sync_state !== "in_sync") syncTimer = setTimeout(refreshSync, SYNC_POLL_MS);
   }
   renderDirty();
+}
+
+/** While the device has not fetched the current version, look again now and then. */
+async function refreshSync() {
+  if (document.hidden) { syncTimer = setTimeout(refreshSync, SYNC_POLL_MS); return; }
+  const result = await api("GET", base);
+  if (!result.ok || !saved.config || result.data.version !== saved.config.version) return;
+  const { sync_state, last_fetched_at, last_fetched_version } = result.data;
+  saved.config = { ...saved.config, sync_state, last_fetched_at, last_fetched_version };
+  renderMeta();
 }
 
 async function load() {
@@ -240,7 +254,7 @@ function versionRow(entry, index) {
   return el("tr", { class: isCurrent ? "current" : "" },
     el("td", { class: "center" }, radio("from", index === 1)),
     el("td", { class: "center" }, radio("to", index === 0)),
-    el("td", { class: "num" }, `v${version}`, isCurrent ? el("span", { class: "badge" }, "current") : null),
+    el("td", { class: "num" }, `v${version}`, isCurrent ? el("span", { class: "badge current" }, "current") : null),
     el("td", {}, timeElement(when), el("br"), el("span", { class: "muted small" }, [who, action].filter(Boolean).join(" · "))),
     el("td", {}, isCurrent ? null : el("button", {
       type: "button", class: "button small rollback", "aria-label": `Roll back to version ${version}`,

@@ -32,6 +32,7 @@ const dom = {
   wrap: document.getElementById("table-wrap"),
   empty: document.getElementById("empty"),
   more: document.getElementById("more"),
+  pendingCount: document.getElementById("pending-count"),
 };
 
 const PAGE_ROWS = 150;
@@ -187,6 +188,10 @@ async function loadDevices() {
   const sample = configs[0] || {};
   view.columns = COLUMNS.filter((column) => !column.optional || column.key in sample);
   dom.stateFilterLabel.hidden = !("sync_state" in sample);
+  const pending = configs.filter((config) => config.sync_state === "pending").length;
+  dom.pendingCount.hidden = pending === 0;
+  dom.pendingCount.textContent = `${numberFormat.format(pending)} pending`;
+  dom.pendingCount.title = "Changed since the device last fetched its config: show only these";
   loadState();
   view.items = configs.map((config) => ({ config, search: searchText(config), tr: null }));
   renderHead();
@@ -242,6 +247,11 @@ dom.filter.addEventListener("input", () => {
   pendingFrame = requestAnimationFrame(() => { applyFilter(); saveState(); });
 });
 dom.stateFilter.addEventListener("change", () => { applyFilter(); saveState(); });
+dom.pendingCount.addEventListener("click", () => {
+  dom.stateFilter.value = dom.stateFilter.value === "pending" ? "" : "pending";
+  applyFilter();
+  saveState();
+});
 dom.filter.addEventListener("keydown", (event) => {
   if (event.key === "Enter") {
     // Enter opens the only (or first) match: type a few letters of a MAC, press Enter.
