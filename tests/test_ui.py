@@ -1,8 +1,8 @@
 """The web UI end to end: a real headless Chromium (Playwright) against a served app.
 
 One browser per session and a new context per test. `serve` starts any app on a
-werkzeug server thread, so a test needing other settings (OIDC on, say) builds
-its own app and serves it the same way.
+werkzeug server thread and `new_page` opens a page on it, so a test needing other
+settings (OIDC on, say) builds its own app: `new_page(serve(create_app(...)))`.
 """
 
 from __future__ import annotations
@@ -92,16 +92,33 @@ def base_url(app: Flask, serve: Serve) -> str:
     return serve(app)
 
 
+NewPage = Callable[..., Page]
+
+
 @pytest.fixture
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=base_url, viewport=WIDE)
-    context.set_default_timeout(5000)
-    page = context.new_page()
+def new_page(browser: Browser) -> Iterator[NewPage]:
+    """Open a page in a fresh context on any served app; fails the test on a JavaScript error."""
+    contexts = []
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
+
+    def open_page(base_url: str, **options: t.Any) -> Page:
+        options.setdefault("viewport", WIDE)
+        context = browser.new_context(base_url=base_url, **options)
+        context.set_default_timeout(5000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(new_page: NewPage, base_url: str) -> Page:
+    return new_page(base_url)
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
@@ -510,7 +527,7 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     assert rollbacks == [{"version": 1}]
 
 
-def test_screenshots_of_each_page(browser: Browser, base_url: str, client: FlaskClient) -> None:
+def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: FlaskClient) -> None:
     """Every page, light on a laptop and dark on a phone, for a person to look at."""
     config = create_config(
         client, "24:0a:c4:12:34:01", '{"deviceName": "Kitchen display", "enableOTA": true}'
@@ -520,8 +537,7 @@ def test_screenshots_of_each_page(browser: Browser, base_url: str, client: Flask
         ("dark", "phone", PHONE),
     ]
     for scheme, size, viewport in looks:
-        context = browser.new_context(base_url=base_url, viewport=viewport, color_scheme=scheme)
-        page = context.new_page()
+        page = new_page(base_url, viewport=viewport, color_scheme=scheme)
         for name, path, ready in (
             ("devices", "/", "#rows tr"),
             ("device", f"/devices/{config['id']}", "#device:not([hidden])"),
@@ -531,4 +547,3 @@ def test_screenshots_of_each_page(browser: Browser, base_url: str, client: Flask
             page.goto(path)
             page.wait_for_selector(ready, state="attached")
             screenshot(page, f"{name}-{scheme}-{size}")
-        context.close()
