@@ -236,6 +236,13 @@ def test_a_bad_mac_and_a_taken_mac_are_refused_in_words(page: Page, client: Flas
     ).to_be_visible()
 
 
+def test_an_unknown_device_is_reported_in_words(page: Page) -> None:
+    page.goto("/devices/999")
+    expect(page.locator("#load-error")).to_have_text(
+        "Could not load this device: config 999 does not exist Back to the list"
+    )
+
+
 def test_edit_with_invalid_then_valid_json(
     page: Page, client: FlaskClient, publisher: RecordingPublisher
 ) -> None:

@@ -99,7 +99,8 @@ function renderHead() {
   dom.head.replaceChildren(...view.columns.map((column) => {
     const active = column.key === view.sort;
     const th = el("th", {
-      scope: "col", class: column.cls,
+      // The header takes the column's alignment and visibility, not its cell font.
+      scope: "col", class: (column.cls || "").replace(/\b(mono|small)\b/g, "").trim() || null,
       "aria-sort": active ? (view.descending ? "descending" : "ascending") : "none",
     });
     th.append(el("button", {
