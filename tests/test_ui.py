@@ -409,7 +409,7 @@ def test_firmware_list_and_delete_when_the_server_has_them(page: Page) -> None:
             assets.clear()
             route.fulfill(status=204)
         else:
-            route.fulfill(json=assets)
+            route.fulfill(json={"assets": assets, "count": len(assets)})
 
     page.route("**/api/assets", assets_api)
     page.route("**/api/assets/*", assets_api)
@@ -440,7 +440,8 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     page: Page, client: FlaskClient
 ) -> None:
     """The endpoints of the history and login issues, answered here as their contracts say."""
-    config = create_config(client, "aa:bb:cc:dd:ee:06", '{"deviceName": "Hall", "interval": 1}')
+    v1 = '{"deviceName": "Hall", "interval": 1}'
+    config = create_config(client, "aa:bb:cc:dd:ee:06", v1)
     config_id = config["id"]
     extra = {
         "updated_by": "alice",
@@ -469,29 +470,29 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
         )
 
     def history(route: Route) -> None:
+        entry = {"source_version": None, "device_name": "Hall", "device_entity_id": None}
         versions = [
-            {
-                "version": 2,
-                "changed_at": config["updated_at"],
-                "updated_by": "alice",
-                "action": "update",
-            },
-            {
-                "version": 1,
-                "changed_at": config["created_at"],
-                "updated_by": "bob",
-                "action": "create",
-            },
+            {**entry, "version": 2, "event": "updated", "saved_at": config["updated_at"]},
+            {**entry, "version": 1, "event": "created", "saved_at": config["created_at"]},
         ]
-        route.fulfill(json={"versions": versions})
+        for version in versions:
+            version.update(enable_ota=None, saved_by="alice" if version["version"] == 2 else "bob")
+        route.fulfill(
+            json={"config_id": config_id, "mac_address": config["mac_address"], "deleted": False}
+            | {"versions": versions, "count": 2}
+        )
 
     def diff(route: Route) -> None:
         text = '--- v1\n+++ v2\n@@ -1,3 +1,3 @@\n {\n-  "interval": 1\n+  "interval": 2\n }\n'
-        route.fulfill(json={"diff": text})
+        route.fulfill(
+            json={"config_id": config_id, "from_version": 1, "to_version": 2, "diff": text}
+        )
 
     def rollback(route: Route) -> None:
+        # As the history issue does it: a new version with v1's content, the config as answer.
         rollbacks.append(route.request.post_data_json)
-        route.fulfill(json={})
+        done = client.put(f"/api/configs/{config_id}", json={"content": v1})
+        route.fulfill(body=done.data, content_type="application/json", headers=dict(done.headers))
 
     assert (
         client.put(
@@ -525,12 +526,14 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     expect(page.locator("#sync")).to_contain_text("Pending")
     expect(page.locator("#meta")).to_contain_text("by alice")
     expect(history_panel.locator("#versions tr")).to_have_count(2)
+    expect(history_panel.locator("#versions tr").first).to_contain_text("alice · edited")
     expect(history_panel.locator(".add")).to_contain_text('"interval": 2')
     expect(history_panel.locator(".del")).to_contain_text('"interval": 1')
     screenshot(page, "device-history")
     page.get_by_role("button", name="Roll back to version 1").click()
     page.get_by_role("dialog", name="Roll back?").get_by_role("button", name="Roll back").click()
-    expect(toast(page, "Rolled back")).to_be_visible()
+    expect(toast(page, "Rolled back: version 3 has v1's content")).to_be_visible()
+    expect(page.get_by_label("Content (JSON)")).to_have_value(v1)
     assert rollbacks == [{"version": 1}]
 
 

@@ -76,8 +76,12 @@ function renderMeta() {
   );
   dom.sync.hidden = !("sync_state" in config);
   if (!dom.sync.hidden) {
+    const from = [config.last_fetched_from, config.last_fetched_firmware_version && `firmware ${config.last_fetched_firmware_version}`]
+      .filter(Boolean).join(", ");
     const fetched = config.last_fetched_at
-      ? el("span", {}, `device fetched v${config.last_fetched_version ?? "?"} `, timeElement(config.last_fetched_at))
+      ? el("span", { title: config.last_fetched_user_agent || "" },
+        `device fetched v${config.last_fetched_version ?? "?"} `, timeElement(config.last_fetched_at),
+        from ? el("span", { class: "muted" }, ` (${from})`) : null)
       : el("span", {}, "the device has not fetched it yet");
     dom.sync.replaceChildren(syncBadge(config.sync_state), fetched);
     dom.sync.className = `sync sync-box-${config.sync_state}`;
@@ -220,6 +224,13 @@ function entriesOf(data) {
   return [];
 }
 
+const EVENTS = { created: "created", updated: "edited", rolled_back: "rolled back", restored: "restored" };
+
+function describeEvent(entry) {
+  const event = EVENTS[entry.event] ?? entry.event;
+  return entry.source_version ? `${event} to v${entry.source_version}` : event;
+}
+
 function checkedVersion(name) {
   const input = dom.versions.querySelector(`input[name="${name}"]:checked`);
   return input ? Number(input.value) : null;
@@ -243,9 +254,9 @@ async function showHistoryDiff() {
 
 function versionRow(entry, index) {
   const version = entry.version;
-  const when = entry.changed_at || entry.created_at || entry.recorded_at || entry.updated_at || entry.at;
-  const who = entry.updated_by || entry.changed_by || entry.actor || entry.by;
-  const action = entry.action || entry.operation || entry.change || entry.kind;
+  const when = entry.saved_at ?? entry.changed_at ?? entry.created_at;
+  const who = entry.saved_by ?? entry.updated_by;
+  const action = describeEvent(entry);
   const isCurrent = version === saved.config.version;
   const radio = (name, checked) => el("input", {
     type: "radio", name, value: version, checked, "aria-label": `Compare ${name} version ${version}`,
@@ -289,12 +300,9 @@ async function rollback(version) {
     notify(`Not rolled back: ${result.error}`, { kind: "error" });
     return;
   }
-  const fresh = await api("GET", base);
-  if (fresh.ok) {
-    accept(fresh);
-    editor.text = saved.text;
-    renderMeta();
-  }
+  accept(result); // the rollback answers with the config as it is now
+  editor.text = saved.text;
+  renderMeta();
   notify(`Rolled back: version ${saved.config.version} has v${version}'s content.`);
   loadHistory();
 }

@@ -223,21 +223,21 @@ async function loadDeleted() {
   const box = document.getElementById("deleted");
   const result = await api("GET", "/api/configs/deleted");
   if (!result.ok) return; // a server without history has no such list
-  const entries = listOf(result.data, "configs", "deleted", "items");
+  const entries = listOf(result.data, "configs");
   box.hidden = entries.length === 0;
   document.getElementById("deleted-count").textContent = `(${entries.length})`;
   document.getElementById("deleted-list").replaceChildren(...entries.map((entry) => {
-    const mac = entry.mac_address || entry.mac;
-    const when = entry.deleted_at || entry.changed_at || entry.created_at;
-    const who = entry.deleted_by || entry.updated_by || entry.changed_by;
+    const mac = entry.mac_address;
+    const who = entry.deleted_by;
     return el("li", {},
       el("span", { class: "mono" }, mac), " ",
-      entry.device_name ? el("span", {}, entry.device_name) : null, " ",
-      el("span", { class: "muted" }, "deleted ", timeElement(when), who ? ` by ${who}` : ""), " ",
-      el("button", {
-        type: "button", class: "button small", "aria-label": `Restore ${mac}`,
-        onclick: () => undoDelete({ mac, content: null }),
-      }, "Restore"));
+      el("span", { class: "muted" }, `v${entry.version}, deleted `, timeElement(entry.deleted_at), who ? ` by ${who}` : ""), " ",
+      entry.mac_in_use
+        ? el("span", { class: "muted" }, "(this MAC has a new config)")
+        : el("button", {
+          type: "button", class: "button small", "aria-label": `Restore ${mac}`,
+          onclick: () => undoDelete({ mac, content: null }),
+        }, "Restore"));
   }));
 }
 
