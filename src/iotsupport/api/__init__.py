@@ -14,8 +14,8 @@ def config_service() -> ConfigService:
 
 
 def register_blueprints(app: Flask) -> None:
-    # Assets (firmware), the LVGL image proxy and auth each get a module of
-    # their own here when they land.
+    # Assets (firmware), the LVGL image proxy, auth and the web UI each get a
+    # module of their own here when they land.
     from iotsupport import ui
     from iotsupport.api import configs
     from iotsupport.api import docs
