@@ -15,14 +15,14 @@ function assetRow(asset) {
   const sha = asset.sha256 || "";
   return el("tr", {},
     el("td", { class: "mono" }, el("a", { href: `/api/assets/${encodeURIComponent(name)}`, download: name, title: "Download" }, name)),
-    el("td", { class: "num", title: `${asset.size} bytes` }, formatBytes(asset.size)),
-    el("td", { class: "mono small" }, sha
+    el("td", { class: "num nowrap", title: `${asset.size} bytes` }, formatBytes(asset.size)),
+    el("td", { class: "mono small hide-narrow" }, sha
       ? el("button", {
         type: "button", class: "link sha", title: `${sha} (click to copy)`, "aria-label": `Copy SHA-256 of ${name}`,
         onclick: async () => notify(await copyText(sha) ? "Checksum copied." : sha, { kind: "info" }),
       }, `${sha.slice(0, 12)}…`)
       : "—"),
-    el("td", {}, timeElement(asset.uploaded_at)),
+    el("td", { class: "nowrap" }, timeElement(asset.uploaded_at)),
     el("td", { class: "right" }, el("button", {
       type: "button", class: "button small danger", "aria-label": `Delete ${name}`, onclick: () => remove(name),
     }, "Delete")));
