@@ -436,6 +436,35 @@ def test_a_401_sends_the_browser_to_log_in(page: Page) -> None:
     assert login.value.url.endswith("/api/auth/login?redirect=%2F%3Fq%3Dlamp")
 
 
+def test_unsaved_edits_survive_a_trip_to_the_login_page(page: Page, client: FlaskClient) -> None:
+    config = create_config(client, "aa:bb:cc:dd:ee:07", '{"deviceName": "Shed"}')
+    url = f"/devices/{config['id']}"
+
+    def session_expired(route: Route) -> None:  # on the save; reading works again after login
+        if route.request.method == "PUT":
+            route.fulfill(status=401, json={"error": "log in again", "code": "unauthorized"})
+        else:
+            route.continue_()
+
+    def log_in_again(route: Route) -> None:  # the provider sends the browser straight back
+        route.fulfill(status=302, headers={"Location": url})
+
+    page.goto(url)
+    editor = page.get_by_label("Content (JSON)")
+    expect(editor).to_have_value('{"deviceName": "Shed"}')
+    page.route(f"**/api/configs/{config['id']}", session_expired)
+    page.route("**/api/auth/login?*", log_in_again)
+    editor.fill('{"deviceName": "Garden shed"}')
+    page.get_by_role("button", name="Save").click()
+    expect(toast(page, "Your unsaved edits were kept")).to_be_visible()
+    expect(editor).to_have_value('{"deviceName": "Garden shed"}')
+
+    page.unroute(f"**/api/configs/{config['id']}")
+    page.get_by_role("button", name="Save").click()
+    expect(toast(page, "Saved version 2")).to_be_visible()
+    assert stored_content(client, "aa:bb:cc:dd:ee:07") == '{"deviceName": "Garden shed"}'
+
+
 def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     page: Page, client: FlaskClient
 ) -> None:

@@ -20,6 +20,13 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const beforeLogin = [];
+
+/** Run `hook` just before a 401 sends the browser to log in (e.g. to keep a draft). */
+export function onLeaveForLogin(hook) {
+  beforeLogin.push(hook);
+}
+
 export function loginUrl() {
   return `${LOGIN}?redirect=${encodeURIComponent(location.pathname + location.search)}`;
 }
@@ -52,6 +59,7 @@ export async function api(method, path, { body, headers = {} } = {}) {
     return { ok: false, status: 0, data: null, text: "", headers: new Headers(), error: "The server did not answer. Check your connection and try again." };
   }
   if (response.status === 401) {
+    for (const hook of beforeLogin) hook();
     location.assign(loginUrl());
     return new Promise(() => {});
   }
@@ -260,9 +268,12 @@ export async function showUser() {
   return user;
 }
 
-/** Every page: the user box, and "/" to jump to the page's filter or editor. */
+/** Every page: the user box, "/" to jump to the filter, and "3 minutes ago" kept current. */
 export function startPage() {
   showUser();
+  setInterval(() => {
+    for (const node of document.querySelectorAll("time[datetime]")) node.textContent = timeAgo(node.dateTime);
+  }, 30000);
   document.addEventListener("keydown", (event) => {
     if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;

@@ -2,8 +2,8 @@
 // and (when the server keeps history) compare versions and roll back.
 
 import {
-  api, ask, copyText, deviceUrl, el, formatDateTime, isMissingRoute, notify, rawMember,
-  rememberDeleted, startPage, syncBadge, timeAgo, timeElement,
+  api, ask, copyText, deviceUrl, el, formatDateTime, isMissingRoute, notify, onLeaveForLogin,
+  rawMember, rememberDeleted, startPage, syncBadge, timeAgo, timeElement,
 } from "./common.js";
 import { lineDiff, parseUnified, prettyJson, renderDiff } from "./diff.js";
 import { formatJson, setupEditor } from "./editor.js";
@@ -113,12 +113,35 @@ async function load() {
   accept(result);
   editor.text = saved.text;
   dom.device.hidden = false;
+  restoreDraft();
   renderMeta();
   loadHistory();
   if (new URLSearchParams(location.search).has("created")) {
     notify(`Created ${saved.config.mac_address} (version 1).`);
     history.replaceState(null, "", location.pathname);
   }
+}
+
+// --- a draft survives a trip to the login page ----------------------------------
+
+const DRAFT_KEY = `iotsupport.draft.${configId}`;
+let leavingForLogin = false;
+
+onLeaveForLogin(() => {
+  leavingForLogin = true;
+  if (isDirty()) sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ draft: editor.text, ...saved }));
+});
+
+function restoreDraft() {
+  const stored = sessionStorage.getItem(DRAFT_KEY);
+  sessionStorage.removeItem(DRAFT_KEY);
+  if (!stored) return;
+  const { draft, ...base } = JSON.parse(stored);
+  // Keep the version the edits started from, so saving still warns (with the diff)
+  // if someone else saved while the admin was logging in.
+  Object.assign(saved, base);
+  editor.text = draft;
+  notify("Your unsaved edits were kept while you logged in again. Save them when ready.", { kind: "info" });
 }
 
 // --- save and conflicts --------------------------------------------------------
@@ -323,7 +346,7 @@ dom.copyUrl.addEventListener("click", async () => {
   notify(copied ? "Device URL copied." : "Selected the URL: press Ctrl+C to copy it.", { kind: "info" });
 });
 window.addEventListener("beforeunload", (event) => {
-  if (isDirty()) event.preventDefault();
+  if (isDirty() && !leavingForLogin) event.preventDefault();
 });
 
 startPage();
