@@ -198,8 +198,8 @@ def test_body_over_a_configured_limit_is_413(
 @pytest.mark.parametrize(
     "path",
     [
-        "/",
         "/nope",
+        "/devices/abc",
         "/api",
         "/api/nope",
         "/api/configs/1/extra",

@@ -14,10 +14,9 @@ def config_service() -> ConfigService:
 
 
 def register_blueprints(app: Flask) -> None:
+    from iotsupport import ui
     from iotsupport.api import assets
     from iotsupport.api import auth
-
-    # The web UI gets a module of its own here when it lands.
     from iotsupport.api import configs
     from iotsupport.api import docs
     from iotsupport.api import images
@@ -29,3 +28,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)
+    app.register_blueprint(ui.bp)

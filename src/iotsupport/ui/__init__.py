@@ -1,0 +1,57 @@
+"""The web UI: page shells served from the package; the pages load their data from /api."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import render_template
+
+from iotsupport.api.access import Role
+from iotsupport.api.access import requires
+
+bp = Blueprint(
+    "ui",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/ui/static",
+)
+
+# Only our own files run in these pages: no inline script, no third-party origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def page(template: str, **context: object) -> Response:
+    html = render_template(template, version=current_app.config["VERSION"], **context)
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/")
+@requires(Role.ADMIN)
+def devices() -> Response:
+    return page("devices.html", active="devices")
+
+
+@bp.get("/devices/new")
+@requires(Role.ADMIN)
+def new_device() -> Response:
+    return page("new.html", active="devices")
+
+
+@bp.get("/devices/<int:config_id>")
+@requires(Role.ADMIN)
+def device(config_id: int) -> Response:
+    return page("device.html", active="devices", config_id=config_id)
+
+
+@bp.get("/firmware")
+@requires(Role.ADMIN)
+def firmware() -> Response:
+    return page("firmware.html", active="firmware")
