@@ -391,8 +391,8 @@ class TcpProxy:
                 data = source.recv(65536)
                 if not data:
                     break
-                sink.sendall(data)
                 if not frontend:
+                    sink.sendall(data)
                     continue
                 buffer += data
                 while True:
@@ -416,6 +416,8 @@ class TcpProxy:
                         if buffer[:1] == b"Q":
                             self.queries.append(buffer[5 : length + 1].rstrip(b"\0").decode())
                     buffer = buffer[1 + length :]
+                # Counted before the server sees it, so before any answer comes back.
+                sink.sendall(data)
         except OSError:
             pass
         finally:
