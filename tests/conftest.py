@@ -38,6 +38,9 @@ from iotsupport import migrate
 from iotsupport.services.notifications import MqttState
 from iotsupport.settings import Settings
 
+if t.TYPE_CHECKING:
+    from oidc_stack import Stack
+
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -239,6 +242,18 @@ def subscriber(mqtt_url: str) -> Iterator[Subscriber]:
     sub = Subscriber(mqtt_url)
     yield sub
     sub.close()
+
+
+# --- Login ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oidc_stack(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Stack]:
+    """A real OpenID provider and our app with login on (tests/oidc_stack.py), once per session."""
+    from oidc_stack import running_stack  # it imports this module's helpers
+
+    with running_stack(tmp_path_factory.mktemp("oidc"), sqlite_template) as running:
+        yield running
 
 
 # --- Helpers shared by the test modules ---------------------------------------

@@ -3,116 +3,35 @@
 An httpx client plays the browser: it follows redirects from our login to the
 provider's login form, posts it, comes back through our callback with cookies,
 and calls the API. The provider issues 3-second access tokens, so renewal runs
-for real. Skipped with the reason when Node or the package is missing
-(`make test` runs `npm ci` in tests/oidc); CI requires it.
+for real. The stack comes from tests/oidc_stack.py (conftest's `oidc_stack`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
 import time
 import typing as t
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
 import pytest
-from conftest import RecordingPublisher
-from conftest import free_port
-from conftest import make_settings
-from conftest import unavailable
 from conftest import wait_until
-from local_issuer import ThreadedServer
-from prometheus_client import CollectorRegistry
+from oidc_stack import ACCESS_TOKEN_TTL
+from oidc_stack import Stack
 
-from iotsupport import create_app
 from iotsupport.auth import ACCESS_COOKIE
 from iotsupport.auth import LOGIN_COOKIE
 from iotsupport.auth import REFRESH_COOKIE
 
-OIDC_DIR = Path(__file__).parent / "oidc"
-CLIENT_ID = "iotsupport-web"
-CLIENT_SECRET = "a-test-client-secret"
-AUDIENCE = "iotsupport-api"
-ACCESS_TOKEN_TTL = 3
 CONFIG = {"mac_address": "aa:bb:cc:dd:ee:42", "content": {"deviceName": "Hall"}}
 
 
-@dataclass(frozen=True)
-class Stack:
-    app_url: str
-    provider_url: str
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Stack]:
-    """The provider and our app (served over HTTP on a thread), once per test session."""
-    node = shutil.which("node")
-    if node is None:
-        unavailable("node is not installed; the OpenID provider tests need Node.js 20+")
-    if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
-        unavailable("oidc-provider is not installed: run `npm ci` in tests/oidc (make test does)")
-    provider_port, app_port = free_port(), free_port()
-    provider_url = f"http://127.0.0.1:{provider_port}"
-    app_url = f"http://127.0.0.1:{app_port}"
-    workdir = tmp_path_factory.mktemp("oidc")
-    env = {
-        **os.environ,
-        "PORT": str(provider_port),
-        "CLIENT_ID": CLIENT_ID,
-        "CLIENT_SECRET": CLIENT_SECRET,
-        "REDIRECT_URI": app_url + "/api/auth/callback",
-        "POST_LOGOUT_REDIRECT_URI": app_url + "/",
-        "AUDIENCE": AUDIENCE,
-        "ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
-    }
-    log_path = workdir / "provider.log"
-    with log_path.open("w") as log:
-        provider = subprocess.Popen(
-            [node, "provider.mjs"], cwd=OIDC_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        if not wait_until(lambda: _listening(provider_port), timeout=15):
-            pytest.fail(f"the OpenID provider did not start:\n{log_path.read_text()}")
-        database = workdir / "iotsupport.db"
-        shutil.copyfile(sqlite_template, database)
-        settings = make_settings(
-            f"sqlite:///{database}",
-            oidc_enabled=True,
-            baseurl=app_url,
-            oidc_issuer_url=provider_url,
-            oidc_client_id=CLIENT_ID,
-            oidc_client_secret=CLIENT_SECRET,
-            oidc_audience=AUDIENCE,
-            oidc_clock_skew_seconds=0,
-            oidc_scopes="openid profile email offline_access api",
-        )
-        app = create_app(settings, publisher=RecordingPublisher(), registry=CollectorRegistry())
-        server = ThreadedServer(app, app_port)
-        try:
-            yield Stack(app_url, provider_url)
-        finally:
-            server.close()
-            app.extensions["iotsupport"].database.dispose()
-    finally:
-        provider.terminate()
-        provider.wait(10)
+@pytest.fixture
+def stack(oidc_stack: Stack) -> Stack:
+    return oidc_stack
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from conftest import RecordingPublisher
 from conftest import unavailable
 from flask import Flask
 from flask.testing import FlaskClient
+from oidc_stack import Stack
 from playwright.sync_api import Browser
 from playwright.sync_api import Page
 from playwright.sync_api import Route
@@ -564,6 +565,27 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     expect(toast(page, "Rolled back: version 3 has v1's content")).to_be_visible()
     expect(page.get_by_label("Content (JSON)")).to_have_value(v1)
     assert rollbacks == [{"version": 1}]
+
+
+def test_login_round_trip_through_the_provider(new_page: NewPage, oidc_stack: Stack) -> None:
+    """OIDC on: a visit goes through the provider's login and lands on the page asked for."""
+    provider = re.escape(oidc_stack.provider_url)
+    page = new_page(oidc_stack.app_url)
+    page.goto("/?q=hall")
+    expect(page).to_have_url(re.compile(provider + "/interaction/"))
+    page.locator('input[name="login"]').fill("alice")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page).to_have_url(oidc_stack.app_url + "/?q=hall")
+    expect(page.locator("#user-name")).to_have_text("Alice Admin")
+    expect(page.get_by_label("Filter devices")).to_have_value("hall")
+    screenshot(page, "login-landed", full_page=False)
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(provider + "/session/end"))
+    page.get_by_role("button", name="Sign out").click()
+    # Home again, but logged out everywhere: the provider asks who we are.
+    expect(page).to_have_url(re.compile(provider + "/interaction/"))
 
 
 def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: FlaskClient) -> None:

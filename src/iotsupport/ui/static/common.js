@@ -247,13 +247,11 @@ export async function restoreDeleted(entry) {
 
 // --- the signed-in user -------------------------------------------------------------
 
-const END_SESSION_KEYS = ["end_session_url", "logout_url", "end_session_endpoint", "redirect_url", "redirect", "url"];
-
 async function logOut() {
   const result = await api("POST", "/api/auth/logout");
   if (!result.ok) { notify(`Could not log out: ${result.error}`, { kind: "error" }); return; }
-  const target = END_SESSION_KEYS.map((key) => result.data?.[key]).find((value) => typeof value === "string" && value);
-  location.assign(target || "/");
+  // Also end the provider's session when it offers that; it then sends the browser home.
+  location.assign(result.data?.end_session_url || "/");
 }
 
 /** Show who is signed in (only when login is on); a 404 means this server has no login. */
