@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 
 import pytest
 from conftest import RecordingPublisher
+from conftest import random_mac
 from conftest import unavailable
 from flask import Flask
 from flask.testing import FlaskClient
@@ -567,6 +568,13 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     assert rollbacks == [{"version": 1}]
 
 
+def test_an_empty_fleet_says_so_and_links_to_new_device(page: Page) -> None:
+    page.goto("/")
+    expect(page.get_by_text("No devices yet.")).to_be_visible()
+    page.get_by_role("link", name="Add the first one").click()
+    expect(page).to_have_url(re.compile("/devices/new$"))
+
+
 def test_login_round_trip_through_the_provider(new_page: NewPage, oidc_stack: Stack) -> None:
     """OIDC on: a visit goes through the provider's login and lands on the page asked for."""
     provider = re.escape(oidc_stack.provider_url)
@@ -579,6 +587,16 @@ def test_login_round_trip_through_the_provider(new_page: NewPage, oidc_stack: St
     expect(page).to_have_url(oidc_stack.app_url + "/?q=hall")
     expect(page.locator("#user-name")).to_have_text("Alice Admin")
     expect(page.get_by_label("Filter devices")).to_have_value("hall")
+    # The login cookie authenticates the page's own API calls (with our Origin).
+    mac = random_mac()
+    created = page.request.post(
+        "/api/configs",
+        data={"mac_address": mac, "content": {"deviceName": "Hall light"}},
+        headers={"Origin": oidc_stack.app_url},
+    )
+    assert created.status == 201, created.text()
+    page.reload()
+    expect(page.locator("#rows tr", has_text=mac)).to_contain_text("Hall light")
     screenshot(page, "login-landed", full_page=False)
 
     page.get_by_role("button", name="Log out").click()

@@ -200,6 +200,7 @@ async function loadDevices() {
   applySort();
   if (configs.length === 0) {
     dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
+    dom.empty.hidden = false;
   }
 }
 
