@@ -568,6 +568,19 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     assert rollbacks == [{"version": 1}]
 
 
+def test_a_mistyped_page_is_a_page_and_api_clients_keep_json(
+    page: Page, client: FlaskClient
+) -> None:
+    response = page.goto("/devicez")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", name="Nothing here")).to_be_visible()
+    page.get_by_role("link", name="Back to the devices").click()
+    expect(page.get_by_role("heading", name=re.compile("^Devices"))).to_be_visible()
+    assert client.get("/devicez").mimetype == "application/json"
+    html_only = client.get("/api/nope", headers={"Accept": "text/html"})
+    assert html_only.status_code == 404 and html_only.mimetype == "application/json"
+
+
 def test_an_empty_fleet_says_so_and_links_to_new_device(page: Page) -> None:
     page.goto("/")
     expect(page.get_by_text("No devices yet.")).to_be_visible()

@@ -142,6 +142,19 @@ def _validation_details(exc: ValidationError) -> dict[str, t.Any]:
     }
 
 
+def http_error_response(exc: HTTPException) -> Response:
+    """A werkzeug HTTP error (404, 405, 413, 416 ...) in the JSON envelope."""
+    message = _SHORT_MESSAGES.get(exc.code or 500, exc.description or exc.name)
+    response = error_response(exc.code or 500, message, _http_code(exc))
+    # Keep what the status needs, e.g. Content-Range on a 416.
+    for name, value in exc.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return response
+
+
 def init_app(app: Flask) -> None:
     """Register the three handlers that turn every failure into the JSON envelope."""
 
@@ -157,17 +170,7 @@ def init_app(app: Flask) -> None:
             400, "the request is not valid", "validation_error", _validation_details(exc)
         )
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        message = _SHORT_MESSAGES.get(exc.code or 500, exc.description or exc.name)
-        response = error_response(exc.code or 500, message, _http_code(exc))
-        # Keep what the status needs, e.g. Content-Range on a 416.
-        for name, value in exc.get_headers():
-            if name.lower() not in ("content-type", "content-length"):
-                response.headers[name] = value
-        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
-        return response
+    app.register_error_handler(HTTPException, http_error_response)
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response:

@@ -6,9 +6,12 @@ from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import render_template
+from flask import request
+from werkzeug.exceptions import NotFound
 
 from iotsupport.api.access import Role
 from iotsupport.api.access import requires
+from iotsupport.errors import http_error_response
 
 bp = Blueprint(
     "ui",
@@ -55,3 +58,14 @@ def device(config_id: int) -> Response:
 @requires(Role.ADMIN)
 def firmware() -> Response:
     return page("firmware.html", active="firmware")
+
+
+@bp.app_errorhandler(NotFound)
+def not_found(exc: NotFound) -> Response:
+    """A person who mistypes a page gets a page back; API clients keep the JSON error."""
+    wants_page = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    if request.path.startswith("/api/") or wants_page != "text/html":
+        return http_error_response(exc)
+    response = page("not_found.html", active=None)
+    response.status_code = 404
+    return response
