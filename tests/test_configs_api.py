@@ -28,6 +28,10 @@ CONFIG_KEYS = {
     "version",
     "created_at",
     "updated_at",
+    "updated_by",
+    "last_fetched_at",
+    "last_fetched_version",
+    "sync_state",
 }
 SUMMARY_KEYS = {"id", "mac_address", "device_name", "device_entity_id", "enable_ota"}
 

@@ -15,6 +15,9 @@ from iotsupport.api import register_blueprints
 from iotsupport.db import Database
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
+from iotsupport.services.checkins import CheckinMetrics
+from iotsupport.services.checkins import CheckinRecorder
+from iotsupport.services.checkins import count_by_sync_state
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.notifications import Publisher
 from iotsupport.services.notifications import build_publisher
@@ -29,7 +32,8 @@ def create_app(
     publisher: Publisher | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`."""
+    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`,
+    and device check-ins are only written by `checkins.flush()` until `checkins.start()`."""
     settings = settings or Settings()
     registry = registry or CollectorRegistry()
     database = Database(settings)
@@ -52,7 +56,18 @@ def create_app(
     else:
         scrape_registry = registry
     scrape_registry.register(observability.ConfigCountCollector(count_configs))
-    app.extensions[EXTENSION_KEY] = AppState(settings, database, publisher, scrape_registry)
+    scrape_registry.register(
+        observability.SyncStateCollector(lambda: database.call_with_deadline(count_by_sync_state))
+    )
+    checkins = CheckinRecorder(
+        database.session,
+        CheckinMetrics(registry),
+        interval=settings.checkin_flush_seconds,
+        trusted_proxies=settings.trusted_networks,
+    )
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings, database, publisher, scrape_registry, checkins
+    )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
     observability.init_app(app, observability.RequestMetrics(registry))

@@ -9,6 +9,7 @@ from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from iotsupport.db import Database
+from iotsupport.services.checkins import CheckinRecorder
 from iotsupport.services.notifications import Publisher
 from iotsupport.settings import Settings
 
@@ -21,6 +22,7 @@ class AppState:
     database: Database
     publisher: Publisher
     scrape_registry: CollectorRegistry  # what /metrics exposes
+    checkins: CheckinRecorder  # devices' fetches, written in the background
 
 
 def state(app: Flask | None = None) -> AppState:

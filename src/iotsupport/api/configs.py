@@ -11,6 +11,7 @@ from iotsupport.api.access import Role
 from iotsupport.api.access import public
 from iotsupport.api.access import requires
 from iotsupport.api.spec import operation
+from iotsupport.extensions import state
 from iotsupport.models import DeviceConfig
 from iotsupport.schemas.configs import ConfigCreateSchema
 from iotsupport.schemas.configs import ConfigListSchema
@@ -97,6 +98,16 @@ def delete_config(config_id: int) -> Response:
 def device_config(mac: str) -> Response:
     known = request.if_none_match
     document = config_service().device_document(mac, known.as_set(include_weak=True))
+    headers = request.headers
+    state().checkins.record(
+        document.config_id,
+        document.version,
+        document.saved_at,
+        peer=request.remote_addr,
+        forwarded_for=headers.get("X-Forwarded-For"),
+        user_agent=headers.get("User-Agent"),
+        firmware_version=headers.get("X-Firmware-Version"),
+    )
     if document.content is None or known.star_tag:
         response = Response(status=304)
     else:

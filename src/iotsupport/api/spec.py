@@ -36,6 +36,7 @@ class Operation:
     tag: str
     body: type[BaseModel] | None = None
     responses: dict[int, ResponseSpec] = field(default_factory=dict)
+    query: type[BaseModel] | None = None
 
 
 def operation(
@@ -43,16 +44,19 @@ def operation(
     *,
     tag: str,
     body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
     responses: dict[int, ResponseSpec] | None = None,
 ) -> t.Callable[[View], View]:
-    """Declare a route's schemas; with `body`, the view receives the validated model."""
-    spec = Operation(summary, tag, body, responses or {})
+    """Declare a route's schemas; with `body` or `query`, the view receives the validated model."""
+    spec = Operation(summary, tag, body, responses or {}, query)
 
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapper(*args: t.Any, **kwargs: t.Any) -> ResponseReturnValue:
             if spec.body is not None:
                 kwargs["body"] = parse_json_body(spec.body)
+            if spec.query is not None:
+                kwargs["query"] = spec.query.model_validate(request.args.to_dict())
             return view(*args, **kwargs)
 
         wrapper.openapi = spec  # type: ignore[attr-defined]
@@ -89,6 +93,15 @@ def _path_and_parameters(rule: str) -> tuple[str, list[dict[str, t.Any]]]:
     return _RULE_ARGUMENT.sub(r"{\2}", rule), parameters
 
 
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, t.Any]]:
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
 def _media(schema: dict[str, t.Any]) -> dict[str, t.Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -119,6 +132,8 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
     paths: dict[str, dict[str, t.Any]] = {}
     for rule_text, method, endpoint, spec in sorted(routes):
         path, parameters = _path_and_parameters(rule_text)
+        if spec.query is not None:
+            parameters += _query_parameters(spec.query)
         responses: dict[str, t.Any] = {}
         for status, answer in sorted(spec.responses.items()):
             if not isinstance(answer, str):

@@ -12,9 +12,12 @@ from pydantic import PlainSerializer
 from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
+from pydantic import computed_field
 
 from iotsupport.json_text import raw_member
 from iotsupport.models import DeviceConfig
+from iotsupport.models.device_checkin import SyncState
+from iotsupport.models.device_checkin import sync_state
 
 MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
 CONTENT_DESCRIPTION = (
@@ -69,6 +72,17 @@ class ConfigSummarySchema(BaseModel):
     enable_ota: bool | None
     version: int
     updated_at: Timestamp
+    updated_by: str = Field(description="Who saved the current version.")
+    last_fetched_at: Timestamp | None = Field(description="When the device last fetched it.")
+    last_fetched_version: int | None = Field(description="The version it got then.")
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="in_sync: the device has the current version; pending: it has an older "
+        "one; never: it never fetched. Device fetches are written every few seconds."
+    )
+    @property
+    def sync_state(self) -> SyncState:
+        return sync_state(self.version, self.last_fetched_version)
 
 
 class ConfigListSchema(BaseModel):
