@@ -31,6 +31,9 @@ CONFIG_KEYS = {
     "updated_by",
     "last_fetched_at",
     "last_fetched_version",
+    "last_fetched_from",
+    "last_fetched_user_agent",
+    "last_fetched_firmware_version",
     "sync_state",
 }
 SUMMARY_KEYS = {"id", "mac_address", "device_name", "device_entity_id", "enable_ota"}

@@ -55,3 +55,15 @@ class DeviceConfig(Base):
     @property
     def last_fetched_version(self) -> int | None:
         return self.checkin.fetched_version if self.checkin else None
+
+    @property
+    def last_fetched_from(self) -> str | None:
+        return self.checkin.client_address if self.checkin else None
+
+    @property
+    def last_fetched_user_agent(self) -> str | None:
+        return self.checkin.user_agent if self.checkin else None
+
+    @property
+    def last_fetched_firmware_version(self) -> str | None:
+        return self.checkin.firmware_version if self.checkin else None

@@ -92,6 +92,14 @@ class ConfigListSchema(BaseModel):
 
 class ConfigMetaSchema(ConfigSummarySchema):
     created_at: Timestamp
+    last_fetched_from: str | None = Field(
+        description="The device's address at its last fetch (X-Forwarded-For is believed "
+        "only from TRUSTED_PROXIES)."
+    )
+    last_fetched_user_agent: str | None
+    last_fetched_firmware_version: str | None = Field(
+        description="The X-Firmware-Version header of the last fetch, if the device sent one."
+    )
 
 
 class ConfigResponseSchema(ConfigMetaSchema):
