@@ -5,8 +5,6 @@ from __future__ import annotations
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC
-from datetime import datetime
 from ipaddress import ip_network
 
 import pytest
@@ -220,7 +218,6 @@ def test_stopping_writes_the_last_fetch_of_a_quiet_device(settings: Settings) ->
 def test_the_newest_fetch_wins_across_workers(app: Flask, client: FlaskClient) -> None:
     """Two processes' recorders, writing in the 'wrong' order, keep the newer fetch."""
     config_id = create(client)
-    saved_at = datetime.now(UTC)
     database = state(app).database
     older, newer = (
         CheckinRecorder(database.session, CheckinMetrics(CollectorRegistry())) for _ in "ab"
@@ -228,7 +225,6 @@ def test_the_newest_fetch_wins_across_workers(app: Flask, client: FlaskClient) -
     older.record(
         config_id,
         1,
-        saved_at,
         peer="10.0.0.1",
         forwarded_for=None,
         user_agent="old",
@@ -237,7 +233,6 @@ def test_the_newest_fetch_wins_across_workers(app: Flask, client: FlaskClient) -
     newer.record(
         config_id,
         1,
-        saved_at,
         peer="10.0.0.2",
         forwarded_for=None,
         user_agent="new",
@@ -265,9 +260,8 @@ def test_fetches_survive_a_failed_write(app: Flask, client: FlaskClient) -> None
     config_id = create(client)
     sessions = FlakySessions(state(app).database.session, failures=1)
     recorder = CheckinRecorder(sessions, CheckinMetrics(CollectorRegistry()))
-    saved_at = datetime.now(UTC)
     recorder.record(
-        config_id, 1, saved_at, peer=None, forwarded_for=None, user_agent="a", firmware_version=None
+        config_id, 1, peer=None, forwarded_for=None, user_agent="a", firmware_version=None
     )
     assert recorder.flush() == 0  # the database was away; nothing lost
     assert recorder.flush() == 1

@@ -98,15 +98,14 @@ def delete_config(config_id: int) -> Response:
 def device_config(mac: str) -> Response:
     known = request.if_none_match
     document = config_service().device_document(mac, known.as_set(include_weak=True))
-    headers = request.headers
+    environ = request.environ  # read directly: this runs on every device request
     state().checkins.record(
         document.config_id,
         document.version,
-        document.saved_at,
-        peer=request.remote_addr,
-        forwarded_for=headers.get("X-Forwarded-For"),
-        user_agent=headers.get("User-Agent"),
-        firmware_version=headers.get("X-Firmware-Version"),
+        peer=environ.get("REMOTE_ADDR"),
+        forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+        user_agent=environ.get("HTTP_USER_AGENT"),
+        firmware_version=environ.get("HTTP_X_FIRMWARE_VERSION"),
     )
     if document.content is None or known.star_tag:
         response = Response(status=304)

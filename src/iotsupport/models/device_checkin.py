@@ -3,8 +3,11 @@ from __future__ import annotations
 import typing as t
 from datetime import datetime
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import case
+from sqlalchemy import literal_column
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -19,6 +22,17 @@ def sync_state(version: int, fetched_version: int | None) -> SyncState:
     if fetched_version is None:
         return "never"
     return "in_sync" if fetched_version >= version else "pending"
+
+
+def sync_state_expression(
+    version: ColumnElement[int], fetched_version: ColumnElement[int | None]
+) -> ColumnElement[str]:
+    """`sync_state` in SQL, for reads of many configs (no Python call per row)."""
+    return case(
+        (fetched_version.is_(None), literal_column("'never'")),
+        (fetched_version >= version, literal_column("'in_sync'")),
+        else_=literal_column("'pending'"),
+    )
 
 
 class DeviceCheckin(Base):

@@ -16,6 +16,8 @@ from iotsupport.models.base import Base
 from iotsupport.models.base import UTCDateTime
 from iotsupport.models.base import utcnow
 from iotsupport.models.device_checkin import DeviceCheckin
+from iotsupport.models.device_checkin import SyncState
+from iotsupport.models.device_checkin import sync_state
 
 
 class DeviceConfig(Base):
@@ -55,6 +57,10 @@ class DeviceConfig(Base):
     @property
     def last_fetched_version(self) -> int | None:
         return self.checkin.fetched_version if self.checkin else None
+
+    @property
+    def sync_state(self) -> SyncState:
+        return sync_state(self.version, self.last_fetched_version)
 
     @property
     def last_fetched_from(self) -> str | None:

@@ -12,12 +12,10 @@ from pydantic import PlainSerializer
 from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
-from pydantic import computed_field
 
 from iotsupport.json_text import raw_member
 from iotsupport.models import DeviceConfig
 from iotsupport.models.device_checkin import SyncState
-from iotsupport.models.device_checkin import sync_state
 
 MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
 CONTENT_DESCRIPTION = (
@@ -76,13 +74,10 @@ class ConfigSummarySchema(BaseModel):
     last_fetched_at: Timestamp | None = Field(description="When the device last fetched it.")
     last_fetched_version: int | None = Field(description="The version it got then.")
 
-    @computed_field(  # type: ignore[prop-decorator]
+    sync_state: SyncState = Field(
         description="in_sync: the device has the current version; pending: it has an older "
         "one; never: it never fetched. Device fetches are written every few seconds."
     )
-    @property
-    def sync_state(self) -> SyncState:
-        return sync_state(self.version, self.last_fetched_version)
 
 
 class ConfigListSchema(BaseModel):

@@ -26,10 +26,12 @@ from prometheus_client import Histogram
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from iotsupport.models import ConfigHistory
 from iotsupport.models import DeviceCheckin
 from iotsupport.models import DeviceConfig
 
@@ -41,10 +43,9 @@ DELIVERY_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400
 _BATCH = 500  # configs per write transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass is slower to build per request
 class PendingFetch:
     version: int
-    saved_at: datetime  # when this version was saved
     first_fetched_at: float  # this process's first fetch of this version (epoch seconds)
     fetched_at: float
     peer: str | None
@@ -125,7 +126,6 @@ class CheckinRecorder:
         self,
         config_id: int,
         version: int,
-        saved_at: datetime,
         *,
         peer: str | None,
         forwarded_for: str | None,
@@ -138,7 +138,7 @@ class CheckinRecorder:
             previous = self._pending.get(config_id)
             first = previous.first_fetched_at if previous and previous.version == version else now
             self._pending[config_id] = PendingFetch(
-                version, saved_at, first, now, peer, forwarded_for, user_agent, firmware_version
+                version, first, now, peer, forwarded_for, user_agent, firmware_version
             )
 
     def start(self) -> None:
@@ -197,7 +197,7 @@ class CheckinRecorder:
             }
             inserts: list[dict[str, t.Any]] = []
             updates: list[dict[str, t.Any]] = []
-            delays: list[float] = []
+            delivered: dict[tuple[int, int], float] = {}  # (config, version) -> first fetch
             for config_id, fetch in batch.items():
                 row = stored.get(config_id)
                 values = self._row(config_id, fetch)
@@ -205,12 +205,12 @@ class CheckinRecorder:
                     continue  # another worker wrote a newer fetch
                 (inserts if row is None else updates).append(values)
                 if row is None or row.fetched_version < fetch.version:
-                    delays.append(max(0.0, fetch.first_fetched_at - fetch.saved_at.timestamp()))
+                    delivered[(config_id, fetch.version)] = fetch.first_fetched_at
             if inserts:
                 session.execute(insert(DeviceCheckin), inserts)
             if updates:
                 session.execute(update(DeviceCheckin), updates)
-        return delays
+            return _delays(session, delivered)
 
     def _row(self, config_id: int, fetch: PendingFetch) -> dict[str, t.Any]:
         address = client_address(fetch.peer, fetch.forwarded_for, self._trusted)
@@ -232,6 +232,23 @@ class CheckinRecorder:
                 elif newer.version == fetch.version:  # keep when this version was first seen
                     first = min(newer.first_fetched_at, fetch.first_fetched_at)
                     self._pending[config_id] = replace(newer, first_fetched_at=first)
+
+
+def _delays(session: Session, delivered: dict[tuple[int, int], float]) -> list[float]:
+    """Seconds from saving each version to its first fetch (the save time is in the history,
+    which keeps the device endpoint from reading it on every request)."""
+    if not delivered:
+        return []
+    history = ConfigHistory.__table__.c
+    saved = session.execute(
+        select(history.config_id, history.version, history.saved_at).where(
+            tuple_(history.config_id, history.version).in_(list(delivered))
+        )
+    )
+    return [
+        max(0.0, delivered[(row.config_id, row.version)] - row.saved_at.timestamp())
+        for row in saved
+    ]
 
 
 def count_by_sync_state(session: Session) -> dict[str, int]:

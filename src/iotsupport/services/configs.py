@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import bindparam
 from sqlalchemy import case
@@ -23,6 +23,7 @@ from iotsupport.models import DeviceConfig
 from iotsupport.models.base import ANONYMOUS_ACTOR
 from iotsupport.models.base import utcnow
 from iotsupport.models.config_history import HistoryEvent
+from iotsupport.models.device_checkin import sync_state_expression
 from iotsupport.services.content import content_etag
 from iotsupport.services.content import derive_fields
 from iotsupport.services.content import normalize_mac
@@ -43,7 +44,6 @@ _CHECKINS = DeviceCheckin.__table__
 _DEVICE_DOCUMENT = select(
     _CONFIGS.c.id,
     _CONFIGS.c.version,
-    _CONFIGS.c.updated_at,
     _CONFIGS.c.etag,
     case(
         (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
@@ -62,20 +62,20 @@ _SUMMARIES = (
         _CONFIGS.c.updated_by,
         _CHECKINS.c.fetched_at.label("last_fetched_at"),
         _CHECKINS.c.fetched_version.label("last_fetched_version"),
+        sync_state_expression(_CONFIGS.c.version, _CHECKINS.c.fetched_version).label("sync_state"),
     )
     .select_from(_CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id))
     .order_by(_CONFIGS.c.mac_address)
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DeviceDocument:
     """What a device fetch needs: the ETag, and the content unless the device has it;
-    plus which version it is and when it was saved, for the device's check-in."""
+    plus the config and version, for the device's check-in."""
 
     config_id: int
     version: int
-    saved_at: datetime
     etag: str
     content: str | None
 
@@ -93,7 +93,12 @@ class ConfigService:
         self.session = session
         self.publisher = publisher
         self.actor = actor
-        self.history = HistoryService(session, keep_versions=keep_versions)
+        self.keep_versions = keep_versions
+
+    @functools.cached_property
+    def history(self) -> HistoryService:
+        # Built on first use: the device endpoint never needs it.
+        return HistoryService(self.session, keep_versions=self.keep_versions)
 
     def list_summaries(self) -> list[dict[str, t.Any]]:
         result = self.session.execute(_SUMMARIES)
@@ -126,7 +131,7 @@ class ConfigService:
         row = self.session.execute(_DEVICE_DOCUMENT, params).one_or_none()
         if row is None:
             raise NotFound(f"no config for {mac}")
-        return DeviceDocument(row.id, row.version, row.updated_at, row.etag, row.content)
+        return DeviceDocument(row.id, row.version, row.etag, row.content)
 
     def create(self, mac_address: str, content: str) -> DeviceConfig:
         mac = normalize_mac(mac_address)

@@ -76,8 +76,9 @@ def upgrade() -> None:
     op.execute(
         "INSERT INTO config_history (config_id, mac_address, version, event, content, "
         "device_name, device_entity_id, enable_ota, saved_at, saved_by) "
-        "SELECT id, mac_address, version, 'updated', content, device_name, device_entity_id, "
-        "enable_ota, updated_at, updated_by FROM device_configs"
+        "SELECT id, mac_address, version, "
+        "CASE WHEN version = 1 THEN 'created' ELSE 'updated' END, content, device_name, "
+        "device_entity_id, enable_ota, updated_at, updated_by FROM device_configs"
     )
 
 
