@@ -306,3 +306,29 @@ def test_metrics_count_configs_by_sync_state_and_delivery_time(
     client.get(DEVICE_URL)  # the same version again: no new delivery
     flush(app)
     assert scrape(client)[("iotsupport_config_delivery_seconds_count", ())] == 2
+
+
+@pytest.mark.postgres
+def test_check_ins_on_postgresql(pg_app: Flask) -> None:
+    client = pg_app.test_client()
+    config_id = create(client)
+    client.get(DEVICE_URL, headers={"User-Agent": "esp32"})
+    assert flush(pg_app) == 1
+    assert sync(client, config_id) == ("in_sync", 1)
+    client.put(f"/api/configs/{config_id}", json={"content": {"v": 2}})
+    assert sync(client, config_id) == ("pending", 1)
+    # Two workers' recorders; the one holding the older fetch writes last and loses.
+    database = state(pg_app).database
+    older, newer = (
+        CheckinRecorder(database.session, CheckinMetrics(CollectorRegistry())) for _ in "ab"
+    )
+    for recorder, agent in ((older, "old"), (newer, "new")):
+        recorder.record(
+            config_id, 2, peer=None, forwarded_for=None, user_agent=agent, firmware_version=None
+        )
+    assert (newer.flush(), older.flush()) == (1, 1)
+    assert sync(client, config_id) == ("in_sync", 2)
+    assert config(client, config_id)["last_fetched_user_agent"] == "new"
+    assert by_state(client) == {"in_sync": 1, "pending": 0, "never": 0}
+    delivered = scrape(client)[("iotsupport_config_delivery_seconds_count", ())]
+    assert delivered == 1  # the app's own recorder saw version 1 delivered
