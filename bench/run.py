@@ -4,7 +4,8 @@ Starts `iotsupport serve` (Granian) on 127.0.0.1 against PostgreSQL with 200 and
 with 10,000 configs of about 1 KB, drives it with wrk (one connection per wrk
 thread, so each connection's responses are counted), and prints requests/s,
 p50/p99 latency, whether every connection was served, the statements each
-request sends to PostgreSQL, and each worker's peak memory.
+request sends to PostgreSQL, each worker's peak memory, and how many configs the
+device scenarios left in_sync (device check-ins are recorded as in production).
 
     make bench                   # or: .venv/bin/python bench/run.py --help
 
@@ -33,10 +34,12 @@ from sqlalchemy import insert
 from sqlalchemy import make_url
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from iotsupport import migrate
 from iotsupport.models import DeviceConfig
 from iotsupport.models.base import utcnow
+from iotsupport.services.checkins import count_by_sync_state
 from iotsupport.services.content import content_etag
 from iotsupport.services.content import derive_fields
 from iotsupport.services.content import parse_json_object
@@ -266,6 +269,17 @@ def statements_per_request(
     return counts
 
 
+def print_checkins(url: str) -> None:
+    """Shows that the device scenarios were recorded as check-ins (in the background)."""
+    engine = create_engine(url)
+    with Session(engine) as session:
+        counts = count_by_sync_state(session)
+    engine.dispose()
+    print(
+        "configs by sync_state after the run: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+
+
 def print_table(rows: list[Figures]) -> None:
     print(
         f"{'scenario':<44} {'conn':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
@@ -387,6 +401,7 @@ def main() -> None:
                     )
                 )
                 print_table(rows)
+                print_checkins(url)
                 peaks = server.peak_memory_mb()
                 print(
                     "peak RSS (VmHWM) MB: "

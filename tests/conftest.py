@@ -35,6 +35,7 @@ from werkzeug.test import TestResponse
 
 from iotsupport import create_app
 from iotsupport import migrate
+from iotsupport.models import Base
 from iotsupport.services.notifications import MqttState
 from iotsupport.settings import Settings
 
@@ -157,7 +158,8 @@ def pg_database_url() -> Iterator[str]:
 def pg_settings(pg_database_url: str) -> Settings:
     engine = create_engine(pg_database_url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE device_configs RESTART IDENTITY"))
+        tables = ", ".join(Base.metadata.tables)
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     engine.dispose()
     return make_settings(pg_database_url)
 

@@ -28,6 +28,13 @@ CONFIG_KEYS = {
     "version",
     "created_at",
     "updated_at",
+    "updated_by",
+    "last_fetched_at",
+    "last_fetched_version",
+    "last_fetched_from",
+    "last_fetched_user_agent",
+    "last_fetched_firmware_version",
+    "sync_state",
 }
 SUMMARY_KEYS = {"id", "mac_address", "device_name", "device_entity_id", "enable_ota"}
 

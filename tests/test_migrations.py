@@ -135,3 +135,31 @@ def test_mac_address_is_unique_in_the_schema(fresh_sqlite: Engine) -> None:
         connection.execute(insert)
     with pytest.raises(sa.exc.IntegrityError), fresh_sqlite.begin() as connection:
         connection.execute(insert)
+
+
+def test_existing_configs_start_their_history_at_their_current_version(
+    fresh_sqlite: Engine,
+) -> None:
+    with fresh_sqlite.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+        connection.execute(
+            text(
+                "INSERT INTO device_configs (mac_address, content, device_name, version, etag, "
+                "created_at, updated_at) VALUES ('aa:bb:cc:dd:ee:ff', '{\"deviceName\": \"x\"}', "
+                "'x', 4, 'e', '2026-01-01', '2026-01-02')"
+            )
+        )
+    migrate.upgrade(fresh_sqlite)
+    with fresh_sqlite.connect() as connection:
+        assert connection.execute(text("SELECT updated_by FROM device_configs")).scalar_one() == (
+            "anonymous"
+        )
+        rows = connection.execute(
+            text(
+                "SELECT config_id, version, event, content, device_name, saved_by "
+                "FROM config_history"
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (1, 4, "updated", '{"deviceName": "x"}', "x", "anonymous")
+    ]

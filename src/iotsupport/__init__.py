@@ -17,6 +17,9 @@ from iotsupport.db import Database
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
 from iotsupport.services.assets import build_assets
+from iotsupport.services.checkins import CheckinMetrics
+from iotsupport.services.checkins import CheckinRecorder
+from iotsupport.services.checkins import count_by_sync_state
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.images import ImageProxy
 from iotsupport.services.notifications import Publisher
@@ -32,7 +35,8 @@ def create_app(
     publisher: Publisher | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`.
+    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`,
+    and device check-ins are only written by `checkins.flush()` until `checkins.start()`.
 
     Raises StartupError when a setting is unusable (e.g. SIGNING_KEY_PATH).
     """
@@ -59,11 +63,21 @@ def create_app(
     else:
         scrape_registry = registry
     scrape_registry.register(observability.ConfigCountCollector(count_configs))
+    scrape_registry.register(
+        observability.SyncStateCollector(lambda: database.call_with_deadline(count_by_sync_state))
+    )
+    checkins = CheckinRecorder(
+        database.session,
+        CheckinMetrics(registry),
+        interval=settings.checkin_flush_seconds,
+        trusted_proxies=settings.trusted_networks,
+    )
     app.extensions[EXTENSION_KEY] = AppState(
         settings,
         database,
         publisher,
         scrape_registry,
+        checkins=checkins,
         image_proxy=ImageProxy(settings, registry),
         assets=assets,
     )

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from iotsupport.db import Database
 from iotsupport.services.assets import Assets
+from iotsupport.services.checkins import CheckinRecorder
 from iotsupport.services.images import ImageProxy
 from iotsupport.services.notifications import Publisher
 from iotsupport.settings import Settings
@@ -23,6 +24,7 @@ class AppState:
     database: Database
     publisher: Publisher
     scrape_registry: CollectorRegistry  # what /metrics exposes
+    checkins: CheckinRecorder  # devices' fetches, written in the background
     image_proxy: ImageProxy
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
 

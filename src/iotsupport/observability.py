@@ -95,3 +95,25 @@ class ConfigCountCollector(Collector):
         except (SQLAlchemyError, TimeoutError):
             return  # the scrape still answers; health reports the database
         yield GaugeMetricFamily("iotsupport_configs", "Number of device configs stored.", value)
+
+
+class SyncStateCollector(Collector):
+    """`iotsupport_configs_by_sync_state{state}`: whether devices have their current config."""
+
+    def __init__(self, count: t.Callable[[], t.Mapping[str, int]]) -> None:
+        self._count = count
+
+    def collect(self) -> t.Iterator[Metric]:
+        try:
+            counts = self._count()
+        except (SQLAlchemyError, TimeoutError):
+            return
+        family = GaugeMetricFamily(
+            "iotsupport_configs_by_sync_state",
+            "Configs by whether their device fetched the current version "
+            "(in_sync, pending, never).",
+            labels=["state"],
+        )
+        for state, value in counts.items():
+            family.add_metric([state], value)
+        yield family

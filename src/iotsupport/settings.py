@@ -5,6 +5,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import typing as t
+from ipaddress import IPv4Network
+from ipaddress import IPv6Network
+from ipaddress import ip_network
 from pathlib import Path
 
 from pydantic import Field
@@ -40,6 +43,13 @@ class Settings(BaseSettings):
 
     # Set by `iotsupport serve` so that /metrics adds up every worker process.
     prometheus_multiproc_dir: str | None = None
+
+    # History versions kept per config (the first and the newest are never pruned).
+    history_keep_versions: int = Field(default=50, ge=2)
+    # Device check-ins are written at most this often per process (coalesced in memory).
+    checkin_flush_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
 
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
 
@@ -127,6 +137,25 @@ class Settings(BaseSettings):
                     ) from None
         return entries
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        _parse_networks(value)  # refuse a typo at startup, not on the first request
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return _parse_networks(self.trusted_proxies)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _parse_networks(value: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    try:
+        return tuple(
+            ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(f"TRUSTED_PROXIES: {exc}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+from multiprocessing import util
 
 from flask import Flask
 
@@ -22,6 +23,12 @@ def create_server_app() -> Flask:
     publisher = state(app).publisher
     publisher.start()
     atexit.register(publisher.stop)
+    checkins = state(app).checkins
+    checkins.start()
+    # A worker process ends through multiprocessing, which skips atexit handlers
+    # but runs its own finalizers; either way the last fetches get written.
+    atexit.register(checkins.stop)
+    util.Finalize(checkins, checkins.stop, exitpriority=10)
     if publisher.state == "disabled":
         log.info("MQTT_URL is not set: change notifications are off")
     return app

@@ -11,6 +11,7 @@ from iotsupport.api.access import Role
 from iotsupport.api.access import public
 from iotsupport.api.access import requires
 from iotsupport.api.spec import operation
+from iotsupport.extensions import state
 from iotsupport.models import DeviceConfig
 from iotsupport.schemas.configs import ConfigCreateSchema
 from iotsupport.schemas.configs import ConfigListSchema
@@ -97,6 +98,15 @@ def delete_config(config_id: int) -> Response:
 def device_config(mac: str) -> Response:
     known = request.if_none_match
     document = config_service().device_document(mac, known.as_set(include_weak=True))
+    environ = request.environ  # read directly: this runs on every device request
+    state().checkins.record(
+        document.config_id,
+        document.version,
+        peer=environ.get("REMOTE_ADDR"),
+        forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+        user_agent=environ.get("HTTP_USER_AGENT"),
+        firmware_version=environ.get("HTTP_X_FIRMWARE_VERSION"),
+    )
     if document.content is None or known.star_tag:
         response = Response(status=304)
     else:

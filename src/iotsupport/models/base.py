@@ -36,6 +36,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Who changed something when nobody is logged in (OIDC off, or a CLI import).
+ANONYMOUS_ACTOR = "anonymous"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

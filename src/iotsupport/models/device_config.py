@@ -7,11 +7,17 @@ from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import foreign
 from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
+from iotsupport.models.base import ANONYMOUS_ACTOR
 from iotsupport.models.base import Base
 from iotsupport.models.base import UTCDateTime
 from iotsupport.models.base import utcnow
+from iotsupport.models.device_checkin import DeviceCheckin
+from iotsupport.models.device_checkin import SyncState
+from iotsupport.models.device_checkin import sync_state
 
 
 class DeviceConfig(Base):
@@ -32,3 +38,38 @@ class DeviceConfig(Base):
     etag: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(
+        String(255), default=ANONYMOUS_ACTOR, server_default=ANONYMOUS_ACTOR
+    )
+
+    # The device's last fetch, loaded with the config in the same statement.
+    # No foreign key: check-ins, like history, outlive a delete (a restore brings them back).
+    checkin: Mapped[DeviceCheckin | None] = relationship(
+        primaryjoin=lambda: DeviceConfig.id == foreign(DeviceCheckin.config_id),
+        lazy="joined",
+        viewonly=True,
+    )
+
+    @property
+    def last_fetched_at(self) -> datetime | None:
+        return self.checkin.fetched_at if self.checkin else None
+
+    @property
+    def last_fetched_version(self) -> int | None:
+        return self.checkin.fetched_version if self.checkin else None
+
+    @property
+    def sync_state(self) -> SyncState:
+        return sync_state(self.version, self.last_fetched_version)
+
+    @property
+    def last_fetched_from(self) -> str | None:
+        return self.checkin.client_address if self.checkin else None
+
+    @property
+    def last_fetched_user_agent(self) -> str | None:
+        return self.checkin.user_agent if self.checkin else None
+
+    @property
+    def last_fetched_firmware_version(self) -> str | None:
+        return self.checkin.firmware_version if self.checkin else None

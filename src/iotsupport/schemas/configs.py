@@ -15,6 +15,7 @@ from pydantic import WithJsonSchema
 
 from iotsupport.json_text import raw_member
 from iotsupport.models import DeviceConfig
+from iotsupport.models.device_checkin import SyncState
 
 MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
 CONTENT_DESCRIPTION = (
@@ -69,6 +70,14 @@ class ConfigSummarySchema(BaseModel):
     enable_ota: bool | None
     version: int
     updated_at: Timestamp
+    updated_by: str = Field(description="Who saved the current version.")
+    last_fetched_at: Timestamp | None = Field(description="When the device last fetched it.")
+    last_fetched_version: int | None = Field(description="The version it got then.")
+
+    sync_state: SyncState = Field(
+        description="in_sync: the device has the current version; pending: it has an older "
+        "one; never: it never fetched. Device fetches are written every few seconds."
+    )
 
 
 class ConfigListSchema(BaseModel):
@@ -78,6 +87,14 @@ class ConfigListSchema(BaseModel):
 
 class ConfigMetaSchema(ConfigSummarySchema):
     created_at: Timestamp
+    last_fetched_from: str | None = Field(
+        description="The device's address at its last fetch (X-Forwarded-For is believed "
+        "only from TRUSTED_PROXIES)."
+    )
+    last_fetched_user_agent: str | None
+    last_fetched_firmware_version: str | None = Field(
+        description="The X-Firmware-Version header of the last fetch, if the device sent one."
+    )
 
 
 class ConfigResponseSchema(ConfigMetaSchema):

@@ -1,7 +1,8 @@
-"""Device configs: create, read, replace, delete, and the device's own fetch."""
+"""Device configs: create, read, replace, delete, roll back, restore, and the device's fetch."""
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from dataclasses import dataclass
 
@@ -17,12 +18,17 @@ from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
+from iotsupport.models import DeviceCheckin
 from iotsupport.models import DeviceConfig
+from iotsupport.models.base import ANONYMOUS_ACTOR
 from iotsupport.models.base import utcnow
+from iotsupport.models.config_history import HistoryEvent
+from iotsupport.models.device_checkin import sync_state_expression
 from iotsupport.services.content import content_etag
 from iotsupport.services.content import derive_fields
 from iotsupport.services.content import normalize_mac
 from iotsupport.services.content import parse_json_object
+from iotsupport.services.history import HistoryService
 from iotsupport.services.notifications import CONFIGS_TOPIC
 from iotsupport.services.notifications import Publisher
 
@@ -33,37 +39,66 @@ ImportOutcome = t.Literal["created", "updated", "unchanged"]
 # The hot reads are Core statements built once: that halves SQLAlchemy's per-call
 # work on the device endpoint and skips ORM row handling for the whole list.
 _CONFIGS = DeviceConfig.__table__
+_CHECKINS = DeviceCheckin.__table__
 # When the device already holds the current version, the content is not even read.
 _DEVICE_DOCUMENT = select(
+    _CONFIGS.c.id,
+    _CONFIGS.c.version,
     _CONFIGS.c.etag,
     case(
         (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
         else_=_CONFIGS.c.content,
     ).label("content"),
 ).where(_CONFIGS.c.mac_address == bindparam("mac"))
-_SUMMARIES = select(
-    _CONFIGS.c.id,
-    _CONFIGS.c.mac_address,
-    _CONFIGS.c.device_name,
-    _CONFIGS.c.device_entity_id,
-    _CONFIGS.c.enable_ota,
-    _CONFIGS.c.version,
-    _CONFIGS.c.updated_at,
-).order_by(_CONFIGS.c.mac_address)
+_SUMMARIES = (
+    select(
+        _CONFIGS.c.id,
+        _CONFIGS.c.mac_address,
+        _CONFIGS.c.device_name,
+        _CONFIGS.c.device_entity_id,
+        _CONFIGS.c.enable_ota,
+        _CONFIGS.c.version,
+        _CONFIGS.c.updated_at,
+        _CONFIGS.c.updated_by,
+        _CHECKINS.c.fetched_at.label("last_fetched_at"),
+        _CHECKINS.c.fetched_version.label("last_fetched_version"),
+        sync_state_expression(_CONFIGS.c.version, _CHECKINS.c.fetched_version).label("sync_state"),
+    )
+    .select_from(_CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id))
+    .order_by(_CONFIGS.c.mac_address)
+)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DeviceDocument:
-    """What a device fetch needs: the ETag, and the content unless the device has it."""
+    """What a device fetch needs: the ETag, and the content unless the device has it;
+    plus the config and version, for the device's check-in."""
 
+    config_id: int
+    version: int
     etag: str
     content: str | None
 
 
 class ConfigService:
-    def __init__(self, session: Session, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        session: Session,
+        publisher: Publisher,
+        *,
+        actor: str = ANONYMOUS_ACTOR,
+        keep_versions: int = 50,
+    ) -> None:
+        """`actor` is who makes the changes, recorded as `updated_by` and in the history."""
         self.session = session
         self.publisher = publisher
+        self.actor = actor
+        self.keep_versions = keep_versions
+
+    @functools.cached_property
+    def history(self) -> HistoryService:
+        # Built on first use: the device endpoint never needs it.
+        return HistoryService(self.session, keep_versions=self.keep_versions)
 
     def list_summaries(self) -> list[dict[str, t.Any]]:
         result = self.session.execute(_SUMMARIES)
@@ -96,19 +131,16 @@ class ConfigService:
         row = self.session.execute(_DEVICE_DOCUMENT, params).one_or_none()
         if row is None:
             raise NotFound(f"no config for {mac}")
-        return DeviceDocument(etag=row.etag, content=row.content)
+        return DeviceDocument(row.id, row.version, row.etag, row.content)
 
     def create(self, mac_address: str, content: str) -> DeviceConfig:
         mac = normalize_mac(mac_address)
-        config = DeviceConfig(mac_address=mac)
+        config = DeviceConfig(mac_address=mac, updated_by=self.actor)
         self._set_content(config, content, version=1)  # a 400 comes before a 409
-        if self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac)):
-            raise Conflict(f"a config for {mac} already exists", {"mac_address": mac})
-        self.session.add(config)
-        try:
-            self.session.flush()
-        except IntegrityError:  # another request created the same MAC just now
-            raise Conflict(f"a config for {mac} already exists", {"mac_address": mac}) from None
+        self._refuse_taken_mac(mac)
+        config.created_at = config.updated_at = utcnow()
+        self._insert(config)
+        self.history.record(config, "created")
         self._announce(config)
         return config
 
@@ -129,15 +161,36 @@ class ConfigService:
                 "the config changed since you read it; fetch it again",
                 {"current_etag": config.etag, "version": config.version},
             )
-        self._set_content(config, content, version=config.version + 1)
-        config.updated_at = utcnow()
-        self.session.flush()
-        self._announce(config)
-        return config
+        return self._save(config, content, "updated")
+
+    def rollback(self, config_id: int, version: int) -> DeviceConfig:
+        """A new version with the content that `version` had."""
+        config = self._get_for_update(config_id)
+        old = self.history.version(config_id, version)
+        return self._save(config, old.content, "rolled_back", source_version=version)
 
     def delete(self, config_id: int) -> None:
-        self.session.delete(self._get_for_update(config_id))
+        config = self._get_for_update(config_id)
+        self.history.record_deletion(config, utcnow(), self.actor)
+        self.session.delete(config)
         self.session.flush()
+
+    def restore(self, mac_address: str) -> DeviceConfig:
+        """Bring the MAC's last deleted config back: same id, its history, a new version."""
+        mac = normalize_mac(mac_address)
+        deletion = self.history.latest_deletion(mac)
+        newest = self.history.newest(deletion.config_id) if deletion else None
+        if deletion is None or newest is None:
+            raise NotFound(f"no deleted config for {mac}", {"mac_address": mac})
+        self._refuse_taken_mac(mac, "has been created again; delete it first to restore")
+        config = DeviceConfig(id=deletion.config_id, mac_address=mac, updated_by=self.actor)
+        self._set_content(config, newest.content, version=newest.version + 1)
+        config.created_at = deletion.config_created_at
+        config.updated_at = utcnow()
+        self._insert(config)
+        self.history.record(config, "restored", source_version=newest.version)
+        self._announce(config)
+        return config
 
     def import_document(self, mac_address: str, content: str) -> ImportOutcome:
         """Create or update from the old file layout; identical content is left alone."""
@@ -150,9 +203,42 @@ class ConfigService:
         self.update(existing.id, content)
         return "updated"
 
+    def _save(
+        self,
+        config: DeviceConfig,
+        content: str,
+        event: HistoryEvent,
+        *,
+        source_version: int | None = None,
+    ) -> DeviceConfig:
+        self._set_content(config, content, version=config.version + 1)
+        config.updated_at = utcnow()
+        config.updated_by = self.actor
+        self.session.flush()
+        self.history.record(config, event, source_version=source_version)
+        self._announce(config)
+        return config
+
+    def _refuse_taken_mac(self, mac: str, why: str = "already exists") -> None:
+        if self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac)):
+            raise Conflict(f"a config for {mac} {why}", {"mac_address": mac})
+
+    def _insert(self, config: DeviceConfig) -> None:
+        self.session.add(config)
+        try:
+            self.session.flush()
+        except IntegrityError:  # another request created (or restored) the same MAC just now
+            mac = config.mac_address
+            raise Conflict(f"a config for {mac} already exists", {"mac_address": mac}) from None
+
     def _get_for_update(self, config_id: int) -> DeviceConfig:
         # Row lock on PostgreSQL, so concurrent updates get consecutive versions.
-        query = select(DeviceConfig).where(DeviceConfig.id == config_id).with_for_update()
+        # Only the config's row: its check-in is outer-joined, and is the devices' to write.
+        query = (
+            select(DeviceConfig)
+            .where(DeviceConfig.id == config_id)
+            .with_for_update(of=DeviceConfig.__table__)
+        )
         config = self.session.scalars(query).one_or_none() if _is_valid_id(config_id) else None
         if config is None:
             raise NotFound(f"config {config_id} does not exist")
