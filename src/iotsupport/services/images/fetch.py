@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -98,11 +99,24 @@ class Fetcher:
     def __init__(self, limits: FetchLimits, allowlist: HostAllowlist) -> None:
         self.limits = limits
         self.allowlist = allowlist
-        # trust_env=False: no proxy or .netrc picked up from the environment.
-        self._client = httpx.Client(follow_redirects=False, trust_env=False)
+        self._lazy_client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def _client(self) -> httpx.Client:
+        # Made on first use: loading the CA bundle costs ~15 ms, which an app that never
+        # proxies an image (tests, CLI commands) should not pay.
+        with self._client_lock:
+            if self._lazy_client is None:
+                # trust_env=False: no proxy or .netrc picked up from the environment.
+                self._lazy_client = httpx.Client(follow_redirects=False, trust_env=False)
+            return self._lazy_client
 
     def close(self) -> None:
-        self._client.close()
+        with self._client_lock:
+            if self._lazy_client is not None:
+                self._lazy_client.close()
+                self._lazy_client = None
 
     def check_allowed(self, url: httpx.URL) -> None:
         host = host_of(url)
