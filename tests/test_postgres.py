@@ -44,6 +44,9 @@ def test_api_end_to_end(pg_app: Flask, publisher: RecordingPublisher) -> None:
     assert body["created_at"].endswith("+00:00")
     assert body["updated_at"].endswith("+00:00")
     url = f"/api/configs/{body['id']}"
+    # The list formats its own timestamps: the same instant, in the same form.
+    listed = client.get("/api/configs").get_json()["configs"]
+    assert [summary["updated_at"] for summary in listed] == [body["updated_at"]]
 
     device = client.get(f"/api/configs/{MAC}.json")
     assert device.status_code == 200

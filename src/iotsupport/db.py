@@ -62,6 +62,8 @@ def build_engine(settings: Settings) -> Engine:
             # A partitioned network fails a query within the timeout instead of hanging.
             "tcp_user_timeout": round(settings.db_connect_timeout_seconds * 1000),
             "keepalives_idle": 30,
+            # Timestamps arrive in UTC, so reads need no conversion per value.
+            "options": "-c TimeZone=UTC",
         },
     )
 

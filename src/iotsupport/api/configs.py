@@ -36,8 +36,8 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 @requires(Role.ADMIN)
 @operation("List configs, sorted by MAC", tag=TAG, responses={200: ConfigListSchema})
 def list_configs() -> Response:
-    summaries = config_service().list_summaries()
-    return Response(config_list_json(summaries), mimetype="application/json")
+    slices = config_service().summary_slices()
+    return Response(config_list_json(slices), mimetype="application/json")
 
 
 @bp.post("")

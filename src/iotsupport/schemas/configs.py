@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import typing as t
+from datetime import UTC
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -57,7 +58,16 @@ class ConfigUpdateSchema(BaseModel):
 
 
 # UTC with an explicit "+00:00" offset, as Python's isoformat writes it.
-Timestamp = t.Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
+def _utc_iso(value: datetime) -> str:
+    # SQLite hands back naive UTC; PostgreSQL sessions run in UTC (see db.py).
+    if value.tzinfo is None:
+        return value.isoformat() + "+00:00"
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat()
+
+
+Timestamp = t.Annotated[datetime, PlainSerializer(_utc_iso, return_type=str)]
 
 
 class ConfigSummarySchema(BaseModel):
@@ -104,20 +114,21 @@ class ConfigResponseSchema(ConfigMetaSchema):
 
 
 _SUMMARIES = TypeAdapter(list[ConfigSummarySchema])
-_SLICE = 1000
 
 
-def config_list_json(summaries: list[dict[str, t.Any]]) -> bytes:
-    """`ConfigListSchema` as JSON, validated and serialized 1,000 rows at a time.
+def config_list_json(slices: t.Iterable[list[dict[str, t.Any]]]) -> bytes:
+    """`ConfigListSchema` as JSON, validated and serialized a slice of rows at a time.
 
-    One call per slice is several times faster than one per row, and keeps a
-    worker's memory flat for 10,000 configs.
+    One call per slice is several times faster than one per row, and only one
+    slice of rows is alive at a time, which keeps a worker's memory flat.
     """
-    slices = [
-        _SUMMARIES.dump_json(_SUMMARIES.validate_python(summaries[start : start + _SLICE]))[1:-1]
-        for start in range(0, len(summaries), _SLICE)
-    ]
-    return b'{"configs":[' + b",".join(slices) + b'],"count":%d}' % len(summaries)
+    parts: list[bytes] = []
+    count = 0
+    for summaries in slices:
+        if summaries:
+            parts.append(_SUMMARIES.dump_json(_SUMMARIES.validate_python(summaries))[1:-1])
+            count += len(summaries)
+    return b'{"configs":[' + b",".join(parts) + b'],"count":%d}' % count
 
 
 def config_json(config: DeviceConfig) -> str:
