@@ -104,13 +104,20 @@ class ConfigService:
         return HistoryService(self.session, keep_versions=self.keep_versions)
 
     def summary_slices(self, size: int = 1000) -> t.Iterator[list[dict[str, t.Any]]]:
-        """Every config's summary, sorted by MAC, `size` at a time (a worker never holds
-        10,000 of them at once)."""
+        """Every config's summary, sorted by MAC, `size` at a time.
+
+        The rows are read now, while the request's session is open; the summaries are
+        built a slice at a time as the caller iterates, so a worker never holds 10,000
+        of them at once.
+        """
         result = self.session.execute(_SUMMARIES)
         columns = list(result.keys())
-        for rows in result.partitions(size):
-            # Plain dicts: several times faster to build than Row._asdict().
-            yield [dict(zip(columns, row, strict=True)) for row in rows]
+        rows = result.all()
+        # Plain dicts: several times faster to build than Row._asdict().
+        return (
+            [dict(zip(columns, row, strict=True)) for row in rows[start : start + size]]
+            for start in range(0, len(rows), size)
+        )
 
     def all_configs(self) -> t.Sequence[DeviceConfig]:
         return self.session.scalars(select(DeviceConfig).order_by(DeviceConfig.mac_address)).all()
