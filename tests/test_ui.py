@@ -7,6 +7,7 @@ settings (OIDC on, say) builds its own app: `new_page(serve(create_app(...)))`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,10 @@ from pathlib import Path
 from pathlib import PurePosixPath
 
 import pytest
+from assets_support import build_assets_app
+from assets_support import rsa_key
+from assets_support import upload
+from assets_support import write_private_key
 from conftest import RecordingPublisher
 from conftest import random_mac
 from conftest import unavailable
@@ -393,37 +398,28 @@ def test_firmware_page_reports_in_words(page: Page) -> None:
     screenshot(page, "firmware")
 
 
-def test_firmware_list_and_delete_when_the_server_has_them(page: Page) -> None:
-    """GET /api/assets and DELETE /api/assets/{name}, answered as the firmware issue says."""
-    assets = [
-        {
-            "name": "sensor-1.4.2.bin",
-            "size": 1_234_567,
-            "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-            "uploaded_at": "2026-11-24T10:00:00+00:00",
-        }
-    ]
-    deleted: list[str] = []
-
-    def assets_api(route: Route) -> None:
-        if route.request.method == "DELETE":
-            deleted.append(route.request.url.rsplit("/", 1)[1])
-            assets.clear()
-            route.fulfill(status=204)
-        else:
-            route.fulfill(json={"assets": assets, "count": len(assets)})
-
-    page.route("**/api/assets", assets_api)
-    page.route("**/api/assets/*", assets_api)
+def test_firmware_list_and_delete(
+    new_page: NewPage, serve: Serve, database_url: str, tmp_path: Path
+) -> None:
+    """A real upload through the API, then the page lists it and deletes it."""
+    assets_dir = tmp_path / "assets"
+    assets_dir.mkdir()
+    app = build_assets_app(
+        database_url, assets_dir, write_private_key(tmp_path / "ci.pem", rsa_key())
+    )
+    firmware = bytes(range(256)) * 5000  # 1.2 MiB
+    assert upload(app.test_client(), "sensor-1.4.2.bin", firmware).status_code == 200
+    page = new_page(serve(app))
     page.goto("/firmware")
     row = page.locator("#rows tr", has_text="sensor-1.4.2.bin")
     expect(row).to_contain_text("1.2 MiB")
-    expect(row).to_contain_text("9f86d081884c…")
+    expect(row).to_contain_text(hashlib.sha256(firmware).hexdigest()[:12] + "…")
     page.get_by_role("button", name="Delete sensor-1.4.2.bin").click()
     page.get_by_role("dialog", name="Delete firmware?").get_by_role("button", name="Delete").click()
     expect(toast(page, "Deleted sensor-1.4.2.bin.")).to_be_visible()
     expect(page.locator("#empty")).to_be_visible()
-    assert deleted == ["sensor-1.4.2.bin"]
+    assert not (assets_dir / "sensor-1.4.2.bin").exists()
+    app.extensions["iotsupport"].database.dispose()
 
 
 def test_a_401_sends_the_browser_to_log_in(page: Page) -> None:
@@ -467,86 +463,19 @@ def test_unsaved_edits_survive_a_trip_to_the_login_page(page: Page, client: Flas
     assert stored_content(client, "aa:bb:cc:dd:ee:07") == '{"deviceName": "Garden shed"}'
 
 
-def test_history_sync_state_and_login_light_up_when_the_server_has_them(
-    page: Page, client: FlaskClient
-) -> None:
-    """The endpoints of the history and login issues, answered here as their contracts say."""
+def test_sync_state_history_diff_and_rollback(page: Page, app: Flask, client: FlaskClient) -> None:
+    """The real history and check-in endpoints: a device fetches, the admin edits, rolls back."""
+    mac = "aa:bb:cc:dd:ee:06"
     v1 = '{"deviceName": "Hall", "interval": 1}'
-    config = create_config(client, "aa:bb:cc:dd:ee:06", v1)
+    config = create_config(client, mac, v1)
     config_id = config["id"]
-    extra = {
-        "updated_by": "alice",
-        "sync_state": "pending",
-        "last_fetched_at": config["updated_at"],
-        "last_fetched_version": 1,
-    }
-    rollbacks: list[t.Any] = []
-
-    def with_sync(route: Route) -> None:
-        response = route.fetch()
-        body = response.json()
-        for summary in body["configs"]:
-            summary.update(extra)
-        route.fulfill(response=response, json=body)
-
-    def self_user(route: Route) -> None:
-        route.fulfill(
-            json={
-                "subject": "u1",
-                "email": "a@example.org",
-                "name": "Alice Admin",
-                "roles": ["admin"],
-                "auth_enabled": True,
-            }
-        )
-
-    def history(route: Route) -> None:
-        entry = {"source_version": None, "device_name": "Hall", "device_entity_id": None}
-        versions = [
-            {**entry, "version": 2, "event": "updated", "saved_at": config["updated_at"]},
-            {**entry, "version": 1, "event": "created", "saved_at": config["created_at"]},
-        ]
-        for version in versions:
-            version.update(enable_ota=None, saved_by="alice" if version["version"] == 2 else "bob")
-        route.fulfill(
-            json={"config_id": config_id, "mac_address": config["mac_address"], "deleted": False}
-            | {"versions": versions, "count": 2}
-        )
-
-    def diff(route: Route) -> None:
-        text = '--- v1\n+++ v2\n@@ -1,3 +1,3 @@\n {\n-  "interval": 1\n+  "interval": 2\n }\n'
-        route.fulfill(
-            json={"config_id": config_id, "from_version": 1, "to_version": 2, "diff": text}
-        )
-
-    def rollback(route: Route) -> None:
-        # As the history issue does it: a new version with v1's content, the config as answer.
-        rollbacks.append(route.request.post_data_json)
-        done = client.put(f"/api/configs/{config_id}", json={"content": v1})
-        route.fulfill(body=done.data, content_type="application/json", headers=dict(done.headers))
-
-    assert (
-        client.put(
-            f"/api/configs/{config_id}", json={"content": '{"deviceName": "Hall", "interval": 2}'}
-        ).status_code
-        == 200
-    )
-
-    def config_with_sync(route: Route) -> None:
-        response = route.fetch()
-        route.fulfill(response=response, json={**response.json(), **extra})
-
-    page.route("**/api/configs", with_sync)
-    page.route(f"**/api/configs/{config_id}", config_with_sync)
-    page.route("**/api/auth/self", self_user)
-    page.route(f"**/api/configs/{config_id}/history", history)
-    page.route(f"**/api/configs/{config_id}/diff?*", diff)
-    page.route(f"**/api/configs/{config_id}/rollback", rollback)
+    assert stored_content(client, mac) == v1  # the device fetches version 1
+    state(app).checkins.flush()
+    v2 = '{"deviceName": "Hall", "interval": 2}'
+    assert client.put(f"/api/configs/{config_id}", json={"content": v2}).status_code == 200
 
     page.goto("/")
-    expect(page.locator("#user-name")).to_have_text("Alice Admin")
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
-    row = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:06")
+    row = page.locator("#rows tr", has_text=mac)
     expect(row.locator(".badge.sync-pending")).to_have_text("Pending")
     expect(page.get_by_label("Sync")).to_be_visible()
     screenshot(page, "devices-sync", full_page=False)
@@ -555,17 +484,23 @@ def test_history_sync_state_and_login_light_up_when_the_server_has_them(
     history_panel = page.locator("#history")
     expect(history_panel).to_be_visible()
     expect(page.locator("#sync")).to_contain_text("Pending")
-    expect(page.locator("#meta")).to_contain_text("by alice")
+    expect(page.locator("#meta")).to_contain_text("by anonymous")
     expect(history_panel.locator("#versions tr")).to_have_count(2)
-    expect(history_panel.locator("#versions tr").first).to_contain_text("alice · edited")
     expect(history_panel.locator(".add")).to_contain_text('"interval": 2')
     expect(history_panel.locator(".del")).to_contain_text('"interval": 1')
     screenshot(page, "device-history")
     page.get_by_role("button", name="Roll back to version 1").click()
     page.get_by_role("dialog", name="Roll back?").get_by_role("button", name="Roll back").click()
-    expect(toast(page, "Rolled back: version 3 has v1's content")).to_be_visible()
+    expect(toast(page, "Rolled back")).to_be_visible()
     expect(page.get_by_label("Content (JSON)")).to_have_value(v1)
-    assert rollbacks == [{"version": 1}]
+    expect(history_panel.locator("#versions tr")).to_have_count(3)
+    current = client.get(f"/api/configs/{config_id}").get_json()
+    assert current["version"] == 3 and stored_content(client, mac) == v1
+
+    # The device picks version 3 up: the page says so once the fetch is written.
+    state(app).checkins.flush()
+    page.reload()
+    expect(page.locator("#sync")).to_contain_text("In sync")
 
 
 def test_a_mistyped_page_is_a_page_and_api_clients_keep_json(
