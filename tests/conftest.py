@@ -12,6 +12,8 @@ import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -261,6 +263,32 @@ def oidc_stack(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
 # --- Helpers shared by the test modules ---------------------------------------
 
 ERROR_KEYS = {"error", "code", "details"}
+
+
+def console_script() -> str:
+    """The installed `iotsupport` command, as an operator runs it."""
+    found = shutil.which("iotsupport") or str(Path(sys.executable).parent / "iotsupport")
+    assert os.access(found, os.X_OK), f"iotsupport console script not installed at {found}"
+    return found
+
+
+def script_environment(**env: str) -> dict[str, str]:
+    """This environment without any of the server's own settings, plus `env`."""
+    ours = {name.upper() for name in Settings.model_fields}
+    return {key: value for key, value in os.environ.items() if key not in ours} | env
+
+
+def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`iotsupport ARGS` in `tmp_path` (so the default SQLite file lands there)."""
+    return subprocess.run(
+        [console_script(), *args],
+        cwd=tmp_path,
+        env=script_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def free_port() -> int:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import typing as t
 from collections.abc import Iterator
@@ -28,6 +24,7 @@ from click.testing import Result
 from conftest import RecordingPublisher
 from conftest import Subscriber
 from conftest import free_port
+from conftest import run_script
 from conftest import wait_until
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer
@@ -238,23 +235,10 @@ def test_a_subscriber_hears_of_an_upload(
 
 
 def test_the_server_refuses_to_start_with_an_unusable_signing_key(tmp_path: Path) -> None:
-    script = shutil.which("iotsupport") or str(Path(sys.executable).parent / "iotsupport")
     bad_key = tmp_path / "key.pem"
     bad_key.write_text("-----BEGIN PRIVATE KEY-----\nnot really\n-----END PRIVATE KEY-----\n")
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "MQTT_URL", "PROMETHEUS_MULTIPROC_DIR", "ASSETS_DIR"}
-    }
-    environment["SIGNING_KEY_PATH"] = str(bad_key)
-    result = subprocess.run(
-        [script, "serve", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_script(
+        tmp_path, "serve", "--port", str(free_port()), SIGNING_KEY_PATH=str(bad_key)
     )
     assert result.returncode != 0
     assert "cannot start" in result.stderr

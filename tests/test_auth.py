@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import shutil
 import subprocess
-import sys
 import time
 import typing as t
 from collections.abc import Iterator
@@ -20,8 +17,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import RecordingPublisher
 from conftest import assert_error
+from conftest import console_script
 from conftest import free_port
 from conftest import make_settings
+from conftest import run_script
+from conftest import script_environment
 from conftest import wait_until
 from flask import Blueprint
 from flask import Flask
@@ -128,29 +128,9 @@ def test_cli_refuses_to_start_with_missing_oidc_settings(
     assert "Traceback" not in result.output
 
 
-def _serve_environment(tmp_path: Path, **env: str) -> dict[str, str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OIDC_", "DATABASE_URL", "MQTT_URL", "PROMETHEUS_"))
-    }
-    return {**environment, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", **env}
-
-
-def _console_script() -> str:
-    return shutil.which("iotsupport") or str(Path(sys.executable).parent / "iotsupport")
-
-
 def test_serve_exits_naming_the_missing_settings(tmp_path: Path) -> None:
-    env = _serve_environment(tmp_path, OIDC_ENABLED="true", OIDC_ISSUER_URL="https://id.example")
-    result = subprocess.run(
-        [_console_script(), "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_script(
+        tmp_path, "serve", OIDC_ENABLED="true", OIDC_ISSUER_URL="https://id.example"
     )
     assert result.returncode != 0
     assert "BASEURL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET" in result.stderr
@@ -159,11 +139,11 @@ def test_serve_exits_naming_the_missing_settings(tmp_path: Path) -> None:
 
 def test_serve_without_oidc_warns_once_per_server(tmp_path: Path) -> None:
     port = free_port()
-    env = _serve_environment(tmp_path, WORKERS="2", THREADS="1", PORT=str(port))
+    env = script_environment(WORKERS="2", THREADS="1", PORT=str(port))
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [_console_script(), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
+            [console_script(), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
         )
     try:
         url = f"http://127.0.0.1:{port}/api/health/live"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 from conftest import RecordingPublisher
 from conftest import make_settings
+from conftest import run_script
 from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
@@ -345,30 +343,6 @@ def test_export_then_import_into_a_fresh_database_round_trips(
 # --- the installed console script ---------------------------------------------------
 
 
-def console_script() -> str:
-    found = shutil.which("iotsupport") or str(Path(sys.executable).parent / "iotsupport")
-    assert os.access(found, os.X_OK), f"iotsupport console script not installed at {found}"
-    return found
-
-
-def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "MQTT_URL", "PROMETHEUS_MULTIPROC_DIR"}
-    }
-    environment.update(env)
-    return subprocess.run(
-        [console_script(), *args],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_console_script_lists_every_command(tmp_path: Path) -> None:
     result = run_script(tmp_path, "--help")
     assert result.returncode == 0, result.stderr
@@ -379,6 +353,7 @@ def test_console_script_lists_every_command(tmp_path: Path) -> None:
         "db-status",
         "import-dir",
         "export-dir",
+        "upload-asset",
     ):
         assert command in result.stdout
 
@@ -390,6 +365,7 @@ def test_console_script_lists_every_command(tmp_path: Path) -> None:
         ("upgrade-db", ["--recreate", "--yes-i-am-sure"]),
         ("load-test-data", ["--yes-i-am-sure"]),
         ("import-dir", ["--dry-run"]),
+        ("upload-asset", ["--url", "--key", "--name", "--token"]),
     ],
 )
 def test_console_script_command_options(tmp_path: Path, command: str, options: list[str]) -> None:
