@@ -369,6 +369,25 @@ def test_actor_is_the_token_subject(oidc_app: Flask, issuer: LocalIssuer) -> Non
         assert current_actor() == "alice-42"
 
 
+def test_changes_record_who_made_them(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
+    alice, bob = bearer(issuer.token(sub="alice-42")), bearer(issuer.token(sub="bob-7"))
+    created = oidc_client.post("/api/configs", json=CONFIG, headers=alice)
+    assert created.status_code == 201 and created.get_json()["updated_by"] == "alice-42"
+    url = f"/api/configs/{created.get_json()['id']}"
+    updated = oidc_client.put(url, json={"content": {"deviceName": "Desk"}}, headers=bob)
+    assert updated.get_json()["updated_by"] == "bob-7"
+    listed = oidc_client.get("/api/configs", headers=alice).get_json()["configs"]
+    assert [summary["updated_by"] for summary in listed] == ["bob-7"]
+    history = oidc_client.get(url + "/history", headers=alice).get_json()["versions"]
+    assert [(entry["version"], entry["saved_by"]) for entry in history] == [
+        (2, "bob-7"),
+        (1, "alice-42"),
+    ]
+    assert oidc_client.delete(url, headers=bob).status_code == 204
+    deleted = oidc_client.get("/api/configs/deleted", headers=alice).get_json()["configs"]
+    assert deleted[0]["deleted_by"] == "bob-7"
+
+
 def test_actor_is_anonymous_without_login(app: Flask) -> None:
     with app.test_request_context("/api/configs", method="POST"):
         assert app.preprocess_request() is None
