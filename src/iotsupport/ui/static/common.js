@@ -238,11 +238,9 @@ export function takeDeleted() {
   try { return value ? JSON.parse(value) : null; } catch { return null; }
 }
 
-/** Bring a deleted config back: the history's restore when the server has it, else re-create. */
-export async function restoreDeleted(entry) {
-  const restored = await api("POST", `/api/configs/deleted/${encodeURIComponent(entry.mac)}/restore`);
-  if (restored.ok || restored.status !== 404) return restored;
-  return api("POST", "/api/configs", { body: { mac_address: entry.mac, content: entry.content } });
+/** Bring a deleted config back, with its id, its history and a new version. */
+export function restoreDeleted(entry) {
+  return api("POST", `/api/configs/deleted/${encodeURIComponent(entry.mac)}/restore`);
 }
 
 // --- the signed-in user -------------------------------------------------------------

@@ -234,7 +234,7 @@ async function remove() {
     notify(`Not deleted: ${result.error}`, { kind: "error" });
     return;
   }
-  rememberDeleted({ mac: saved.config.mac_address, content: saved.text });
+  rememberDeleted({ mac: saved.config.mac_address });
   saved.config = null; // nothing left to lose: no "unsaved changes" prompt
   location.assign("/");
 }

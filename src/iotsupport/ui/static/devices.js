@@ -237,7 +237,7 @@ async function loadDeleted() {
         ? el("span", { class: "muted" }, "(this MAC has a new config)")
         : el("button", {
           type: "button", class: "button small", "aria-label": `Restore ${mac}`,
-          onclick: () => undoDelete({ mac, content: null }),
+          onclick: () => undoDelete({ mac }),
         }, "Restore"));
   }));
 }
