@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import typing as t
 
 import pytest
@@ -12,6 +13,7 @@ from conftest import assert_error
 from conftest import config_count
 from conftest import make_settings
 from conftest import post_raw
+from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 
@@ -235,6 +237,21 @@ def test_ids_overflowing_an_integer_are_404(
     response = client.open(f"/api/configs/{config_id}", method=method, json={"content": {"a": 1}})
     assert_error(response, 404)
     assert config_count(client) == 1
+
+
+@pytest.mark.parametrize("number", ["2147483648", "9" * 40])
+def test_every_numeric_route_refuses_overflowing_numbers_with_404(
+    app: Flask, client: FlaskClient, number: str
+) -> None:
+    """Ids and versions anywhere in a URL (history, rollback, pages ...) never reach the
+    database as an overflowing integer."""
+    numeric = [rule for rule in app.url_map.iter_rules() if "<int:" in rule.rule]
+    assert len(numeric) >= 8
+    for rule in numeric:
+        path = re.sub(r"<int:\w+>", number, rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method, json={"version": 1, "content": {}})
+            assert response.status_code == 404, (method, path, response.get_data(as_text=True))
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter
 
 from iotsupport.api.access import current_actor
 from iotsupport.db import get_session
 from iotsupport.extensions import state
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.history import HistoryService
+
+MAX_DATABASE_INT = 2**31 - 1
 
 
 def config_service() -> ConfigService:
@@ -23,7 +27,23 @@ def history_service() -> HistoryService:
     return HistoryService(get_session(), keep_versions=state().settings.history_keep_versions)
 
 
+class DatabaseIntConverter(IntegerConverter):
+    """`<int:...>` in our URLs: ids and versions are 32-bit in the database, so a larger
+    number is a 404 at routing, never an overflowing query.
+
+    Raising NotFound here (rather than a failed match) keeps werkzeug from answering a
+    misleading 405 when another method of the same path exists.
+    """
+
+    def to_python(self, value: str) -> int:
+        number: int = super().to_python(value)
+        if number > MAX_DATABASE_INT:
+            raise NotFound()
+        return number
+
+
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = DatabaseIntConverter  # before any rule is added
     from iotsupport import ui
     from iotsupport.api import assets
     from iotsupport.api import auth
