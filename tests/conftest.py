@@ -42,6 +42,7 @@ from iotsupport.services.notifications import MqttState
 from iotsupport.settings import Settings
 
 if t.TYPE_CHECKING:
+    from local_issuer import LocalIssuer
     from oidc_stack import Stack
 
 TEST_DATABASE_URL = os.environ.get(
@@ -249,6 +250,16 @@ def subscriber(mqtt_url: str) -> Iterator[Subscriber]:
 
 
 # --- Login ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    """A local issuer (discovery and JWKS over HTTP) that signs tokens for the tests."""
+    from local_issuer import LocalIssuer
+
+    local = LocalIssuer()
+    yield local
+    local.close()
 
 
 @pytest.fixture(scope="session")

@@ -49,13 +49,6 @@ BASEURL = "http://iot.test"
 CONFIG = {"mac_address": "aa:bb:cc:dd:ee:01", "content": {"deviceName": "Lamp"}}
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    local = LocalIssuer()
-    yield local
-    local.close()
-
-
 @pytest.fixture
 def oidc_settings(database_url: str, issuer: LocalIssuer) -> Settings:
     issuer.publish(issuer.key)

@@ -22,13 +22,6 @@ from werkzeug.test import TestResponse
 BASEURL = "http://iot.test"
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    local = LocalIssuer()
-    yield local
-    local.close()
-
-
 @pytest.fixture
 def app(database_url: str, tmp_path: Path, issuer: LocalIssuer) -> Iterator[Flask]:
     issuer.publish(issuer.key)
