@@ -9,10 +9,9 @@ from werkzeug.routing import IntegerConverter
 from iotsupport.api.access import current_actor
 from iotsupport.db import get_session
 from iotsupport.extensions import state
+from iotsupport.models.base import MAX_INT
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.history import HistoryService
-
-MAX_DATABASE_INT = 2**31 - 1
 
 
 def config_service() -> ConfigService:
@@ -37,7 +36,7 @@ class DatabaseIntConverter(IntegerConverter):
 
     def to_python(self, value: str) -> int:
         number: int = super().to_python(value)
-        if number > MAX_DATABASE_INT:
+        if number > MAX_INT:
             raise NotFound()
         return number
 

@@ -36,6 +36,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Ids and versions are 32-bit integer columns: nothing larger can exist.
+MAX_INT = 2**31 - 1
+
 # Who changed something when nobody is logged in (OIDC off, or a CLI import).
 ANONYMOUS_ACTOR = "anonymous"
 

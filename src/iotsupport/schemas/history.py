@@ -7,11 +7,12 @@ from pydantic import ConfigDict
 from pydantic import Field
 
 from iotsupport.models import ConfigHistory
+from iotsupport.models.base import MAX_INT
 from iotsupport.schemas.configs import Timestamp
 
 
 class RollbackSchema(BaseModel):
-    version: int = Field(ge=1, le=2**31 - 1, description="The version whose content to bring back.")
+    version: int = Field(ge=1, le=MAX_INT, description="The version whose content to bring back.")
 
 
 class HistoryEntrySchema(BaseModel):
@@ -62,9 +63,9 @@ class DiffSchema(BaseModel):
 
 
 class DiffQuerySchema(BaseModel):
-    from_: int = Field(alias="from", ge=1, le=2**31 - 1, description="The older version.")
+    from_: int = Field(alias="from", ge=1, le=MAX_INT, description="The older version.")
     to: int | None = Field(
-        default=None, ge=1, le=2**31 - 1, description="The newer version; default: the current."
+        default=None, ge=1, le=MAX_INT, description="The newer version; default: the current."
     )
 
 

@@ -34,7 +34,6 @@ from iotsupport.services.history import HistoryService
 from iotsupport.services.notifications import CONFIGS_TOPIC
 from iotsupport.services.notifications import Publisher
 
-MAX_ID = 2**31 - 1
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
 
 
@@ -126,7 +125,7 @@ class ConfigService:
         return self.session.scalar(select(func.count()).select_from(DeviceConfig)) or 0
 
     def get(self, config_id: int) -> DeviceConfig:
-        config = self.session.get(DeviceConfig, config_id) if _is_valid_id(config_id) else None
+        config = self.session.get(DeviceConfig, config_id)
         if config is None:
             raise NotFound(f"config {config_id} does not exist")
         return config
@@ -252,7 +251,7 @@ class ConfigService:
             .where(DeviceConfig.id == config_id)
             .with_for_update(of=DeviceConfig.__table__)
         )
-        config = self.session.scalars(query).one_or_none() if _is_valid_id(config_id) else None
+        config = self.session.scalars(query).one_or_none()
         if config is None:
             raise NotFound(f"config {config_id} does not exist")
         return config
@@ -270,8 +269,3 @@ class ConfigService:
     def _announce(self, config: DeviceConfig) -> None:
         payload = {"filename": f"{config.mac_address}.json"}
         after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
-
-
-def _is_valid_id(config_id: int) -> bool:
-    # Ids are 32-bit; a larger one cannot exist and would overflow the driver.
-    return 0 < config_id <= MAX_ID
