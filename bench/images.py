@@ -20,8 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -30,8 +28,10 @@ from PIL import ImageDraw
 from PIL import ImageFilter
 from run import Figures
 from run import Server
+from run import answers
 from run import print_table
 from run import run_wrk
+from run import serve_options
 from sqlalchemy import create_engine
 
 from iotsupport import migrate
@@ -71,17 +71,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for(url: str, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,11 +89,7 @@ def main() -> None:
     results.mkdir(exist_ok=True)
     log = results / "server-images.log"
     log.write_text("")
-    options = [
-        f"--{name}={value}"
-        for name in ("workers", "threads")
-        if (value := getattr(args, name)) is not None
-    ]
+    options = serve_options(args)
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
         size = snapshot(folder / "snapshot.jpg")
@@ -120,7 +105,8 @@ def main() -> None:
         )
         image_url = f"http://127.0.0.1:{args.upstream_port}/snapshot.jpg"
         try:
-            wait_for(image_url)
+            if not answers(image_url, seconds=10):
+                raise SystemExit(f"{image_url} did not answer")
             paths = {}
             for color_format in ("ARGB8888", "RGB565"):
                 query = urlencode(

@@ -137,6 +137,27 @@ def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
     return device, by_id, listing
 
 
+def answers(url: str, seconds: float) -> bool:
+    """Poll `url` until it answers or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def serve_options(args: argparse.Namespace) -> list[str]:
+    """`iotsupport serve` options for the --workers/--threads given on the command line."""
+    return [
+        f"--{name}={value}"
+        for name in ("workers", "threads")
+        if (value := getattr(args, name)) is not None
+    ]
+
+
 class Server:
     """`iotsupport serve` in a child process, with its log in a file."""
 
@@ -154,15 +175,9 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise SystemExit(f"server did not come up; see {log}")
+        if not answers(f"http://127.0.0.1:{port}/api/health", seconds=20):
+            self.stop()
+            raise SystemExit(f"server did not come up; see {log}")
 
     def worker_pids(self) -> list[int]:
         pids = []
@@ -318,11 +333,7 @@ def main() -> None:
     log = results / "server.log"
     log.write_text("")
     connection_counts = [int(value) for value in args.connections.split(",")]
-    options = [
-        f"--{name}={value}"
-        for name in ("workers", "threads")
-        if (value := getattr(args, name)) is not None
-    ]
+    options = serve_options(args)
     print(
         f"server: iotsupport serve {' '.join(options) or '(default workers and threads)'}; "
         f"wrk {args.seconds}s per scenario, one connection per wrk thread"
