@@ -284,7 +284,13 @@ def test_unreachable_issuer_answers_503(database_url: str) -> None:
     token = f"{header}.{b64_json({'sub': 'x'})}.c2ln"
     response = app.test_client().get("/api/configs", headers=bearer(token))
     # ...a well-formed one needs the keys, and the issuer is down.
-    assert_error(response, 503, "service_unavailable")
+    body = assert_error(response, 503, "service_unavailable")
+    assert body["error"] == "the identity provider is not reachable"
+    # Starting a login needs the discovery document: the same answer, no URL leaked.
+    login = app.test_client().get("/api/auth/login?redirect=/")
+    body = assert_error(login, 503, "service_unavailable")
+    assert body["error"] == "the identity provider is not reachable"
+    assert "127.0.0.1" not in login.get_data(as_text=True)
     app.extensions["iotsupport"].database.dispose()
 
 

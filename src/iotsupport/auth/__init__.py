@@ -35,8 +35,8 @@ from iotsupport.auth.tokens import TokenRejected
 from iotsupport.errors import Forbidden
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import InvalidToken
-from iotsupport.errors import ServiceUnavailable
 from iotsupport.errors import Unauthorized
+from iotsupport.errors import error_response
 from iotsupport.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[EXTENSION_KEY] = Auth(client, secure, signer)
     app.before_request(_enforce_access)
     app.after_request(_store_renewed_tokens)
+    app.register_error_handler(ProviderUnavailable, _provider_unavailable)
+
+
+def _provider_unavailable(exc: ProviderUnavailable) -> Response:
+    # The detail (URL, driver message) is for the log; the client learns only that.
+    log.warning("identity provider unavailable: %s", exc)
+    return error_response(503, "the identity provider is not reachable", "service_unavailable")
 
 
 def _enforce_access() -> BaseResponse | None:
@@ -119,11 +126,7 @@ def current_principal() -> Principal:
         return ANONYMOUS_ADMIN
     principal: Principal | None = g.get("principal")
     if principal is None:
-        try:
-            principal = _authenticate(auth().oidc)
-        except ProviderUnavailable as exc:
-            log.warning("identity provider unavailable: %s", exc)
-            raise ServiceUnavailable("the identity provider is not reachable") from None
+        principal = _authenticate(auth().oidc)
         g.principal = principal
         g.actor = principal.subject
     return principal
@@ -223,12 +226,7 @@ def start_login(target: str) -> BaseResponse:
     if not state.enabled:
         return redirect(target)
     login = LoginRequest.new(target)
-    try:
-        url = state.oidc.authorization_url(login)
-    except ProviderUnavailable as exc:
-        log.warning("identity provider unavailable: %s", exc)
-        raise ServiceUnavailable("the identity provider is not reachable") from None
-    response = redirect(url)
+    response = redirect(state.oidc.authorization_url(login))
     assert state.signer is not None
     _set_cookie(
         response,
@@ -255,9 +253,6 @@ def finish_login(args: t.Mapping[str, str]) -> BaseResponse:
         raise InvalidInput("the identity provider sent no code")
     try:
         tokens, principal = client.finish_login(login, code)
-    except ProviderUnavailable as exc:
-        log.warning("identity provider unavailable: %s", exc)
-        raise ServiceUnavailable("the identity provider is not reachable") from None
     except TokenRejected as exc:
         log.info("login refused: %s", exc)
         raise Unauthorized("the login could not be completed; try again") from None
