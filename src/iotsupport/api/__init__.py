@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from flask import Flask
+from flask import Response
+from pydantic import BaseModel
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
@@ -12,6 +16,13 @@ from iotsupport.extensions import state
 from iotsupport.models.base import MAX_INT
 from iotsupport.services.configs import ConfigService
 from iotsupport.services.history import HistoryService
+
+
+def json_response(body: BaseModel | str | t.Iterable[bytes], status: int = 200) -> Response:
+    """A JSON answer: a schema (serialized here), or JSON text the schemas module built."""
+    if isinstance(body, BaseModel):
+        body = body.model_dump_json()
+    return Response(body, status=status, mimetype="application/json")
 
 
 def config_service() -> ConfigService:

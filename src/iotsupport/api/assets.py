@@ -7,12 +7,12 @@ import typing as t
 from flask import Blueprint
 from flask import Response
 from flask import request
-from pydantic import BaseModel
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.wsgi import wrap_file
 
+from iotsupport.api import json_response
 from iotsupport.api.access import Role
 from iotsupport.api.access import current_actor
 from iotsupport.api.access import public
@@ -50,10 +50,6 @@ def configured_assets() -> Assets:
     if assets is None:
         raise AssetsNotConfigured("assets not configured")
     return assets
-
-
-def json_response(body: BaseModel) -> Response:
-    return Response(body.model_dump_json(), mimetype="application/json")
 
 
 def read_upload(staging: Staging, max_file_bytes: int) -> Upload:

@@ -8,6 +8,7 @@ from flask import request
 from werkzeug.wrappers import Response as BaseResponse
 
 from iotsupport import auth
+from iotsupport.api import json_response
 from iotsupport.api.access import public
 from iotsupport.api.spec import operation
 from iotsupport.schemas.auth import LogoutSchema
@@ -51,7 +52,7 @@ def whoami() -> Response:
         roles=sorted(principal.roles),
         auth_enabled=auth.auth().enabled,
     )
-    return Response(body.model_dump_json(), mimetype="application/json")
+    return json_response(body)
 
 
 @bp.post("/logout")

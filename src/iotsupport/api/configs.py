@@ -7,6 +7,7 @@ from flask import Response
 from flask import request
 
 from iotsupport.api import config_service
+from iotsupport.api import json_response
 from iotsupport.api.access import Role
 from iotsupport.api.access import public
 from iotsupport.api.access import requires
@@ -27,7 +28,7 @@ TAG = "configs"
 
 
 def config_response(config: DeviceConfig, status: int = 200) -> Response:
-    response = Response(config_json(config), status=status, mimetype="application/json")
+    response = json_response(config_json(config), status)
     response.set_etag(config.etag)
     return response
 
@@ -37,7 +38,7 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 @operation("List configs, sorted by MAC", tag=TAG, responses={200: ConfigListSchema})
 def list_configs() -> Response:
     slices = config_service().summary_slices()
-    return Response(config_list_json(slices), mimetype="application/json")
+    return json_response(config_list_json(slices))
 
 
 @bp.post("")
@@ -110,7 +111,7 @@ def device_config(mac: str) -> Response:
     if document.content is None or known.star_tag:
         response = Response(status=304)
     else:
-        response = Response(document.content, mimetype="application/json")
+        response = json_response(document.content)
     response.set_etag(document.etag)
     response.headers["Cache-Control"] = "no-cache"
     return response

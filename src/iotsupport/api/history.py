@@ -7,6 +7,7 @@ from flask import Response
 
 from iotsupport.api import config_service
 from iotsupport.api import history_service
+from iotsupport.api import json_response
 from iotsupport.api.access import Role
 from iotsupport.api.access import requires
 from iotsupport.api.configs import config_response
@@ -26,10 +27,6 @@ CONFIG_ID = "<int:config_id>"
 TAG = "history"
 
 
-def json_response(body: str, status: int = 200) -> Response:
-    return Response(body, status=status, mimetype="application/json")
-
-
 @bp.get(f"/{CONFIG_ID}/history")
 @requires(Role.ADMIN)
 @operation(
@@ -40,7 +37,7 @@ def json_response(body: str, status: int = 200) -> Response:
 def list_history(config_id: int) -> Response:
     page = history_service().versions(config_id)
     body = HistoryListSchema.model_validate({**vars(page), "count": len(page.versions)})
-    return json_response(body.model_dump_json())
+    return json_response(body)
 
 
 @bp.get(f"/{CONFIG_ID}/history/<int:version>")
@@ -64,7 +61,7 @@ def get_version(config_id: int, version: int) -> Response:
 )
 def diff_versions(config_id: int, query: DiffQuerySchema) -> Response:
     diff = history_service().diff(config_id, query.from_, query.to)
-    return json_response(DiffSchema.model_validate(vars(diff)).model_dump_json())
+    return json_response(DiffSchema.model_validate(vars(diff)))
 
 
 @bp.post(f"/{CONFIG_ID}/rollback")
@@ -89,7 +86,7 @@ def rollback_config(config_id: int, body: RollbackSchema) -> Response:
 def list_deleted() -> Response:
     rows = history_service().deleted()
     body = DeletedListSchema.model_validate({"configs": rows, "count": len(rows)})
-    return json_response(body.model_dump_json())
+    return json_response(body)
 
 
 @bp.post("/deleted/<mac>/restore")

@@ -14,10 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from iotsupport.api import json_response
 from iotsupport.api.access import public
 from iotsupport.api.spec import operation
 from iotsupport.extensions import state
 from iotsupport.schemas.health import HealthSchema
+from iotsupport.services.assets import FOLDER_PROBLEMS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("operations", __name__)
@@ -42,7 +44,7 @@ def health() -> Response:
         reasons.append(_reason(exc))
     assets = state().assets
     folder = assets.store.folder_state() if assets is not None else "disabled"
-    if assets is not None and (problem := assets.store.folder_problem()) is not None:
+    if (problem := FOLDER_PROBLEMS.get(folder)) is not None:
         log.warning("health: %s", problem)
         reasons.append(problem)
     body = HealthSchema(
@@ -52,11 +54,7 @@ def health() -> Response:
         assets=folder,
         reason="; ".join(reasons) or None,
     )
-    return Response(
-        body.model_dump_json(exclude_none=True),
-        status=503 if reasons else 200,
-        mimetype="application/json",
-    )
+    return json_response(body.model_dump_json(exclude_none=True), 503 if reasons else 200)
 
 
 def _ping(session: Session) -> None:

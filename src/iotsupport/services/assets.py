@@ -52,6 +52,11 @@ _HASH_CHUNK = 1024 * 1024
 _HASH_CACHE_SIZE = 4096
 
 FolderState = t.Literal["ok", "missing", "not_writable"]
+# What health and a refused upload say for a folder that is not "ok".
+FOLDER_PROBLEMS: dict[str, str] = {
+    "missing": "ASSETS_DIR does not exist or is not a folder",
+    "not_writable": "ASSETS_DIR is not writable",
+}
 
 
 class MissingField(InvalidInput):
@@ -220,12 +225,7 @@ class AssetStore:
 
     def folder_problem(self) -> str | None:
         """Why uploads cannot be stored right now, or None."""
-        state = self.folder_state()
-        if state == "missing":
-            return "ASSETS_DIR does not exist or is not a folder"
-        if state == "not_writable":
-            return "ASSETS_DIR is not writable"
-        return None
+        return FOLDER_PROBLEMS.get(self.folder_state())
 
     def unavailable(self, exc: OSError | None = None) -> AssetsFolderUnavailable:
         if exc is not None:
