@@ -37,12 +37,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from iotsupport import migrate
-from iotsupport.models import DeviceConfig
-from iotsupport.models.base import utcnow
-from iotsupport.services.checkins import count_by_sync_state
-from iotsupport.services.content import content_etag
-from iotsupport.services.content import derive_fields
-from iotsupport.services.content import parse_json_object
+from iotsupport.configs.checkins import count_by_sync_state
+from iotsupport.configs.content import content_etag
+from iotsupport.configs.content import derive_fields
+from iotsupport.configs.content import parse_json_object
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.db.base import utcnow
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "wrk_paths.lua"

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.test import TestResponse
 
 from iotsupport import create_app
-from iotsupport.services.signing import sign_timestamp
+from iotsupport.assets.signing import sign_timestamp
 
 BOUNDARY = "----iotsupport-test-boundary"
 

@@ -37,8 +37,8 @@ from werkzeug.test import TestResponse
 
 from iotsupport import create_app
 from iotsupport import migrate
-from iotsupport.models import Base
-from iotsupport.services.notifications import MqttState
+from iotsupport.db.tables import Base
+from iotsupport.notifications import MqttState
 from iotsupport.settings import Settings
 
 if t.TYPE_CHECKING:

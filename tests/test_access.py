@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from iotsupport.api.access import Role
-from iotsupport.api.access import access_of
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import access_of
 
 # Routes that devices, probes and the docs reach without any token.
 EXPECTED_PUBLIC = {

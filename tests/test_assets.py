@@ -38,9 +38,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
+from iotsupport.assets.signing import sign_timestamp
 from iotsupport.errors import StartupError
 from iotsupport.extensions import state
-from iotsupport.services.signing import sign_timestamp
 
 TOPIC = "iotsupport/updates/assets"
 FIRMWARE = bytes(range(256)) * 40  # 10,240 bytes, every byte value

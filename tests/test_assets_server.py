@@ -31,7 +31,7 @@ from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
 from iotsupport.extensions import state
-from iotsupport.services.notifications import MqttPublisher
+from iotsupport.notifications import MqttPublisher
 
 TOPIC = "iotsupport/updates/assets"
 

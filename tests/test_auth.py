@@ -35,12 +35,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from iotsupport import create_app
-from iotsupport.api.access import Role
-from iotsupport.api.access import current_actor
-from iotsupport.api.access import requires
 from iotsupport.auth import ACCESS_COOKIE
 from iotsupport.auth import LOGIN_COOKIE
 from iotsupport.auth import REFRESH_COOKIE
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import current_actor
+from iotsupport.auth.access import requires
 from iotsupport.auth.tokens import roles_in
 from iotsupport.cli import main
 from iotsupport.settings import Settings

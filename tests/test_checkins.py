@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from iotsupport import create_app
+from iotsupport.configs.checkins import CheckinMetrics
+from iotsupport.configs.checkins import CheckinRecorder
+from iotsupport.configs.checkins import client_address
 from iotsupport.extensions import state
-from iotsupport.services.checkins import CheckinMetrics
-from iotsupport.services.checkins import CheckinRecorder
-from iotsupport.services.checkins import client_address
 from iotsupport.settings import Settings
 
 MAC = "aa:bb:cc:dd:ee:ff"

@@ -35,8 +35,8 @@ from werkzeug import Response
 from werkzeug.test import TestResponse
 
 from iotsupport import create_app
-from iotsupport.services.images import lvgl
-from iotsupport.services.images.fetch import HostAllowlist
+from iotsupport.images import lvgl
+from iotsupport.images.fetch import HostAllowlist
 from iotsupport.settings import Settings
 
 LVGL = "/api/images/lvgl"

@@ -18,7 +18,7 @@ from sqlalchemy import inspect
 from sqlalchemy import text
 
 from iotsupport import migrate
-from iotsupport.models import Base
+from iotsupport.db.tables import Base
 
 
 def schema_differences(engine: Engine, metadata: sa.MetaData = Base.metadata) -> list[t.Any]:

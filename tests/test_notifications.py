@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from iotsupport import create_app
 from iotsupport.extensions import state
-from iotsupport.services.notifications import MqttPublisher
-from iotsupport.services.notifications import MqttState
+from iotsupport.notifications import MqttPublisher
+from iotsupport.notifications import MqttState
 
 TOPIC = "iotsupport/updates/configs"
 MAC = "aa:bb:cc:dd:ee:ff"

@@ -39,9 +39,9 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
+from iotsupport.configs.service import ConfigService
 from iotsupport.db import commit
 from iotsupport.extensions import state
-from iotsupport.services.configs import ConfigService
 
 CHROMIUM = os.environ.get("IOTSUPPORT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,17 +13,17 @@ from iotsupport import db
 from iotsupport import errors
 from iotsupport import observability
 from iotsupport.api import register_blueprints
+from iotsupport.assets.service import build_assets
+from iotsupport.configs.checkins import CheckinMetrics
+from iotsupport.configs.checkins import CheckinRecorder
+from iotsupport.configs.checkins import count_by_sync_state
+from iotsupport.configs.service import ConfigService
 from iotsupport.db import Database
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
-from iotsupport.services.assets import build_assets
-from iotsupport.services.checkins import CheckinMetrics
-from iotsupport.services.checkins import CheckinRecorder
-from iotsupport.services.checkins import count_by_sync_state
-from iotsupport.services.configs import ConfigService
-from iotsupport.services.images import ImageProxy
-from iotsupport.services.notifications import Publisher
-from iotsupport.services.notifications import build_publisher
+from iotsupport.images import ImageProxy
+from iotsupport.notifications import Publisher
+from iotsupport.notifications import build_publisher
 from iotsupport.settings import Settings
 
 __all__ = ["create_app"]

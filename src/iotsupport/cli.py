@@ -18,15 +18,15 @@ from pydantic import ValidationError
 from sqlalchemy import inspect
 
 from iotsupport import migrate
+from iotsupport.assets.signing import load_signing_key
+from iotsupport.assets.signing import sign_timestamp
+from iotsupport.configs.files import export_configs
+from iotsupport.configs.files import import_configs
+from iotsupport.configs.service import ConfigService
 from iotsupport.db import commit
 from iotsupport.errors import AppError
 from iotsupport.errors import StartupError
 from iotsupport.extensions import state
-from iotsupport.services.configs import ConfigService
-from iotsupport.services.files import export_configs
-from iotsupport.services.files import import_configs
-from iotsupport.services.signing import load_signing_key
-from iotsupport.services.signing import sign_timestamp
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample_data"

@@ -8,11 +8,11 @@ from flask import Flask
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
+from iotsupport.assets.service import Assets
+from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.db import Database
-from iotsupport.services.assets import Assets
-from iotsupport.services.checkins import CheckinRecorder
-from iotsupport.services.images import ImageProxy
-from iotsupport.services.notifications import Publisher
+from iotsupport.images import ImageProxy
+from iotsupport.notifications import Publisher
 from iotsupport.settings import Settings
 
 EXTENSION_KEY = "iotsupport"

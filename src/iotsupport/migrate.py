@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from iotsupport.models import Base
+from iotsupport.db.tables import Base
 
 if t.TYPE_CHECKING:
     from alembic.config import Config

@@ -1,4 +1,7 @@
-"""HTTP layer: one blueprint a resource. Routes parse and answer; services decide."""
+"""HTTP plumbing every domain shares: JSON answers, URL converters, the blueprint list.
+
+Each domain package (configs, assets, images, auth, ...) has its own `routes.py`;
+routes parse and answer, the domain's services decide."""
 
 from __future__ import annotations
 
@@ -10,12 +13,7 @@ from pydantic import BaseModel
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from iotsupport.api.access import current_actor
-from iotsupport.db import get_session
-from iotsupport.extensions import state
-from iotsupport.models.base import MAX_INT
-from iotsupport.services.configs import ConfigService
-from iotsupport.services.history import HistoryService
+from iotsupport.db.base import MAX_INT
 
 
 def json_response(body: BaseModel | str | t.Iterable[bytes], status: int = 200) -> Response:
@@ -23,18 +21,6 @@ def json_response(body: BaseModel | str | t.Iterable[bytes], status: int = 200) 
     if isinstance(body, BaseModel):
         body = body.model_dump_json()
     return Response(body, status=status, mimetype="application/json")
-
-
-def config_service() -> ConfigService:
-    """The request's config service; its changes are recorded as made by the caller."""
-    keep = state().settings.history_keep_versions
-    return ConfigService(
-        get_session(), state().publisher, actor=current_actor(), keep_versions=keep
-    )
-
-
-def history_service() -> HistoryService:
-    return HistoryService(get_session(), keep_versions=state().settings.history_keep_versions)
 
 
 class DatabaseIntConverter(IntegerConverter):
@@ -55,18 +41,18 @@ class DatabaseIntConverter(IntegerConverter):
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["int"] = DatabaseIntConverter  # before any rule is added
     from iotsupport import ui
-    from iotsupport.api import assets
-    from iotsupport.api import auth
-    from iotsupport.api import configs
     from iotsupport.api import docs
-    from iotsupport.api import history
-    from iotsupport.api import images
     from iotsupport.api import operations
+    from iotsupport.assets import routes as assets
+    from iotsupport.auth import routes as auth
+    from iotsupport.configs import history_routes
+    from iotsupport.configs import routes as configs
+    from iotsupport.images import routes as images
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(configs.bp)
     app.register_blueprint(assets.bp)
-    app.register_blueprint(history.bp)
+    app.register_blueprint(history_routes.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)

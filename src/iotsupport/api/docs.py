@@ -11,8 +11,8 @@ from flask import jsonify
 from flask import send_from_directory
 from openapi_ui_bundles import swagger_ui
 
-from iotsupport.api.access import public
 from iotsupport.api.spec import build_openapi
+from iotsupport.auth.access import public
 
 bp = Blueprint("docs", __name__)
 

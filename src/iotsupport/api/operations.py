@@ -15,11 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from iotsupport.api import json_response
-from iotsupport.api.access import public
+from iotsupport.api.schemas import HealthSchema
 from iotsupport.api.spec import operation
+from iotsupport.assets.service import FOLDER_PROBLEMS
+from iotsupport.auth.access import public
 from iotsupport.extensions import state
-from iotsupport.schemas.health import HealthSchema
-from iotsupport.services.assets import FOLDER_PROBLEMS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("operations", __name__)

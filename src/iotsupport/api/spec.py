@@ -21,10 +21,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
-from iotsupport.api.access import access_of
+from iotsupport.api.schemas import ErrorResponse
+from iotsupport.auth.access import access_of
 from iotsupport.errors import InvalidInput
 from iotsupport.json_text import load_object
-from iotsupport.schemas.common import ErrorResponse
 
 View = t.Callable[..., ResponseReturnValue]
 ResponseSpec = type[BaseModel] | str

@@ -23,9 +23,9 @@ from itsdangerous import BadSignature
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from iotsupport.api.access import Access
-from iotsupport.api.access import Role
-from iotsupport.api.access import access_of
+from iotsupport.auth.access import Access
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import access_of
 from iotsupport.auth.oidc import LoginRequest
 from iotsupport.auth.oidc import OidcClient
 from iotsupport.auth.oidc import Tokens

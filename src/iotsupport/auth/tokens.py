@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from iotsupport.api.access import Role
+from iotsupport.auth.access import Role
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from iotsupport.models import Base
+from iotsupport.db.tables import Base
 
 connection: Connection = context.config.attributes["connection"]
 context.configure(

@@ -9,8 +9,8 @@ from flask import render_template
 from flask import request
 from werkzeug.exceptions import NotFound
 
-from iotsupport.api.access import Role
-from iotsupport.api.access import requires
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import requires
 from iotsupport.errors import http_error_response
 
 bp = Blueprint(

@@ -6,9 +6,9 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
-from iotsupport.models import ConfigHistory
-from iotsupport.models.base import MAX_INT
-from iotsupport.schemas.configs import Timestamp
+from iotsupport.configs.schemas import Timestamp
+from iotsupport.configs.tables import ConfigHistory
+from iotsupport.db.base import MAX_INT
 
 
 class RollbackSchema(BaseModel):

@@ -9,10 +9,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from iotsupport import auth
 from iotsupport.api import json_response
-from iotsupport.api.access import public
 from iotsupport.api.spec import operation
-from iotsupport.schemas.auth import LogoutSchema
-from iotsupport.schemas.auth import SelfSchema
+from iotsupport.auth.access import public
+from iotsupport.auth.schemas import LogoutSchema
+from iotsupport.auth.schemas import SelfSchema
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 TAG = "auth"

@@ -31,9 +31,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from iotsupport.models import ConfigHistory
-from iotsupport.models import DeviceCheckin
-from iotsupport.models import DeviceConfig
+from iotsupport.configs.tables import ConfigHistory
+from iotsupport.configs.tables import DeviceCheckin
+from iotsupport.configs.tables import DeviceConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,25 +13,25 @@ from werkzeug.formparser import FormDataParser
 from werkzeug.wsgi import wrap_file
 
 from iotsupport.api import json_response
-from iotsupport.api.access import Role
-from iotsupport.api.access import current_actor
-from iotsupport.api.access import public
-from iotsupport.api.access import requires
 from iotsupport.api.spec import operation
+from iotsupport.assets.schemas import AssetListSchema
+from iotsupport.assets.schemas import AssetSchema
+from iotsupport.assets.schemas import AssetUploadedSchema
+from iotsupport.assets.schemas import AssetUploadForm
+from iotsupport.assets.service import Assets
+from iotsupport.assets.service import AssetService
+from iotsupport.assets.service import AssetsNotConfigured
+from iotsupport.assets.service import StagedFile
+from iotsupport.assets.service import Staging
+from iotsupport.assets.service import Upload
+from iotsupport.assets.service import check_filename
+from iotsupport.assets.service import too_large
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import current_actor
+from iotsupport.auth.access import public
+from iotsupport.auth.access import requires
 from iotsupport.db import get_session
 from iotsupport.extensions import state
-from iotsupport.schemas.assets import AssetListSchema
-from iotsupport.schemas.assets import AssetSchema
-from iotsupport.schemas.assets import AssetUploadedSchema
-from iotsupport.schemas.assets import AssetUploadForm
-from iotsupport.services.assets import Assets
-from iotsupport.services.assets import AssetService
-from iotsupport.services.assets import AssetsNotConfigured
-from iotsupport.services.assets import StagedFile
-from iotsupport.services.assets import Staging
-from iotsupport.services.assets import Upload
-from iotsupport.services.assets import check_filename
-from iotsupport.services.assets import too_large
 
 bp = Blueprint("assets", __name__, url_prefix="/api/assets")
 

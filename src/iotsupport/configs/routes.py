@@ -6,20 +6,36 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
-from iotsupport.api import config_service
 from iotsupport.api import json_response
-from iotsupport.api.access import Role
-from iotsupport.api.access import public
-from iotsupport.api.access import requires
 from iotsupport.api.spec import operation
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import current_actor
+from iotsupport.auth.access import public
+from iotsupport.auth.access import requires
+from iotsupport.configs.history import HistoryService
+from iotsupport.configs.schemas import ConfigCreateSchema
+from iotsupport.configs.schemas import ConfigListSchema
+from iotsupport.configs.schemas import ConfigResponseSchema
+from iotsupport.configs.schemas import ConfigUpdateSchema
+from iotsupport.configs.schemas import config_json
+from iotsupport.configs.schemas import config_list_json
+from iotsupport.configs.service import ConfigService
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.db import get_session
 from iotsupport.extensions import state
-from iotsupport.models import DeviceConfig
-from iotsupport.schemas.configs import ConfigCreateSchema
-from iotsupport.schemas.configs import ConfigListSchema
-from iotsupport.schemas.configs import ConfigResponseSchema
-from iotsupport.schemas.configs import ConfigUpdateSchema
-from iotsupport.schemas.configs import config_json
-from iotsupport.schemas.configs import config_list_json
+
+
+def config_service() -> ConfigService:
+    """The request's config service; its changes are recorded as made by the caller."""
+    keep = state().settings.history_keep_versions
+    return ConfigService(
+        get_session(), state().publisher, actor=current_actor(), keep_versions=keep
+    )
+
+
+def history_service() -> HistoryService:
+    return HistoryService(get_session(), keep_versions=state().settings.history_keep_versions)
+
 
 bp = Blueprint("configs", __name__, url_prefix="/api/configs")
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 
-from iotsupport.api import config_service
-from iotsupport.api import history_service
 from iotsupport.api import json_response
-from iotsupport.api.access import Role
-from iotsupport.api.access import requires
-from iotsupport.api.configs import config_response
 from iotsupport.api.spec import operation
-from iotsupport.schemas.configs import ConfigResponseSchema
-from iotsupport.schemas.history import DeletedListSchema
-from iotsupport.schemas.history import DiffQuerySchema
-from iotsupport.schemas.history import DiffSchema
-from iotsupport.schemas.history import HistoryListSchema
-from iotsupport.schemas.history import HistoryVersionSchema
-from iotsupport.schemas.history import RollbackSchema
-from iotsupport.schemas.history import history_version_json
+from iotsupport.auth.access import Role
+from iotsupport.auth.access import requires
+from iotsupport.configs.history_schemas import DeletedListSchema
+from iotsupport.configs.history_schemas import DiffQuerySchema
+from iotsupport.configs.history_schemas import DiffSchema
+from iotsupport.configs.history_schemas import HistoryListSchema
+from iotsupport.configs.history_schemas import HistoryVersionSchema
+from iotsupport.configs.history_schemas import RollbackSchema
+from iotsupport.configs.history_schemas import history_version_json
+from iotsupport.configs.routes import config_response
+from iotsupport.configs.routes import config_service
+from iotsupport.configs.routes import history_service
+from iotsupport.configs.schemas import ConfigResponseSchema
 
 bp = Blueprint("history", __name__, url_prefix="/api/configs")
 

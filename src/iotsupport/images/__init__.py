@@ -15,14 +15,14 @@ from iotsupport.errors import HostNotAllowed
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import UnprocessableImage
 from iotsupport.errors import UpstreamFailed
-from iotsupport.services.images import lvgl
-from iotsupport.services.images.convert import fitted_image
-from iotsupport.services.images.convert import on_black
-from iotsupport.services.images.fetch import Fetcher
-from iotsupport.services.images.fetch import FetchLimits
-from iotsupport.services.images.fetch import HostAllowlist
-from iotsupport.services.images.fetch import parse_url
-from iotsupport.services.images.lvgl import ColorFormat
+from iotsupport.images import lvgl
+from iotsupport.images.convert import fitted_image
+from iotsupport.images.convert import on_black
+from iotsupport.images.fetch import Fetcher
+from iotsupport.images.fetch import FetchLimits
+from iotsupport.images.fetch import HostAllowlist
+from iotsupport.images.fetch import parse_url
+from iotsupport.images.lvgl import ColorFormat
 from iotsupport.settings import Settings
 
 __all__ = ["ColorFormat", "ImageProxy", "LvglImage"]

@@ -6,11 +6,11 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
-from iotsupport.api.access import public
 from iotsupport.api.spec import operation
+from iotsupport.auth.access import public
 from iotsupport.errors import InvalidInput
 from iotsupport.extensions import state
-from iotsupport.schemas.images import LvglImageQuery
+from iotsupport.images.schemas import LvglImageQuery
 
 bp = Blueprint("images", __name__, url_prefix="/api/images")
 

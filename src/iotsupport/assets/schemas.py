@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic import Field
 
-from iotsupport.schemas.configs import Timestamp
+from iotsupport.configs.schemas import Timestamp
 
 SHA256_DESCRIPTION = "SHA-256 of the file, hex."
 

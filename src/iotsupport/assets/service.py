@@ -27,19 +27,19 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from iotsupport.assets.signing import UploadVerifier
+from iotsupport.assets.signing import load_verification_key
+from iotsupport.assets.tables import UsedUploadSignature
 from iotsupport.db import after_commit
+from iotsupport.db.base import utcnow
 from iotsupport.errors import AppError
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PayloadTooLarge
 from iotsupport.errors import ServiceUnavailable
-from iotsupport.models import UsedUploadSignature
-from iotsupport.models.base import utcnow
-from iotsupport.services.notifications import ASSETS_TOPIC
-from iotsupport.services.notifications import Publisher
-from iotsupport.services.signing import UploadVerifier
-from iotsupport.services.signing import load_verification_key
+from iotsupport.notifications import ASSETS_TOPIC
+from iotsupport.notifications import Publisher
 from iotsupport.settings import Settings
 
 log = logging.getLogger(__name__)

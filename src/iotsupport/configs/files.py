@@ -7,10 +7,10 @@ import tempfile
 import typing as t
 from pathlib import Path
 
+from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.content import parse_json_object
+from iotsupport.configs.service import ConfigService
 from iotsupport.errors import InvalidInput
-from iotsupport.services.configs import ConfigService
-from iotsupport.services.content import normalize_mac
-from iotsupport.services.content import parse_json_object
 
 
 def file_name(mac_address: str) -> str:

@@ -9,8 +9,8 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
 
-from iotsupport.services.images.lvgl import MAX_SIDE
-from iotsupport.services.images.lvgl import ColorFormat
+from iotsupport.images.lvgl import MAX_SIDE
+from iotsupport.images.lvgl import ColorFormat
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 # Headers that describe this connection or this request's body, not the image wanted.

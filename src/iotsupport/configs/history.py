@@ -22,12 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import aliased
 
+from iotsupport.configs.tables import ConfigDeletion
+from iotsupport.configs.tables import ConfigHistory
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.configs.tables import HistoryEvent
 from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
-from iotsupport.models import ConfigDeletion
-from iotsupport.models import ConfigHistory
-from iotsupport.models import DeviceConfig
-from iotsupport.models.config_history import HistoryEvent
 
 _H = ConfigHistory.__table__
 _ENTRY_COLUMNS = (

@@ -14,9 +14,9 @@ from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.configs.tables import SyncState
 from iotsupport.json_text import raw_member
-from iotsupport.models import DeviceConfig
-from iotsupport.models.device_checkin import SyncState
 
 MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
 CONTENT_DESCRIPTION = (

@@ -15,24 +15,24 @@ from sqlalchemy import type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from iotsupport.configs.content import content_etag
+from iotsupport.configs.content import derive_fields
+from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.content import parse_json_object
+from iotsupport.configs.history import HistoryService
+from iotsupport.configs.tables import DeviceCheckin
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.configs.tables import HistoryEvent
+from iotsupport.configs.tables import sync_state_expression
 from iotsupport.db import after_commit
+from iotsupport.db.base import ANONYMOUS_ACTOR
+from iotsupport.db.base import utcnow
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
-from iotsupport.models import DeviceCheckin
-from iotsupport.models import DeviceConfig
-from iotsupport.models.base import ANONYMOUS_ACTOR
-from iotsupport.models.base import utcnow
-from iotsupport.models.config_history import HistoryEvent
-from iotsupport.models.device_checkin import sync_state_expression
-from iotsupport.services.content import content_etag
-from iotsupport.services.content import derive_fields
-from iotsupport.services.content import normalize_mac
-from iotsupport.services.content import parse_json_object
-from iotsupport.services.history import HistoryService
-from iotsupport.services.notifications import CONFIGS_TOPIC
-from iotsupport.services.notifications import Publisher
+from iotsupport.notifications import CONFIGS_TOPIC
+from iotsupport.notifications import Publisher
 
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
 

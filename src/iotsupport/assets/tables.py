@@ -6,9 +6,9 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
-from iotsupport.models.base import Base
-from iotsupport.models.base import UTCDateTime
-from iotsupport.models.base import utcnow
+from iotsupport.db.base import Base
+from iotsupport.db.base import UTCDateTime
+from iotsupport.db.base import utcnow
 
 
 class UsedUploadSignature(Base):

@@ -1,0 +1,1 @@
+"""Firmware assets: signed uploads from CI into a folder, downloads for OTA."""

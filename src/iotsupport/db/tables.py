@@ -1,0 +1,17 @@
+"""Every table of the app on one metadata, for Alembic and the tests."""
+
+from iotsupport.assets.tables import UsedUploadSignature
+from iotsupport.configs.tables import ConfigDeletion
+from iotsupport.configs.tables import ConfigHistory
+from iotsupport.configs.tables import DeviceCheckin
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.db.base import Base
+
+__all__ = [
+    "Base",
+    "ConfigDeletion",
+    "ConfigHistory",
+    "DeviceCheckin",
+    "DeviceConfig",
+    "UsedUploadSignature",
+]

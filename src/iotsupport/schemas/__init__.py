@@ -1,1 +1,0 @@
-"""Pydantic request and response schemas; the OpenAPI document is built from them."""

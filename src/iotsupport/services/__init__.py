@@ -1,1 +1,0 @@
-"""Business rules; no Flask imports here."""
