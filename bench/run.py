@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from baseline import source_of
 from sqlalchemy import create_engine
 from sqlalchemy import insert
 from sqlalchemy import make_url
@@ -161,13 +162,26 @@ def serve_options(args: argparse.Namespace) -> list[str]:
 class Server:
     """`iotsupport serve` in a child process, with its log in a file."""
 
-    def __init__(self, url: str, port: int, options: list[str], log: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        port: int,
+        options: list[str],
+        log: Path,
+        *,
+        source: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`source`: serve that checkout's code (bench/baseline.py) instead of this one."""
         self.port = port
         self.log = log
         command = [str(Path(sys.executable).with_name("iotsupport")), "serve", "--port", str(port)]
         command += options
-        env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
+        env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO", **(env or {})}
         env.pop("MQTT_URL", None)
+        if source is not None:
+            # Ahead of the editable install's path entry, so the checkout's package wins.
+            env["PYTHONPATH"] = str(source / "src")
         self.process = subprocess.Popen(
             command,
             env=env,
@@ -307,6 +321,40 @@ def print_table(rows: list[Figures]) -> None:
         )
 
 
+def device_scenarios(
+    args: argparse.Namespace, device: Path, connection_counts: list[int]
+) -> list[Figures]:
+    """The device endpoint, full fetches then 304s, at each connection count."""
+    run_wrk("warm-up", args.port, device, 8, 2, 200)
+    rows = [
+        run_wrk("device GET /api/configs/{mac}.json", args.port, device, n, args.seconds, 200)
+        for n in connection_counts
+    ]
+    rows += [
+        run_wrk(
+            "device, If-None-Match hit (304)",
+            args.port,
+            device,
+            n,
+            args.seconds,
+            304,
+            conditional=True,
+        )
+        for n in connection_counts
+    ]
+    return rows
+
+
+def print_ratios(before: list[Figures], after: list[Figures]) -> None:
+    """This checkout's throughput as a share of the baseline's, scenario by scenario."""
+    for old, new in zip(before, after, strict=False):
+        share = new.requests_per_second / old.requests_per_second if old.requests_per_second else 0
+        print(
+            f"{new.name:<44} {new.connections:>4}  {old.requests_per_second:>7.0f} -> "
+            f"{new.requests_per_second:>7.0f} req/s ({share:.0%} of the baseline)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -324,6 +372,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="default: the server's (THREADS)")
     parser.add_argument("--port", type=int, default=3299)
     parser.add_argument("--connections", default="32,200")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the device scenarios against this commit's code, same data, same run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -371,33 +424,18 @@ def main() -> None:
                     + ", ".join(f"{label} {count:g}" for label, count in per_request.items())
                 )
 
+            if args.baseline:
+                print(f"-- baseline {args.baseline} (the code before the change), same data --")
+                before = Server(url, args.port, options, log, source=source_of(args.baseline))
+                try:
+                    baseline_rows = device_scenarios(args, device, connection_counts)
+                finally:
+                    before.stop()
+                print_table(baseline_rows)
+                print("-- this checkout --")
             server = Server(url, args.port, options, log)
             try:
-                run_wrk("warm-up", args.port, device, 8, 2, 200)
-                rows = []
-                for connections in connection_counts:
-                    rows.append(
-                        run_wrk(
-                            "device GET /api/configs/{mac}.json",
-                            args.port,
-                            device,
-                            connections,
-                            args.seconds,
-                            200,
-                        )
-                    )
-                for connections in connection_counts:
-                    rows.append(
-                        run_wrk(
-                            "device, If-None-Match hit (304)",
-                            args.port,
-                            device,
-                            connections,
-                            args.seconds,
-                            304,
-                            conditional=True,
-                        )
-                    )
+                rows = device_scenarios(args, device, connection_counts)
                 rows.append(
                     run_wrk("GET /api/configs/{id}", args.port, by_id, 32, args.seconds, 200)
                 )
@@ -412,6 +450,8 @@ def main() -> None:
                     )
                 )
                 print_table(rows)
+                if args.baseline:
+                    print_ratios(baseline_rows, rows)
                 print_checkins(url)
                 peaks = server.peak_memory_mb()
                 print(
