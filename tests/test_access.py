@@ -22,6 +22,7 @@ EXPECTED_PUBLIC = {
     "auth.callback",
     "auth.whoami",
     "auth.logout",
+    "ui.static_file",
 }
 
 

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from iotsupport import auth
+from iotsupport import compression
 from iotsupport import db
 from iotsupport import errors
 from iotsupport import observability
@@ -88,6 +89,7 @@ def create_app(
     errors.init_app(app)
     auth.init_app(app, settings)
     register_blueprints(app)
+    app.wsgi_app = compression.Compression(app.wsgi_app)  # type: ignore[method-assign]
 
     from iotsupport.cli import register_commands
 

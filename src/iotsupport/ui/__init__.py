@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from pathlib import Path
+
 from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import render_template
 from flask import request
+from flask import send_from_directory
 from werkzeug.exceptions import NotFound
 
 from iotsupport.auth.access import Role
+from iotsupport.auth.access import public
 from iotsupport.auth.access import requires
 from iotsupport.errors import http_error_response
 
-bp = Blueprint(
-    "ui",
-    __name__,
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/ui/static",
-)
+bp = Blueprint("ui", __name__, template_folder="templates")
+
+STATIC_FOLDER = Path(__file__).parent / "static"
+# A year: the URL changes whenever any file does (see static_digest).
+IMMUTABLE_SECONDS = 365 * 24 * 3600
 
 # Only our own files run in these pages: no inline script, no third-party origin.
 CONTENT_SECURITY_POLICY = (
@@ -28,8 +32,41 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+@functools.cache
+def static_digest(folder: Path = STATIC_FOLDER) -> str:
+    """A digest of every static file: part of their URLs, so a browser may keep them for a
+    year and still never runs an old script after an upgrade. The scripts import each
+    other by relative URL, so the whole folder shares one digest."""
+    digest = hashlib.blake2b(digest_size=6)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def static_url(filename: str) -> str:
+    return f"/ui/static/{static_digest()}/{filename}"
+
+
+@bp.get("/ui/static/<digest>/<path:filename>")
+@public
+def static_file(digest: str, filename: str) -> Response:
+    """The UI's scripts, styles and icons: cached for a year under the current digest."""
+    current = digest == static_digest()
+    response = send_from_directory(STATIC_FOLDER, filename, max_age=0)
+    # An old digest (a page from before an upgrade) gets today's file, revalidated each time.
+    response.cache_control.public = current
+    response.cache_control.immutable = current
+    response.cache_control.max_age = IMMUTABLE_SECONDS if current else 0
+    response.cache_control.no_cache = None if current else True
+    return response
+
+
 def page(template: str, **context: object) -> Response:
-    html = render_template(template, version=current_app.config["VERSION"], **context)
+    html = render_template(
+        template, version=current_app.config["VERSION"], static_url=static_url, **context
+    )
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-cache"
