@@ -45,15 +45,30 @@ ContentText = t.Annotated[
 ]
 
 
+MODEL_DESCRIPTION = "The code of the config's device model, or null for none."
+
+
 class ConfigCreateSchema(BaseModel):
     mac_address: str = Field(description=MAC_DESCRIPTION, max_length=64)
     content: ContentText
+    model: str | None = Field(default=None, max_length=64, description=MODEL_DESCRIPTION)
 
 
 class ConfigUpdateSchema(BaseModel):
     content: ContentText
     mac_address: str | None = Field(
         default=None, max_length=64, description="Optional; if sent, the config's own MAC."
+    )
+    model: str | None = Field(
+        default=None,
+        max_length=64,
+        description=MODEL_DESCRIPTION + " Left out: the model stays as it is.",
+    )
+
+
+class ConfigListQuery(BaseModel):
+    model: str | None = Field(
+        default=None, max_length=64, description="Only the configs of this model (its code)."
     )
 
 
@@ -78,6 +93,10 @@ class ConfigSummarySchema(BaseModel):
     device_name: str | None
     device_entity_id: str | None
     enable_ota: bool | None
+    model: str | None = Field(description="The device model's code; null: no model.")
+    schema_valid: bool | None = Field(
+        description="Whether the content meets its model's current schema; null without a model."
+    )
     version: int
     updated_at: Timestamp
     updated_by: str = Field(description="Who saved the current version.")
