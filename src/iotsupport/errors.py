@@ -11,7 +11,8 @@ AppError
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
  │    ├── SchemaChangeBreaksConfigs 409 schema_change_breaks_configs
- │    └── ModelInUse                409 model_in_use
+ │    ├── ModelInUse                409 model_in_use
+ │    └── ChangedSince              409 changed_since  (undo of a bulk change)
  ├── PreconditionFailed  412 precondition_failed
  ├── PayloadTooLarge     413 payload_too_large
  ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
@@ -96,6 +97,10 @@ class SchemaChangeBreaksConfigs(Conflict):
 
 class ModelInUse(Conflict):
     code = "model_in_use"
+
+
+class ChangedSince(Conflict):
+    code = "changed_since"
 
 
 class PreconditionFailed(AppError):

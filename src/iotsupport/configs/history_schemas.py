@@ -21,9 +21,7 @@ class HistoryEntrySchema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     version: int
-    event: t.Literal[
-        "created", "updated", "rolled_back", "restored", "bulk_changed", "bulk_undone"
-    ]
+    event: t.Literal["created", "updated", "rolled_back", "restored", "bulk_changed", "bulk_undone"]
     source_version: int | None = Field(
         description="For a rollback or a restore: the version whose content this one took."
     )

@@ -25,26 +25,26 @@ CONTENT_DESCRIPTION = (
 )
 
 
-def _content_as_text(value: object, info: ValidationInfo) -> str:
-    """Keep the content exactly as the client wrote it (the service checks it is an object)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        raw_body = (info.context or {}).get("raw_body")
-        source = raw_member(raw_body, "content") if isinstance(raw_body, str) else None
-        return source if source is not None else json.dumps(value)
-    raise ValueError("content must be a JSON object or a string holding a JSON object")
+def verbatim(key: str) -> BeforeValidator:
+    """For a body member that arrives as an object or a string holding one: the view gets
+    the text exactly as the client wrote it (the service checks it is an object)."""
+
+    def as_text(value: object, info: ValidationInfo) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            raw_body = (info.context or {}).get("raw_body")
+            source = raw_member(raw_body, key) if isinstance(raw_body, str) else None
+            return source if source is not None else json.dumps(value)
+        raise ValueError(f"{key} must be a JSON object or a string holding a JSON object")
+
+    return BeforeValidator(as_text)
 
 
-# Arrives as an object or a string; the view always gets the verbatim text.
+OBJECT_OR_STRING = WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]})
 ContentText = t.Annotated[
-    str,
-    BeforeValidator(_content_as_text),
-    WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]}),
-    Field(description=CONTENT_DESCRIPTION),
+    str, verbatim("content"), OBJECT_OR_STRING, Field(description=CONTENT_DESCRIPTION)
 ]
-
-
 MODEL_DESCRIPTION = "The code of the config's device model, or null for none."
 
 

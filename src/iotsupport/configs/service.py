@@ -264,15 +264,14 @@ class ConfigService:
         self.update(existing.id, content, model=UNSET if model is None else model)
         return "updated"
 
-    def lock_many(
-        self, *, ids: t.Collection[int] = (), model: str | None = None
+    def many(
+        self, *, ids: t.Collection[int] = (), model: str | None = None, lock: bool = False
     ) -> list[DeviceConfig]:
-        """The configs with these ids (or of this model), locked, by id (the lock order)."""
-        query = (
-            select(DeviceConfig)
-            .order_by(DeviceConfig.id)
-            .with_for_update(of=DeviceConfig.__table__)
-        )
+        """The configs with these ids (or of this model), by id; `lock`: row locks, taken
+        in id order (the order every writer takes them in)."""
+        query = select(DeviceConfig).order_by(DeviceConfig.id)
+        if lock:
+            query = query.with_for_update(of=DeviceConfig.__table__)
         if model is not None:
             query = query.where(DeviceConfig.model_id == self.models.get(model).id)
         else:
