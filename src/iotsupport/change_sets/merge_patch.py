@@ -95,10 +95,10 @@ def _style(text: str) -> _Style:
             unit = line[: len(line) - len(stripped)]
             break
     key_separator = ": "
-    item_separator = ", "
     match = re.search(r'"\s*(:\s*)', text)
     if match:
         key_separator = match.group(1).replace("\n", " ").replace("\r", "")
+    item_separator = ", " if key_separator.endswith(" ") else ","  # compact stays compact
     comma = re.search(r"(,[ \t]*)\S", text)
     if comma and unit is None:
         item_separator = comma.group(1)

@@ -61,7 +61,8 @@ def bulk_change(body: BulkSchema) -> Response:
     if body.expect is None:
         raise InvalidInput('to apply, send "expect": the ETag of each config from the preview')
     try:
-        expect = {int(key): etag for key, etag in body.expect.items()}
+        # As in the preview, or quoted as in an ETag header.
+        expect = {int(key): etag.strip('"') for key, etag in body.expect.items()}
     except ValueError:
         raise InvalidInput("the keys of expect must be config ids") from None
     change_set, changed = service.apply(selection, patch, body.patch, expect)
