@@ -71,7 +71,7 @@ def device_text(client: FlaskClient, mac: str) -> str:
 
 def test_merge_patch_follows_rfc_7396_examples() -> None:
     # RFC 7396, Appendix A (the object cases).
-    cases = [
+    cases: list[tuple[dict[str, t.Any], dict[str, t.Any], dict[str, t.Any]]] = [
         ({"a": "b"}, {"a": "c"}, {"a": "c"}),
         ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
         ({"a": "b"}, {"a": None}, {}),
@@ -90,7 +90,10 @@ def test_merge_patch_follows_rfc_7396_examples() -> None:
 
 
 def test_patched_text_keeps_order_indentation_and_untouched_bytes() -> None:
-    text = '{\n    "deviceName": "Hall",\n    "n": 1.50,\n    "wifi": {"ssid": "a"},\n    "debug": true\n}\n'
+    text = (
+        '{\n    "deviceName": "Hall",\n    "n": 1.50,\n    "wifi": {"ssid": "a"},\n'
+        '    "debug": true\n}\n'
+    )
     patched = apply(text, {"mqttBroker": "10.0.0.5", "debug": None, "wifi": {"ssid": "b"}})
     assert patched == (
         '{\n    "deviceName": "Hall",\n    "n": 1.50,\n    "wifi": {"ssid": "b"},\n'
@@ -358,66 +361,57 @@ def test_the_change_of_an_undo_is_checked_against_the_schema(api: FlaskClient) -
 # --- races on PostgreSQL -------------------------------------------------------------------
 
 
+def race_bulk_against_edits(app: Flask, ids: list[int], round_: int) -> list[int]:
+    """Preview a bulk change, then apply it while three single edits (with If-Match) of
+    the first, a middle and the last config race it. The statuses: bulk, then the edits."""
+    client = app.test_client()
+    select = {"ids": ids}
+    patch = {"round": round_}
+    expect = expect_of(preview(client, select, patch))
+    victims = [ids[0], ids[len(ids) // 2], ids[-1]]
+    etags = {victim: client.get(f"/api/configs/{victim}").headers["ETag"] for victim in victims}
+
+    def apply_it(racer: FlaskClient) -> int:
+        body = {"select": select, "patch": patch, "dry_run": False, "expect": expect}
+        status: int = racer.post("/api/configs/bulk", json=body).status_code
+        return status
+
+    def edit(victim: int) -> t.Callable[[FlaskClient], int]:
+        def run(racer: FlaskClient) -> int:
+            headers = {"If-Match": etags[victim]}
+            body = {"content": {"edited": round_}}
+            status: int = racer.put(
+                f"/api/configs/{victim}", json=body, headers=headers
+            ).status_code
+            return status
+
+        return run
+
+    statuses: list[int] = race(app, [apply_it, *(edit(victim) for victim in victims)])
+    return statuses
+
+
 @pytest.mark.postgres
 def test_bulk_change_and_single_edits_never_lose_an_update(pg_app: Flask) -> None:
     client = pg_app.test_client()
-    ids = [
-        create_config(client, f"aa:00:00:00:01:{index:02x}", {"n": index})["id"]
-        for index in range(20)
-    ]
-    for round_ in range(3):
-        select = {"ids": ids}
-        patch = {"round": round_}
-        expect = expect_of(preview(client, select, patch))
-        etags = {
-            config_id: client.get(f"/api/configs/{config_id}").headers["ETag"] for config_id in ids
-        }
-        # The bulk change races single edits of the first, middle and last config.
-        victims = [ids[0], ids[10], ids[-1]]
-
-        def edit(config_id: int) -> t.Callable[[FlaskClient], int]:
-            def run(racer: FlaskClient) -> int:
-                response = racer.put(
-                    f"/api/configs/{config_id}",
-                    json={"content": {"edited": round_}},
-                    headers={"If-Match": etags[config_id]},
-                )
-                return response.status_code
-
-            return run
-
-        def apply_it(racer: FlaskClient) -> int:
-            response = racer.post(
-                "/api/configs/bulk",
-                json={"select": select, "patch": patch, "dry_run": False, "expect": expect},
-            )
-            return response.status_code
-
-        outcomes = race(pg_app, [apply_it, *(edit(victim) for victim in victims)])
-        bulk_status, *edit_statuses = outcomes
-        assert bulk_status in (201, 412)
-        if bulk_status == 201:
+    macs = [f"aa:00:00:00:01:{index:02x}" for index in range(20)]
+    ids = [create_config(client, mac, {"n": index})["id"] for index, mac in enumerate(macs)]
+    for round_ in range(4):
+        bulk_status, *edit_statuses = race_bulk_against_edits(pg_app, ids, round_)
+        contents = [json.loads(device_text(client, mac)) for mac in macs]
+        if bulk_status == 201:  # the bulk change locked first: every edit is stale
             assert edit_statuses == [412, 412, 412]
-            assert all(
-                json.loads(device_text(client, f"aa:00:00:00:01:{index:02x}"))["round"] == round_
-                for index in (0, 10, 19)
-            )
-        else:
-            assert 200 in edit_statuses  # at least one edit won, and the whole bulk was refused
-            for victim, status in zip(victims, edit_statuses, strict=True):
-                content = client.get(f"/api/configs/{victim}").get_json()["content"]
-                assert content == ({"edited": round_} if status == 200 else content)
-            assert (
-                "round" not in client.get(f"/api/configs/{ids[5]}").get_json()["content"]
-                or round_ > 0
-            )
+            assert all(content.get("round") == round_ for content in contents)
+        else:  # an edit came first: the whole bulk change was refused
+            assert bulk_status == 412 and 200 in edit_statuses
+            assert all(content.get("round") != round_ for content in contents)
         versions = [
             client.get(f"/api/configs/{config_id}").get_json()["version"] for config_id in ids
         ]
-        history_counts = [
+        kept = [
             client.get(f"/api/configs/{config_id}/history").get_json()["count"] for config_id in ids
         ]
-        assert versions == history_counts  # every version saved exactly once
+        assert versions == kept  # every version saved exactly once, none lost
 
 
 @pytest.mark.postgres

@@ -414,7 +414,8 @@ def test_every_save_path_checks_the_schema_and_a_refusal_stores_nothing(
 
     # Rollback to a version the schema no longer accepts.
     api.put(url, json={"content": {"deviceName": "Hall", "old": True}})
-    strict = SCHEMA | {"properties": SCHEMA["properties"] | {"old": {"const": False}}}
+    strict = json.loads(json.dumps(SCHEMA))
+    strict["properties"]["old"] = {"const": False}
     change = api.put("/api/models/thermostat", json={"name": "T", "schema": strict})
     assert change.status_code == 409
     assert api.put(url, json={"content": {"deviceName": "Hall"}}).status_code == 200
