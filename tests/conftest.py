@@ -174,6 +174,16 @@ def pg_app(pg_settings: Settings, publisher: RecordingPublisher) -> Iterator[Fla
     app.extensions["iotsupport"].database.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def api(request: pytest.FixtureRequest) -> FlaskClient:
+    """A test client on SQLite, then on PostgreSQL: for rules that must hold on both."""
+    if request.param == "sqlite":
+        client: FlaskClient = request.getfixturevalue("client")
+        return client
+    app: Flask = request.getfixturevalue("pg_app")
+    return app.test_client()
+
+
 # --- MQTT -------------------------------------------------------------------
 
 

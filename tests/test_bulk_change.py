@@ -30,15 +30,6 @@ from iotsupport.notifications import build_publisher
 TOPIC = "iotsupport/updates/configs"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def api(request: pytest.FixtureRequest) -> FlaskClient:
-    if request.param == "sqlite":
-        client: FlaskClient = request.getfixturevalue("client")
-        return client
-    app: Flask = request.getfixturevalue("pg_app")
-    return app.test_client()
-
-
 def bulk(client: FlaskClient, select: dict[str, t.Any], patch: t.Any, **extra: t.Any) -> t.Any:
     return client.post("/api/configs/bulk", json={"select": select, "patch": patch} | extra)
 

@@ -37,16 +37,6 @@ TEMPLATE = {"deviceName": "New thermostat", "display": {"brightness": 50}}
 TOPIC = "iotsupport/updates/configs"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def api(request: pytest.FixtureRequest) -> FlaskClient:
-    """The same tests against SQLite and against PostgreSQL."""
-    if request.param == "sqlite":
-        client: FlaskClient = request.getfixturevalue("client")
-        return client
-    app: Flask = request.getfixturevalue("pg_app")
-    return app.test_client()
-
-
 def create_model(
     client: FlaskClient, code: str = "thermostat", schema: t.Any = None, **extra: t.Any
 ) -> dict[str, t.Any]:

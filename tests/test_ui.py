@@ -36,6 +36,7 @@ from playwright.sync_api import Route
 from playwright.sync_api import ViewportSize
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
+from test_device_models import SCHEMA
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
@@ -578,21 +579,9 @@ def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: Flas
 
 # --- device models and bulk change ------------------------------------------------------
 
-THERMOSTAT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "deviceName": {"type": "string", "minLength": 1},
-        "display": {
-            "type": "object",
-            "properties": {"brightness": {"type": "integer", "maximum": 100}},
-        },
-    },
-    "required": ["deviceName"],
-}
-
 
 def create_model(client: FlaskClient, code: str = "thermostat", **extra: t.Any) -> None:
-    body = {"code": code, "name": "Thermostat", "schema": THERMOSTAT_SCHEMA} | extra
+    body = {"code": code, "name": "Thermostat", "schema": SCHEMA} | extra
     response = client.post("/api/models", json=body)
     assert response.status_code == 201, response.get_data(as_text=True)
 

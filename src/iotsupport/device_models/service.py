@@ -161,12 +161,7 @@ class ModelService:
             .order_by(_CONFIGS.c.id)
             .with_for_update()
         ).all()
-        model = self.lock(model_id, share=False)
-        if expected_etags is not None and model.etag not in expected_etags:
-            raise PreconditionFailed(
-                "the model changed since you read it; fetch it again",
-                {"current_etag": model.etag, "version": model.version},
-            )
+        model = self._lock_expected(model_id, expected_etags)
         if model.schema != draft.schema:
             failing = []
             for row in configs:
@@ -188,12 +183,7 @@ class ModelService:
         return model
 
     def delete(self, code: str, *, expected_etags: t.Container[str] | None = None) -> None:
-        model = self.lock(self.get(code).id, share=False)
-        if expected_etags is not None and model.etag not in expected_etags:
-            raise PreconditionFailed(
-                "the model changed since you read it; fetch it again",
-                {"current_etag": model.etag, "version": model.version},
-            )
+        model = self._lock_expected(self.get(code).id, expected_etags)
         in_use = self.counts(model)[0]
         if in_use:
             raise ModelInUse(
@@ -208,6 +198,16 @@ class ModelService:
         """The schema's verdict on `content`, saving nothing."""
         model = self.get(code)
         return schema_of(model).errors(load_object(content, "content"), self.validation_timeout)
+
+    def _lock_expected(self, model_id: int, expected_etags: t.Container[str] | None) -> DeviceModel:
+        """The model, locked for a change; 412 unless its ETag is one expected (If-Match)."""
+        model = self.lock(model_id, share=False)
+        if expected_etags is not None and model.etag not in expected_etags:
+            raise PreconditionFailed(
+                "the model changed since you read it; fetch it again",
+                {"current_etag": model.etag, "version": model.version},
+            )
+        return model
 
     def _check(self, draft: ModelDraft) -> CompiledSchema:
         try:
