@@ -168,7 +168,9 @@ def toast(page: Page, text: str) -> t.Any:
 # --- without a browser ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/devices/new", "/devices/7", "/firmware"])
+@pytest.mark.parametrize(
+    "path", ["/", "/devices/new", "/devices/7", "/firmware", "/models", "/models/new", "/models/x"]
+)
 def test_pages_are_html_that_runs_only_our_own_scripts(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
