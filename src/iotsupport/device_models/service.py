@@ -126,7 +126,10 @@ class ModelService:
             .with_for_update(read=share)
             .execution_options(populate_existing=True)
         )
-        return self.session.scalars(query).one()
+        model = self.session.scalars(query).one_or_none()
+        if model is None:  # deleted by a request that committed meanwhile
+            raise NotFound("the model was deleted meanwhile")
+        return model
 
     def create(self, code: str, draft: ModelDraft) -> DeviceModel:
         self._check(draft)
