@@ -171,14 +171,18 @@ class Server:
         *,
         source: Path | None = None,
         env: dict[str, str] | None = None,
+        mqtt_url: str | None = None,
     ) -> None:
-        """`source`: serve that checkout's code (bench/baseline.py) instead of this one."""
+        """`source`: serve that checkout's code (bench/baseline.py) instead of this one;
+        `mqtt_url`: publish change notifications there (off by default)."""
         self.port = port
         self.log = log
         command = [str(Path(sys.executable).with_name("iotsupport")), "serve", "--port", str(port)]
         command += options
         env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO", **(env or {})}
         env.pop("MQTT_URL", None)
+        if mqtt_url is not None:
+            env["MQTT_URL"] = mqtt_url
         if source is not None:
             # Ahead of the editable install's path entry, so the checkout's package wins.
             env["PYTHONPATH"] = str(source / "src")
@@ -213,6 +217,16 @@ class Server:
                 if line.startswith("VmHWM:"):
                     peaks[pid] = int(line.split()[1]) / 1024
         return peaks
+
+    def print_peak_memory(self) -> None:
+        peaks = self.peak_memory_mb()
+        print(
+            "peak RSS (VmHWM) MB: "
+            + ", ".join(
+                f"{'main' if pid == self.process.pid else 'worker'} {pid}: {mb:.0f}"
+                for pid, mb in peaks.items()
+            )
+        )
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
@@ -355,9 +369,10 @@ def print_ratios(before: list[Figures], after: list[Figures]) -> None:
         )
 
 
-def main() -> None:
+def bench_arguments(description: str | None, database: str, port: int) -> argparse.ArgumentParser:
+    """The options every benchmark here shares: database, server processes, port."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--admin-url",
@@ -365,12 +380,17 @@ def main() -> None:
             "BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
         ),
     )
-    parser.add_argument("--database", default="iotsupport_bench")
-    parser.add_argument("--sizes", default="200,10000")
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--database", default=database)
     parser.add_argument("--workers", type=int, help="default: the server's (WORKERS)")
     parser.add_argument("--threads", type=int, help="default: the server's (THREADS)")
-    parser.add_argument("--port", type=int, default=3299)
+    parser.add_argument("--port", type=int, default=port)
+    return parser
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__, "iotsupport_bench", 3299)
+    parser.add_argument("--sizes", default="200,10000")
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", default="32,200")
     parser.add_argument(
         "--baseline",
@@ -453,14 +473,7 @@ def main() -> None:
                 if args.baseline:
                     print_ratios(baseline_rows, rows)
                 print_checkins(url)
-                peaks = server.peak_memory_mb()
-                print(
-                    "peak RSS (VmHWM) MB: "
-                    + ", ".join(
-                        f"{'main' if pid == server.process.pid else 'worker'} {pid}: {mb:.0f}"
-                        for pid, mb in peaks.items()
-                    )
-                )
+                server.print_peak_memory()
             finally:
                 server.stop()
 

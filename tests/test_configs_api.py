@@ -25,6 +25,8 @@ CONFIG_KEYS = {
     "device_name",
     "device_entity_id",
     "enable_ota",
+    "model",
+    "schema_valid",
     "version",
     "created_at",
     "updated_at",

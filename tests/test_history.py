@@ -37,6 +37,7 @@ ENTRY_KEYS = {
     "enable_ota",
     "saved_at",
     "saved_by",
+    "change_set_id",
 }
 
 

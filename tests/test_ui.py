@@ -36,6 +36,7 @@ from playwright.sync_api import Route
 from playwright.sync_api import ViewportSize
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
+from test_device_models import SCHEMA
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
@@ -167,7 +168,9 @@ def toast(page: Page, text: str) -> t.Any:
 # --- without a browser ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/devices/new", "/devices/7", "/firmware"])
+@pytest.mark.parametrize(
+    "path", ["/", "/devices/new", "/devices/7", "/firmware", "/models", "/models/new", "/models/x"]
+)
 def test_pages_are_html_that_runs_only_our_own_scripts(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
@@ -574,3 +577,198 @@ def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: Flas
             page.goto(path)
             page.wait_for_selector(ready, state="attached")
             screenshot(page, f"{name}-{scheme}-{size}")
+
+
+# --- device models and bulk change ------------------------------------------------------
+
+
+def create_model(client: FlaskClient, code: str = "thermostat", **extra: t.Any) -> None:
+    body = {"code": code, "name": "Thermostat", "schema": SCHEMA} | extra
+    response = client.post("/api/models", json=body)
+    assert response.status_code == 201, response.get_data(as_text=True)
+
+
+def test_schema_errors_show_while_typing(page: Page, client: FlaskClient) -> None:
+    create_model(client, template={"deviceName": "Hall", "display": {"brightness": 40}})
+    config = client.post(
+        "/api/configs",
+        json={
+            "mac_address": "aa:bb:cc:dd:ee:10",
+            "content": '{"deviceName": "Hall"}',
+            "model": "thermostat",
+        },
+    ).get_json()
+    page.goto(f"/devices/{config['id']}")
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("thermostat")
+    status = page.locator("#schema-status")
+    expect(status).to_have_text("✓ Meets the schema of thermostat")
+    editor = page.get_by_label("Content (JSON)")
+    editor.fill('{"deviceName": "", "display": {"brightness": 140}}')
+    errors = page.locator("#schema-errors")
+    expect(errors).to_contain_text(
+        "/display/brightness 140 is greater than the maximum of 100 (maximum)"
+    )
+    expect(errors).to_contain_text("/deviceName")
+    expect(status).to_have_text("✗ 2 schema errors")
+    screenshot(page, "device-schema-errors")
+    page.get_by_role("button", name="Save").click()
+    expect(toast(page, "Not saved: the content does not meet the schema")).to_be_visible()
+    assert stored_content(client, "aa:bb:cc:dd:ee:10") == '{"deviceName": "Hall"}'
+
+    page.get_by_role("button", name="Schema and template").click()
+    dialog = page.get_by_role("dialog", name="Model Thermostat (thermostat)")
+    expect(dialog.locator("[data-model-schema]")).to_contain_text('"maximum": 100')
+    expect(dialog.locator("[data-model-template]")).to_contain_text('"brightness": 40')
+    dialog.get_by_role("button", name="Close").click()
+
+    editor.fill('{"deviceName": "Hall", "display": {"brightness": 90}}')
+    expect(errors).to_be_hidden()
+    expect(status).to_have_text("✓ Meets the schema of thermostat")
+    page.get_by_role("button", name="Save").click()
+    expect(toast(page, "Saved version 2")).to_be_visible()
+
+    # Moving it to no model: free-form again, no schema check.
+    page.get_by_role("combobox", name="Model").select_option("")
+    expect(status).to_be_hidden()
+    page.get_by_role("button", name="Save").click()
+    expect(toast(page, "Saved version 3")).to_be_visible()
+    assert client.get(f"/api/configs/{config['id']}").get_json()["model"] is None
+
+
+def test_a_new_device_starts_from_its_models_template(page: Page, client: FlaskClient) -> None:
+    create_model(client, template={"deviceName": "New thermostat"})
+    page.goto("/devices/new?model=thermostat")
+    expect(page.get_by_label("Content (JSON)")).to_have_value(
+        '{\n  "deviceName": "New thermostat"\n}\n'
+    )
+    page.get_by_label("MAC address").fill("aa:bb:cc:dd:ee:11")
+    page.get_by_role("button", name="Create device").click()
+    expect(page).to_have_url(re.compile(r"/devices/\d+$"))
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("thermostat")
+
+
+def test_a_schema_change_is_confirmed_with_the_devices_it_breaks(
+    page: Page, client: FlaskClient
+) -> None:
+    create_model(client)
+    for index, brightness in enumerate((20, 80)):
+        client.post(
+            "/api/configs",
+            json={
+                "mac_address": f"aa:bb:cc:dd:ee:2{index}",
+                "content": {"deviceName": f"T{index}", "display": {"brightness": brightness}},
+                "model": "thermostat",
+            },
+        )
+    page.goto("/models")
+    row = page.locator("#rows tr", has_text="thermostat")
+    expect(row).to_contain_text("2")
+    page.get_by_role("link", name="thermostat").click()
+    schema = page.get_by_label("JSON Schema")
+    expect(schema).to_have_value(re.compile('"maximum": 100'))
+    schema.fill(schema.input_value().replace('"maximum": 100', '"maximum": 50'))
+    page.get_by_role("button", name="Save model").click()
+    dialog = page.get_by_role("dialog", name="Some devices would not meet the new schema")
+    expect(dialog).to_contain_text("1 device of this model would not meet the new schema")
+    expect(dialog).to_contain_text("aa:bb:cc:dd:ee:21")
+    expect(dialog).to_contain_text("80 is greater than the maximum of 50")
+    screenshot(page, "model-schema-confirm")
+    dialog.get_by_role("button", name="Keep editing").click()
+    expect(toast(page, "Not saved.")).to_be_visible()
+    assert client.get("/api/models/thermostat").get_json()["version"] == 1
+
+    page.get_by_role("button", name="Save model").click()
+    dialog.get_by_role("button", name="Save anyway").click()
+    expect(toast(page, "Saved version 2.")).to_be_visible()
+    expect(page.locator("#counts")).to_contain_text("2 devices, 1 not meeting the schema")
+    page.goto("/models")
+    expect(page.locator("#rows tr", has_text="thermostat")).to_contain_text("1 not meeting it")
+    page.goto("/?model=thermostat")
+    expect(page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:21")).to_contain_text("✗ schema")
+    expect(page.locator("#count")).to_have_text("2")
+
+    page.goto("/models/thermostat")
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("dialog", name="Delete this model?").get_by_role(
+        "button", name="Delete"
+    ).click()
+    expect(toast(page, "Not deleted: 2 configs use model 'thermostat'")).to_be_visible()
+
+
+def test_a_new_model_with_a_bad_schema_says_where(page: Page, client: FlaskClient) -> None:
+    page.goto("/models/new")
+    page.get_by_label("Code", exact=False).fill("display")
+    page.get_by_label("Name", exact=True).fill("Display")
+    page.get_by_label("JSON Schema").fill('{"type": "objekt"}')
+    page.get_by_role("button", name="Save model").click()
+    expect(page.locator("#form-errors")).to_contain_text("/type")
+    page.get_by_label("JSON Schema").fill('{"type": "object"}')
+    page.get_by_role("button", name="Save model").click()
+    expect(page).to_have_url(re.compile("/models/display$"))
+    expect(toast(page, "Created model display.")).to_be_visible()
+
+
+def test_bulk_change_with_preview_apply_and_undo(
+    page: Page, client: FlaskClient, publisher: RecordingPublisher
+) -> None:
+    macs = [f"aa:bb:cc:dd:ee:3{index}" for index in range(4)]
+    originals = {}
+    for index, mac in enumerate(macs):
+        text = f'{{\n    "deviceName": "Lamp {index}",\n    "mqttBroker": "10.0.0.1"\n}}'
+        create_config(client, mac, text)
+        originals[mac] = text
+    create_config(client, "aa:bb:cc:dd:ee:99", '{"deviceName": "Other"}')
+    page.goto("/")
+    page.get_by_label("Filter devices").fill("Lamp")
+    expect(page.locator("#count")).to_have_text("4 of 5")
+    page.get_by_label("Select all shown").check()
+    expect(page.locator("#selected-count")).to_have_text("4 selected")
+    page.get_by_label("Select aa:bb:cc:dd:ee:33").uncheck()
+    expect(page.locator("#selected-count")).to_have_text("3 selected")
+    page.get_by_role("button", name="Change selected…").click()
+    page.get_by_label("Patch (JSON)").fill('{"mqttBroker": "10.0.0.5", "debug": true}')
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#bulk-summary")).to_have_text("3 devices would change, 0 unchanged.")
+    results = page.locator("#bulk-results")
+    expect(results.locator(".bulk-change")).to_have_count(3)
+    expect(results.locator(".del").first).to_contain_text('"mqttBroker": "10.0.0.1"')
+    expect(results.locator(".add").first).to_contain_text('"mqttBroker": "10.0.0.5"')
+    screenshot(page, "bulk-preview")
+    publisher.messages.clear()
+    page.get_by_role("button", name="Apply").click()
+    undo = toast(page, "Changed 3 devices")
+    expect(undo).to_be_visible()
+    changed = '{\n    "deviceName": "Lamp 0",\n    "mqttBroker": "10.0.0.5",\n    "debug": true\n}'
+    assert stored_content(client, macs[0]) == changed
+    assert stored_content(client, macs[3]) == originals[macs[3]]
+    assert len(publisher.messages) == 3
+    screenshot(page, "bulk-applied", full_page=False)
+
+    undo.get_by_role("button", name="Undo").click()
+    expect(toast(page, "Undone: 3 devices back as before.")).to_be_visible()
+    for mac in macs:
+        assert stored_content(client, mac) == originals[mac]
+    assert len(publisher.messages) == 6
+
+
+def test_bulk_undo_lists_devices_changed_since(page: Page, client: FlaskClient) -> None:
+    a = create_config(client, "aa:bb:cc:dd:ee:40", '{"n": 1}')
+    b = create_config(client, "aa:bb:cc:dd:ee:41", '{"n": 2}')
+    page.goto("/")
+    page.get_by_label("Select all shown").check()
+    page.get_by_role("button", name="Change selected…").click()
+    page.get_by_label("Patch (JSON)").fill('{"n": 0}')
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#bulk-summary")).to_contain_text("2 devices would change")
+    page.get_by_role("button", name="Apply").click()
+    undo = toast(page, "Changed 2 devices")
+    expect(undo).to_be_visible()
+    assert client.put(f"/api/configs/{b['id']}", json={"content": '{"n": 5}'}).status_code == 200
+    undo.get_by_role("button", name="Undo").click()
+    refused = toast(page, "Not undone: aa:bb:cc:dd:ee:41 changed since.")
+    expect(refused).to_be_visible()
+    refused.get_by_role("button", name="Undo the others").click()
+    expect(toast(page, "1 device left as they are")).to_be_visible()
+    assert stored_content(client, "aa:bb:cc:dd:ee:40") == '{"n": 1}'
+    assert stored_content(client, "aa:bb:cc:dd:ee:41") == '{"n": 5}'
+    assert a["id"] != b["id"]

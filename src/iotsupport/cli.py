@@ -134,9 +134,12 @@ def db_status() -> None:
 @with_appcontext
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
-def import_dir(directory: Path, dry_run: bool) -> None:
+@click.option(
+    "--model", "model", metavar="CODE", help="Put the configs in this model (each must meet it)."
+)
+def import_dir(directory: Path, dry_run: bool, model: str | None) -> None:
     """Create or update configs from DIR/aa-bb-cc-dd-ee-ff.json files."""
-    _import(directory, dry_run=dry_run)
+    _import(directory, dry_run=dry_run, model=model)
 
 
 @click.command("export-dir")
@@ -198,12 +201,21 @@ def upload_asset(
     raise click.ClickException(f"the server refused the upload: HTTP {response.status_code}")
 
 
-def _import(directory: Path, *, dry_run: bool) -> None:
+def _import(directory: Path, *, dry_run: bool, model: str | None = None) -> None:
     publisher = state().publisher
+    settings = state().settings
     publisher.start()  # devices hear of imported changes when MQTT is configured
     try:
         with state().database.session() as session:
-            for line in import_configs(ConfigService(session, publisher), directory):
+            service = ConfigService(
+                session,
+                publisher,
+                keep_versions=settings.history_keep_versions,
+                validation_timeout=settings.schema_validation_timeout_seconds,
+            )
+            if model is not None:
+                service.models.get(model)  # an unknown model stops before the first file
+            for line in import_configs(service, directory, model):
                 click.echo(line)
             if dry_run:
                 click.echo("dry run: nothing was changed")

@@ -2,12 +2,17 @@
 
 AppError
  ├── InvalidInput        400 invalid_input
+ │    ├── InvalidSchema   400 invalid_schema        (a device model's JSON Schema)
+ │    └── SchemaViolation 400 schema_violation      (content against its model's schema)
  ├── Unauthorized        401 unauthorized (WWW-Authenticate: Bearer)
  │    └── InvalidToken   401 invalid_token
  ├── Forbidden           403 forbidden
  ├── HostNotAllowed      403 host_not_allowed      (image proxy allowlist)
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
+ │    ├── SchemaChangeBreaksConfigs 409 schema_change_breaks_configs
+ │    ├── ModelInUse                409 model_in_use
+ │    └── ChangedSince              409 changed_since  (undo of a bulk change)
  ├── PreconditionFailed  412 precondition_failed
  ├── PayloadTooLarge     413 payload_too_large
  ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
@@ -52,6 +57,14 @@ class InvalidInput(AppError):
     code = "invalid_input"
 
 
+class InvalidSchema(InvalidInput):
+    code = "invalid_schema"
+
+
+class SchemaViolation(InvalidInput):
+    code = "schema_violation"
+
+
 class Unauthorized(AppError):
     status_code = 401
     code = "unauthorized"
@@ -76,6 +89,18 @@ class NotFound(AppError):
 class Conflict(AppError):
     status_code = 409
     code = "conflict"
+
+
+class SchemaChangeBreaksConfigs(Conflict):
+    code = "schema_change_breaks_configs"
+
+
+class ModelInUse(Conflict):
+    code = "model_in_use"
+
+
+class ChangedSince(Conflict):
+    code = "changed_since"
 
 
 class PreconditionFailed(AppError):

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
 
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # One document's JSON Schema validation stops after this long (and is refused).
+    schema_validation_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
 
     image_proxy_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     image_proxy_timeout_seconds: float = Field(default=15.0, gt=0)

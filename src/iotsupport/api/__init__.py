@@ -45,14 +45,18 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.api import operations
     from iotsupport.assets import routes as assets
     from iotsupport.auth import routes as auth
+    from iotsupport.change_sets import routes as change_sets
     from iotsupport.configs import history_routes
     from iotsupport.configs import routes as configs
+    from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(configs.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(history_routes.bp)
+    app.register_blueprint(models.bp)
+    app.register_blueprint(change_sets.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)

@@ -11,14 +11,18 @@ from iotsupport.configs.content import normalize_mac
 from iotsupport.configs.content import parse_json_object
 from iotsupport.configs.service import ConfigService
 from iotsupport.errors import InvalidInput
+from iotsupport.errors import SchemaViolation
 
 
 def file_name(mac_address: str) -> str:
     return mac_address.replace(":", "-") + ".json"
 
 
-def import_configs(service: ConfigService, directory: Path) -> t.Iterator[str]:
-    """Create or update a config per file; yields one line per file, then a total."""
+def import_configs(
+    service: ConfigService, directory: Path, model: str | None = None
+) -> t.Iterator[str]:
+    """Create or update a config per file (in `model`, if given); yields one line per file,
+    then a total. A file that does not meet the model's schema is skipped, with why."""
     totals: dict[str, int] = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0}
     for path in sorted(directory.iterdir()):
         if path.name.startswith(".") or not path.is_file():
@@ -32,9 +36,13 @@ def import_configs(service: ConfigService, directory: Path) -> t.Iterator[str]:
             except UnicodeDecodeError:
                 raise InvalidInput("not UTF-8 text") from None
             parse_json_object(content)
-            outcome: str = service.import_document(mac, content)
+            outcome: str = service.import_document(mac, content, model)
         except InvalidInput as exc:
             reason = "bad name" if exc.details.get("mac_address") is not None else exc.message
+            if isinstance(exc, SchemaViolation):
+                reason += ": " + "; ".join(
+                    f"{error['path'] or '/'} {error['message']}" for error in exc.details["errors"]
+                )
             totals["skipped"] += 1
             yield f"skipped   {path.name}: {reason}"
             continue

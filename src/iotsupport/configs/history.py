@@ -39,6 +39,7 @@ _ENTRY_COLUMNS = (
     _H.c.enable_ota,
     _H.c.saved_at,
     _H.c.saved_by,
+    _H.c.change_set_id,
 )
 
 
@@ -84,6 +85,7 @@ class HistoryService:
         event: HistoryEvent,
         *,
         source_version: int | None = None,
+        change_set_id: int | None = None,
     ) -> None:
         """Add `config`'s current version to its history, then prune the old ones."""
         self.session.add(
@@ -99,6 +101,8 @@ class HistoryService:
                 enable_ota=config.enable_ota,
                 saved_at=config.updated_at,
                 saved_by=config.updated_by,
+                model_id=config.model_id,
+                change_set_id=change_set_id,
             )
         )
         try:

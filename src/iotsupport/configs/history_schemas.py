@@ -21,7 +21,7 @@ class HistoryEntrySchema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     version: int
-    event: t.Literal["created", "updated", "rolled_back", "restored"]
+    event: t.Literal["created", "updated", "rolled_back", "restored", "bulk_changed", "bulk_undone"]
     source_version: int | None = Field(
         description="For a rollback or a restore: the version whose content this one took."
     )
@@ -30,6 +30,9 @@ class HistoryEntrySchema(BaseModel):
     enable_ota: bool | None
     saved_at: Timestamp
     saved_by: str
+    change_set_id: int | None = Field(
+        default=None, description="The bulk change (or its undo) that saved this version."
+    )
 
 
 class HistoryListSchema(BaseModel):

@@ -14,11 +14,13 @@ from iotsupport.auth.access import public
 from iotsupport.auth.access import requires
 from iotsupport.configs.history import HistoryService
 from iotsupport.configs.schemas import ConfigCreateSchema
+from iotsupport.configs.schemas import ConfigListQuery
 from iotsupport.configs.schemas import ConfigListSchema
 from iotsupport.configs.schemas import ConfigResponseSchema
 from iotsupport.configs.schemas import ConfigUpdateSchema
 from iotsupport.configs.schemas import config_json
 from iotsupport.configs.schemas import config_list_json
+from iotsupport.configs.service import UNSET
 from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import get_session
@@ -27,9 +29,13 @@ from iotsupport.extensions import state
 
 def config_service() -> ConfigService:
     """The request's config service; its changes are recorded as made by the caller."""
-    keep = state().settings.history_keep_versions
+    settings = state().settings
     return ConfigService(
-        get_session(), state().publisher, actor=current_actor(), keep_versions=keep
+        get_session(),
+        state().publisher,
+        actor=current_actor(),
+        keep_versions=settings.history_keep_versions,
+        validation_timeout=settings.schema_validation_timeout_seconds,
     )
 
 
@@ -51,9 +57,14 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 
 @bp.get("")
 @requires(Role.ADMIN)
-@operation("List configs, sorted by MAC", tag=TAG, responses={200: ConfigListSchema})
-def list_configs() -> Response:
-    slices = config_service().summary_slices()
+@operation(
+    "List configs, sorted by MAC",
+    tag=TAG,
+    query=ConfigListQuery,
+    responses={200: ConfigListSchema, 404: "Unknown model"},
+)
+def list_configs(query: ConfigListQuery) -> Response:
+    slices = config_service().summary_slices(model=query.model)
     return json_response(config_list_json(slices))
 
 
@@ -63,10 +74,16 @@ def list_configs() -> Response:
     "Create a config",
     tag=TAG,
     body=ConfigCreateSchema,
-    responses={201: ConfigResponseSchema, 400: "Bad MAC or content", 409: "MAC exists"},
+    responses={
+        201: ConfigResponseSchema,
+        400: "Bad MAC or content; schema_violation: the content does not meet the model's schema",
+        404: "Unknown model",
+        409: "MAC exists",
+    },
 )
 def create_config(body: ConfigCreateSchema) -> Response:
-    return config_response(config_service().create(body.mac_address, body.content), 201)
+    config = config_service().create(body.mac_address, body.content, body.model)
+    return config_response(config, 201)
 
 
 @bp.get(f"/{CONFIG_ID}")
@@ -82,12 +99,21 @@ def get_config(config_id: int) -> Response:
     "Replace a config's content (send If-Match to refuse overwriting a newer save)",
     tag=TAG,
     body=ConfigUpdateSchema,
-    responses={200: ConfigResponseSchema, 400: "Bad content", 404: "Unknown id", 412: "Stale"},
+    responses={
+        200: ConfigResponseSchema,
+        400: "Bad content; schema_violation: the content does not meet the model's schema",
+        404: "Unknown id or model",
+        412: "Stale",
+    },
 )
 def update_config(config_id: int, body: ConfigUpdateSchema) -> Response:
     expected = request.if_match if "If-Match" in request.headers else None
     config = config_service().update(
-        config_id, body.content, expected_etags=expected, mac_address=body.mac_address
+        config_id,
+        body.content,
+        expected_etags=expected,
+        mac_address=body.mac_address,
+        model=body.model if "model" in body.model_fields_set else UNSET,
     )
     return config_response(config)
 

@@ -25,35 +25,50 @@ CONTENT_DESCRIPTION = (
 )
 
 
-def _content_as_text(value: object, info: ValidationInfo) -> str:
-    """Keep the content exactly as the client wrote it (the service checks it is an object)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        raw_body = (info.context or {}).get("raw_body")
-        source = raw_member(raw_body, "content") if isinstance(raw_body, str) else None
-        return source if source is not None else json.dumps(value)
-    raise ValueError("content must be a JSON object or a string holding a JSON object")
+def verbatim(key: str) -> BeforeValidator:
+    """For a body member that arrives as an object or a string holding one: the view gets
+    the text exactly as the client wrote it (the service checks it is an object)."""
+
+    def as_text(value: object, info: ValidationInfo) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            raw_body = (info.context or {}).get("raw_body")
+            source = raw_member(raw_body, key) if isinstance(raw_body, str) else None
+            return source if source is not None else json.dumps(value)
+        raise ValueError(f"{key} must be a JSON object or a string holding a JSON object")
+
+    return BeforeValidator(as_text)
 
 
-# Arrives as an object or a string; the view always gets the verbatim text.
+OBJECT_OR_STRING = WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]})
 ContentText = t.Annotated[
-    str,
-    BeforeValidator(_content_as_text),
-    WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]}),
-    Field(description=CONTENT_DESCRIPTION),
+    str, verbatim("content"), OBJECT_OR_STRING, Field(description=CONTENT_DESCRIPTION)
 ]
+MODEL_DESCRIPTION = "The code of the config's device model, or null for none."
 
 
 class ConfigCreateSchema(BaseModel):
     mac_address: str = Field(description=MAC_DESCRIPTION, max_length=64)
     content: ContentText
+    model: str | None = Field(default=None, max_length=64, description=MODEL_DESCRIPTION)
 
 
 class ConfigUpdateSchema(BaseModel):
     content: ContentText
     mac_address: str | None = Field(
         default=None, max_length=64, description="Optional; if sent, the config's own MAC."
+    )
+    model: str | None = Field(
+        default=None,
+        max_length=64,
+        description=MODEL_DESCRIPTION + " Left out: the model stays as it is.",
+    )
+
+
+class ConfigListQuery(BaseModel):
+    model: str | None = Field(
+        default=None, max_length=64, description="Only the configs of this model (its code)."
     )
 
 
@@ -78,6 +93,10 @@ class ConfigSummarySchema(BaseModel):
     device_name: str | None
     device_entity_id: str | None
     enable_ota: bool | None
+    model: str | None = Field(description="The device model's code; null: no model.")
+    schema_valid: bool | None = Field(
+        description="Whether the content meets its model's current schema; null without a model."
+    )
     version: int
     updated_at: Timestamp
     updated_by: str = Field(description="Who saved the current version.")

@@ -27,20 +27,37 @@ from iotsupport.configs.tables import sync_state_expression
 from iotsupport.db import after_commit
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
+from iotsupport.device_models.service import LISTED_CONFIGS
+from iotsupport.device_models.service import ModelService
+from iotsupport.device_models.service import schema_of
+from iotsupport.device_models.service import violation
+from iotsupport.device_models.tables import DeviceModel
+from iotsupport.device_models.validation import MAX_ERRORS
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
+from iotsupport.errors import SchemaViolation
 from iotsupport.notifications import CONFIGS_TOPIC
 from iotsupport.notifications import Publisher
 
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
 
 
+class Unset:
+    """The body did not mention the field (unlike an explicit null)."""
+
+
+UNSET = Unset()
+# A config's model, as a request gives it: a code, None (no model), or UNSET (keep it).
+ModelChoice = str | None | Unset
+
+
 # The hot reads are Core statements built once: that halves SQLAlchemy's per-call
 # work on the device endpoint and skips ORM row handling for the whole list.
 _CONFIGS = DeviceConfig.__table__
 _CHECKINS = DeviceCheckin.__table__
+_MODELS = DeviceModel.__table__
 # When the device already holds the current version, the content is not even read.
 _DEVICE_DOCUMENT = select(
     _CONFIGS.c.id,
@@ -58,6 +75,8 @@ _SUMMARIES = (
         _CONFIGS.c.device_name,
         _CONFIGS.c.device_entity_id,
         _CONFIGS.c.enable_ota,
+        _MODELS.c.code.label("model"),
+        _CONFIGS.c.schema_valid,
         _CONFIGS.c.version,
         # Raw timestamps: the list's serializer puts the UTC offset on (no per-value hook).
         type_coerce(_CONFIGS.c.updated_at, DateTime(timezone=True)).label("updated_at"),
@@ -66,7 +85,11 @@ _SUMMARIES = (
         _CHECKINS.c.fetched_version.label("last_fetched_version"),
         sync_state_expression(_CONFIGS.c.version, _CHECKINS.c.fetched_version).label("sync_state"),
     )
-    .select_from(_CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id))
+    .select_from(
+        _CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id).outerjoin(
+            _MODELS, _MODELS.c.id == _CONFIGS.c.model_id
+        )
+    )
     .order_by(_CONFIGS.c.mac_address)
 )
 
@@ -90,26 +113,39 @@ class ConfigService:
         *,
         actor: str = ANONYMOUS_ACTOR,
         keep_versions: int = 50,
+        validation_timeout: float = 1.0,
     ) -> None:
         """`actor` is who makes the changes, recorded as `updated_by` and in the history."""
         self.session = session
         self.publisher = publisher
         self.actor = actor
         self.keep_versions = keep_versions
+        self.validation_timeout = validation_timeout
+
+    @functools.cached_property
+    def models(self) -> ModelService:
+        return ModelService(
+            self.session, actor=self.actor, validation_timeout=self.validation_timeout
+        )
 
     @functools.cached_property
     def history(self) -> HistoryService:
         # Built on first use: the device endpoint never needs it.
         return HistoryService(self.session, keep_versions=self.keep_versions)
 
-    def summary_slices(self, size: int = 1000) -> t.Iterator[list[dict[str, t.Any]]]:
-        """Every config's summary, sorted by MAC, `size` at a time.
+    def summary_slices(
+        self, size: int = 1000, *, model: str | None = None
+    ) -> t.Iterator[list[dict[str, t.Any]]]:
+        """Every config's summary (or the model's configs'), sorted by MAC, `size` at a time.
 
         The rows are read now, while the request's session is open; the summaries are
         built a slice at a time as the caller iterates, so a worker never holds 10,000
         of them at once.
         """
-        result = self.session.execute(_SUMMARIES)
+        query = _SUMMARIES
+        if model is not None:
+            query = query.where(_CONFIGS.c.model_id == self.models.get(model).id)
+        result = self.session.execute(query)
         columns = list(result.keys())
         rows = result.all()
         # Plain dicts: several times faster to build than Row._asdict().
@@ -145,10 +181,12 @@ class ConfigService:
             raise NotFound(f"no config for {mac}")
         return DeviceDocument(row.id, row.version, row.etag, row.content)
 
-    def create(self, mac_address: str, content: str) -> DeviceConfig:
+    def create(self, mac_address: str, content: str, model: str | None = None) -> DeviceConfig:
         mac = normalize_mac(mac_address)
         config = DeviceConfig(mac_address=mac, updated_by=self.actor)
-        self._set_content(config, content, version=1)  # a 400 comes before a 409
+        model_row = self.models.get(model) if model is not None else None
+        # A 400 comes before a 409.
+        self._set_content(config, content, version=1, model=self._locked_model(model_row))
         self._refuse_taken_mac(mac)
         config.created_at = config.updated_at = utcnow()
         self._insert(config)
@@ -163,8 +201,12 @@ class ConfigService:
         *,
         expected_etags: t.Container[str] | None = None,
         mac_address: str | None = None,
+        model: ModelChoice = UNSET,
     ) -> DeviceConfig:
-        """Replace the content; `expected_etags` (If-Match) refuses to overwrite a newer save."""
+        """Replace the content (and the model, unless UNSET); `expected_etags` (If-Match)
+        refuses to overwrite a newer save."""
+        # An unknown model is a 404 before any lock is taken.
+        target = self.models.get(model) if isinstance(model, str) else model
         config = self._get_for_update(config_id)
         if mac_address is not None and normalize_mac(mac_address) != config.mac_address:
             raise InvalidInput("the MAC address of a config cannot change; create a new one")
@@ -173,7 +215,7 @@ class ConfigService:
                 "the config changed since you read it; fetch it again",
                 {"current_etag": config.etag, "version": config.version},
             )
-        return self._save(config, content, "updated")
+        return self._save(config, content, "updated", model=target)
 
     def rollback(self, config_id: int, version: int) -> DeviceConfig:
         """A new version with the content that `version` had."""
@@ -196,7 +238,11 @@ class ConfigService:
             raise NotFound(f"no deleted config for {mac}", {"mac_address": mac})
         self._refuse_taken_mac(mac, "has been created again; delete it first to restore")
         config = DeviceConfig(id=deletion.config_id, mac_address=mac, updated_by=self.actor)
-        self._set_content(config, newest.content, version=newest.version + 1)
+        # Back in its model, if the model still exists.
+        model = self.session.get(DeviceModel, newest.model_id) if newest.model_id else None
+        self._set_content(
+            config, newest.content, version=newest.version + 1, model=self._locked_model(model)
+        )
         config.created_at = deletion.config_created_at
         config.updated_at = utcnow()
         self._insert(config)
@@ -204,16 +250,71 @@ class ConfigService:
         self._announce(config)
         return config
 
-    def import_document(self, mac_address: str, content: str) -> ImportOutcome:
-        """Create or update from the old file layout; identical content is left alone."""
+    def import_document(
+        self, mac_address: str, content: str, model: str | None = None
+    ) -> ImportOutcome:
+        """Create or update from the old file layout; identical content is left alone.
+        With `model`, the config is put in that model (and must meet its schema)."""
         existing = self.find_by_mac(mac_address)
         if existing is None:
-            self.create(mac_address, content)
+            self.create(mac_address, content, model)
             return "created"
-        if existing.content == content:
+        if existing.content == content and (model is None or existing.model == model):
             return "unchanged"
-        self.update(existing.id, content)
+        self.update(existing.id, content, model=UNSET if model is None else model)
         return "updated"
+
+    def many(
+        self, *, ids: t.Collection[int] = (), model: str | None = None, lock: bool = False
+    ) -> list[DeviceConfig]:
+        """The configs with these ids (or of this model), by id; `lock`: row locks, taken
+        in id order (the order every writer takes them in)."""
+        query = select(DeviceConfig).order_by(DeviceConfig.id)
+        if lock:
+            query = query.with_for_update(of=DeviceConfig.__table__)
+        if model is not None:
+            query = query.where(DeviceConfig.model_id == self.models.get(model).id)
+        else:
+            query = query.where(DeviceConfig.id.in_(list(ids)))
+        return list(self.session.scalars(query).unique())
+
+    def save_many(
+        self,
+        changes: t.Sequence[tuple[DeviceConfig, str]],
+        event: HistoryEvent,
+        *,
+        change_set_id: int,
+    ) -> None:
+        """New versions of many locked configs in this transaction: each is checked against
+        its model's schema first, and one violation refuses them all (naming each)."""
+        model_ids = sorted({config.model_id for config, _ in changes if config.model_id})
+        models = {model_id: self.models.lock(model_id, share=True) for model_id in model_ids}
+        failing: list[dict[str, t.Any]] = []
+        for config, content in changes:
+            value = parse_json_object(content)
+            model = models.get(config.model_id) if config.model_id else None
+            errors = schema_of(model).errors(value, self.validation_timeout) if model else []
+            if errors:
+                failing.append(
+                    {"id": config.id, "mac_address": config.mac_address, "errors": errors}
+                )
+        if failing:
+            flat = [
+                {"config_id": entry["id"], **error}
+                for entry in failing
+                for error in entry["errors"]
+            ]
+            count = len(failing)
+            raise SchemaViolation(
+                f"{count} config{'s' if count != 1 else ''} would not meet their model's "
+                "schema; nothing was changed",
+                {"errors": flat[:MAX_ERRORS], "configs": failing[:LISTED_CONFIGS], "count": count},
+            )
+        for config, content in changes:
+            model = models.get(config.model_id) if config.model_id else None
+            self._save(
+                config, content, event, model=model, change_set_id=change_set_id, checked=True
+            )
 
     def _save(
         self,
@@ -221,13 +322,25 @@ class ConfigService:
         content: str,
         event: HistoryEvent,
         *,
+        model: DeviceModel | None | Unset = UNSET,
         source_version: int | None = None,
+        change_set_id: int | None = None,
+        checked: bool = False,
     ) -> DeviceConfig:
-        self._set_content(config, content, version=config.version + 1)
+        """A new version, in `model` (UNSET: the config's own). `checked`: the caller has
+        validated the content already, with the model locked."""
+        target = config.device_model if isinstance(model, Unset) else model
+        if not checked:
+            target = self._locked_model(target)
+        self._set_content(
+            config, content, version=config.version + 1, model=target, validate=not checked
+        )
         config.updated_at = utcnow()
         config.updated_by = self.actor
         self.session.flush()
-        self.history.record(config, event, source_version=source_version)
+        self.history.record(
+            config, event, source_version=source_version, change_set_id=change_set_id
+        )
         self._announce(config)
         return config
 
@@ -256,9 +369,30 @@ class ConfigService:
             raise NotFound(f"config {config_id} does not exist")
         return config
 
-    @staticmethod
-    def _set_content(config: DeviceConfig, content: str, *, version: int) -> None:
-        derived = derive_fields(parse_json_object(content))
+    def _locked_model(self, model: DeviceModel | None) -> DeviceModel | None:
+        # Shared lock: a schema change of the model waits until this save has committed.
+        return self.models.lock(model.id, share=True) if model is not None else None
+
+    def _set_content(
+        self,
+        config: DeviceConfig,
+        content: str,
+        *,
+        version: int,
+        model: DeviceModel | None,
+        validate: bool = True,
+    ) -> None:
+        """Put the content (and what follows from it) and the model on the config; refused
+        unless the content meets the model's schema."""
+        value = parse_json_object(content)
+        if model is not None and validate:
+            errors = schema_of(model).errors(value, self.validation_timeout)
+            if errors:
+                raise violation(f"the content does not meet the schema of {model.code!r}", errors)
+        config.device_model = model
+        config.model_id = model.id if model is not None else None
+        config.schema_valid = True if model is not None else None
+        derived = derive_fields(value)
         config.version = version
         config.etag = content_etag(version, content)
         config.content = content

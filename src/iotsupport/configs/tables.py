@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Boolean
 from sqlalchemy import ColumnElement
+from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
@@ -22,6 +23,7 @@ from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import Base
 from iotsupport.db.base import UTCDateTime
 from iotsupport.db.base import utcnow
+from iotsupport.device_models.tables import DeviceModel
 
 SyncState = t.Literal["in_sync", "pending", "never"]
 
@@ -82,6 +84,15 @@ class DeviceConfig(Base):
     updated_by: Mapped[str] = mapped_column(
         String(255), default=ANONYMOUS_ACTOR, server_default=ANONYMOUS_ACTOR
     )
+    # The kind of device (None: free-form content). A model in use cannot be deleted.
+    model_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("device_models.id"), index=True
+    )
+    # Does the content meet the model's current schema? None without a model. Set on
+    # every save and whenever the model's schema changes, so the list reads it for free.
+    schema_valid: Mapped[bool | None] = mapped_column(Boolean)
+
+    device_model: Mapped[DeviceModel | None] = relationship(lazy="joined")
 
     # The device's last fetch, loaded with the config in the same statement.
     # No foreign key: check-ins, like history, outlive a delete (a restore brings them back).
@@ -90,6 +101,11 @@ class DeviceConfig(Base):
         lazy="joined",
         viewonly=True,
     )
+
+    @property
+    def model(self) -> str | None:
+        """The model's code."""
+        return self.device_model.code if self.device_model else None
 
     @property
     def last_fetched_at(self) -> datetime | None:
@@ -116,7 +132,9 @@ class DeviceConfig(Base):
         return self.checkin.firmware_version if self.checkin else None
 
 
-HistoryEvent = t.Literal["created", "updated", "rolled_back", "restored"]
+HistoryEvent = t.Literal[
+    "created", "updated", "rolled_back", "restored", "bulk_changed", "bulk_undone"
+]
 
 
 class ConfigHistory(Base):
@@ -139,6 +157,10 @@ class ConfigHistory(Base):
     enable_ota: Mapped[bool | None] = mapped_column(Boolean)
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
     saved_by: Mapped[str] = mapped_column(String(255))
+    # The config's model then (no foreign key: history outlives models), and the
+    # change set that made this version, if a bulk change or its undo did.
+    model_id: Mapped[int | None] = mapped_column(Integer)
+    change_set_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ConfigDeletion(Base):

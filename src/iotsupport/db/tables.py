@@ -1,17 +1,23 @@
 """Every table of the app on one metadata, for Alembic and the tests."""
 
 from iotsupport.assets.tables import UsedUploadSignature
+from iotsupport.change_sets.tables import ChangeSet
+from iotsupport.change_sets.tables import ChangeSetItem
 from iotsupport.configs.tables import ConfigDeletion
 from iotsupport.configs.tables import ConfigHistory
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import Base
+from iotsupport.device_models.tables import DeviceModel
 
 __all__ = [
     "Base",
+    "ChangeSet",
+    "ChangeSetItem",
     "ConfigDeletion",
     "ConfigHistory",
     "DeviceCheckin",
     "DeviceConfig",
+    "DeviceModel",
     "UsedUploadSignature",
 ]

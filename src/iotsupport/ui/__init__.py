@@ -91,6 +91,24 @@ def device(config_id: int) -> Response:
     return page("device.html", active="devices", config_id=config_id)
 
 
+@bp.get("/models")
+@requires(Role.ADMIN)
+def models() -> Response:
+    return page("models.html", active="models")
+
+
+@bp.get("/models/new")
+@requires(Role.ADMIN)
+def new_model() -> Response:
+    return page("model.html", active="models", code=None)
+
+
+@bp.get("/models/<code>")
+@requires(Role.ADMIN)
+def model(code: str) -> Response:
+    return page("model.html", active="models", code=code)
+
+
 @bp.get("/firmware")
 @requires(Role.ADMIN)
 def firmware() -> Response:

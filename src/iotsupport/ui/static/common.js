@@ -35,7 +35,7 @@ export function loginUrl() {
 function describeError(status, data, text) {
   if (data && typeof data.error === "string") {
     const fields = (data.details && Array.isArray(data.details.errors)) ? data.details.errors : [];
-    const extra = fields.map((item) => `${item.field}: ${item.message}`).join("; ");
+    const extra = fields.slice(0, 5).map((item) => `${item.field ?? (item.path || "/")}: ${item.message}`).join("; ");
     return extra ? `${data.error} (${extra})` : data.error;
   }
   if (status >= 500) return `The server failed (HTTP ${status}). Try again in a moment.`;

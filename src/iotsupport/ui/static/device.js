@@ -7,6 +7,7 @@ import {
 } from "./common.js";
 import { lineDiff, parseUnified, prettyJson, renderDiff } from "./diff.js";
 import { formatJson, setupEditor } from "./editor.js";
+import { fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel } from "./schema.js";
 
 const configId = Number(document.body.dataset.configId);
 const base = `/api/configs/${configId}`;
@@ -15,7 +16,8 @@ const dom = Object.fromEntries([
   "loading", "load-error", "device", "mac", "crumb", "subtitle", "sync", "meta", "device-url",
   "copy-url", "save", "revert", "duplicate", "delete", "dirty", "edit-form", "history",
   "versions", "history-diff", "confirm-delete", "confirm-delete-mac", "confirm-rollback",
-  "rollback-version", "conflict", "conflict-summary", "conflict-diff",
+  "rollback-version", "conflict", "conflict-summary", "conflict-diff", "model", "show-model",
+  "schema-errors", "schema-status", "model-dialog",
 ].map((id) => [id.replace(/-(.)/g, (_, char) => char.toUpperCase()), document.getElementById(id)]));
 
 /** What the server has: the config's fields, its ETag, and the content text as saved. */
@@ -26,10 +28,20 @@ let saving = false;
 let syncTimer = 0;
 const SYNC_POLL_MS = 10000;
 
-const editor = setupEditor({ onInput: renderDirty });
+const editor = setupEditor({ onInput: () => { renderDirty(); schemaCheck.check(); } });
+const schemaCheck = liveSchemaCheck({
+  container: dom.schemaErrors,
+  status: dom.schemaStatus,
+  model: () => dom.model.value,
+  draft: () => (editor.state.ok ? editor.text : null),
+});
+
+function chosenModel() {
+  return dom.model.value || null;
+}
 
 function isDirty() {
-  return saved.config !== null && editor.text !== saved.text;
+  return saved.config !== null && (editor.text !== saved.text || chosenModel() !== (saved.config.model ?? null));
 }
 
 function renderDirty() {
@@ -113,8 +125,10 @@ async function load() {
   accept(result);
   editor.text = saved.text;
   dom.device.hidden = false;
+  await fillModelPicker(dom.model, saved.config.model ?? null);
   restoreDraft();
   renderMeta();
+  onModelChange();
   loadHistory();
   if (new URLSearchParams(location.search).has("created")) {
     notify(`Created ${saved.config.mac_address} (version 1).`);
@@ -158,7 +172,7 @@ async function save({ overwrite = false } = {}) {
   dom.save.disabled = true;
   const sent = editor.text;
   const headers = saved.etag ? { "If-Match": saved.etag } : {};
-  const result = await api("PUT", base, { body: { content: sent }, headers });
+  const result = await api("PUT", base, { body: { content: sent, model: chosenModel() }, headers });
   saving = false;
   dom.save.disabled = false;
   if (result.ok) {
@@ -172,6 +186,7 @@ async function save({ overwrite = false } = {}) {
     await resolveConflict();
     return;
   }
+  if (result.data?.code === "schema_violation") renderSchemaErrors(dom.schemaErrors, result.data.details.errors);
   notify(`Not saved: ${result.error}`, { kind: "error" });
 }
 
@@ -214,6 +229,7 @@ async function resolveConflict() {
     await save({ overwrite: true });
   } else if (choice === "theirs") {
     accept(result);
+    dom.model.value = saved.config.model ?? "";
     editor.text = saved.text;
     renderMeta();
     notify(`Loaded version ${saved.config.version}; your edits were dropped.`, { kind: "info" });
@@ -324,11 +340,26 @@ async function rollback(version) {
     return;
   }
   accept(result); // the rollback answers with the config as it is now
+  dom.model.value = saved.config.model ?? "";
   editor.text = saved.text;
   renderMeta();
   notify(`Rolled back: version ${saved.config.version} has v${version}'s content.`);
   loadHistory();
 }
+
+// --- the model ---------------------------------------------------------------------
+
+function onModelChange() {
+  dom.showModel.disabled = !dom.model.value;
+  renderDirty();
+  schemaCheck.now();
+}
+
+dom.model.addEventListener("change", onModelChange);
+dom.showModel.addEventListener("click", async () => {
+  const result = await showModel(dom.modelDialog, dom.model.value);
+  if (result && !result.ok) notify(`Could not load the model: ${result.error}`, { kind: "error" });
+});
 
 // --- wiring -------------------------------------------------------------------------
 
@@ -339,7 +370,12 @@ document.addEventListener("keydown", (event) => {
     if (saved.config) save();
   }
 });
-dom.revert.addEventListener("click", () => { editor.text = saved.text; notify("Changes discarded.", { kind: "info" }); });
+dom.revert.addEventListener("click", () => {
+  dom.model.value = saved.config.model ?? "";
+  editor.text = saved.text;
+  onModelChange();
+  notify("Changes discarded.", { kind: "info" });
+});
 dom.delete.addEventListener("click", remove);
 dom.copyUrl.addEventListener("click", async () => {
   const copied = await copyText(dom.deviceUrl.value, dom.deviceUrl);

@@ -7,14 +7,18 @@
 import {
   api, el, notify, restoreDeleted, startPage, syncBadge, takeDeleted, timeElement,
 } from "./common.js";
+import { setupBulk } from "./bulk.js";
+import { fillModelPicker } from "./schema.js";
 
 const SYNC_RANK = { pending: 0, never: 1, in_sync: 2 };
 
 const COLUMNS = [
+  { key: "selected", label: "", cls: "select", unsortable: true },
   { key: "mac_address", label: "MAC", cls: "mono" },
   { key: "device_name", label: "Name" },
   { key: "device_entity_id", label: "Entity ID", cls: "mono small hide-narrow" },
   { key: "enable_ota", label: "OTA", cls: "center" },
+  { key: "model", label: "Model", cls: "small", optional: true },
   { key: "version", label: "Ver.", cls: "num hide-narrow", title: "Version" },
   { key: "updated_at", label: "Updated", cls: "hide-narrow" },
   { key: "sync_state", label: "Sync", optional: true },
@@ -33,15 +37,29 @@ const dom = {
   empty: document.getElementById("empty"),
   more: document.getElementById("more"),
   pendingCount: document.getElementById("pending-count"),
+  modelFilter: document.getElementById("model-filter"),
+  modelFilterLabel: document.getElementById("model-filter-label"),
+  bulkBar: document.getElementById("bulk-bar"),
+  selectedCount: document.getElementById("selected-count"),
 };
 
 const PAGE_ROWS = 150;
-const view = { items: [], matches: [], shown: 0, columns: [], sort: "mac_address", descending: false };
+const view = { items: [], matches: [], shown: 0, columns: [], sort: "mac_address", descending: false, selected: new Set() };
 const numberFormat = new Intl.NumberFormat();
 
 function cell(column, config) {
   const value = config[column.key];
   switch (column.key) {
+    case "selected":
+      return el("input", {
+        type: "checkbox", class: "pick", "aria-label": `Select ${config.mac_address}`,
+        checked: view.selected.has(config.id), "data-id": config.id,
+      });
+    case "model":
+      if (!value) return el("span", { class: "muted" }, "—");
+      return el("span", {}, value, config.schema_valid === false
+        ? el("span", { class: "badge schema-bad", title: "Does not meet the model's current schema" }, "✗ schema")
+        : null);
     case "mac_address":
       return el("a", { href: `/devices/${config.id}` }, value);
     case "enable_ota":
@@ -75,9 +93,35 @@ function searchText(config) {
     .filter(Boolean).join(" ").toLowerCase();
 }
 
+function renderSelection() {
+  const count = view.selected.size;
+  dom.bulkBar.hidden = count === 0;
+  dom.selectedCount.textContent = `${numberFormat.format(count)} selected`;
+  const all = document.getElementById("pick-all");
+  if (all) {
+    const shownSelected = view.matches.filter((item) => view.selected.has(item.config.id)).length;
+    all.checked = shownSelected > 0 && shownSelected === view.matches.length;
+    all.indeterminate = shownSelected > 0 && shownSelected < view.matches.length;
+  }
+  if (count === 0) bulk.close();
+}
+
+function pick(id, on) {
+  if (on) view.selected.add(id); else view.selected.delete(id);
+  const box = dom.rows.querySelector(`input.pick[data-id="${id}"]`);
+  if (box) box.checked = on;
+}
+
+/** "All shown": every device the filter matches, not only the rows drawn so far. */
+function pickAllShown(on) {
+  for (const item of view.matches) pick(item.config.id, on);
+  renderSelection();
+}
+
 function sortValue(config, key) {
   const value = config[key];
   if (key === "sync_state") return SYNC_RANK[value] ?? 3;
+  if (key === "model") return value ? `${value} ${config.schema_valid === false ? 0 : 1}` : null;
   if (typeof value === "string") return value.toLowerCase();
   if (typeof value === "boolean") return value ? 1 : 0;
   return value;
@@ -97,12 +141,19 @@ function compare(a, b) {
 
 function renderHead() {
   dom.head.replaceChildren(...view.columns.map((column) => {
+    if (column.key === "selected") {
+      return el("th", { scope: "col", class: "select" }, el("input", {
+        type: "checkbox", id: "pick-all", "aria-label": "Select all shown", title: "Select all shown (every match of the filter)",
+        onchange: (event) => pickAllShown(event.target.checked),
+      }));
+    }
     const active = column.key === view.sort;
     const th = el("th", {
       // The header takes the column's alignment and visibility, not its cell font.
       scope: "col", class: (column.cls || "").replace(/\b(mono|small)\b/g, "").trim() || null,
       "aria-sort": active ? (view.descending ? "descending" : "ascending") : "none",
     });
+    if (column.unsortable) return th;
     th.append(el("button", {
       type: "button", class: "sort", title: `Sort by ${column.title || column.label}`,
       onclick: () => sortBy(column.key),
@@ -122,6 +173,8 @@ function sortBy(key) {
 
 function rowOf(item) {
   item.tr ??= buildRow(item.config);
+  const box = item.tr.querySelector("input.pick");
+  if (box) box.checked = view.selected.has(item.config.id);
   return item.tr;
 }
 
@@ -149,7 +202,9 @@ function applySort() {
 function applyFilter() {
   const terms = dom.filter.value.toLowerCase().replaceAll("-", ":").split(/\s+/).filter(Boolean);
   const state = dom.stateFilter.value;
+  const model = dom.modelFilter.value;
   view.matches = view.items.filter((item) => (!state || item.config.sync_state === state)
+    && (!model || (model === "-" ? !item.config.model : item.config.model === model))
     && terms.every((term) => item.search.includes(term) || item.search.includes(term.replaceAll(":", ""))));
   const shown = view.matches.length;
   const total = view.items.length;
@@ -157,12 +212,14 @@ function applyFilter() {
   dom.empty.hidden = total === 0 || shown > 0;
   if (total > 0 && shown === 0) dom.empty.textContent = "No device matches this filter.";
   render();
+  renderSelection();
 }
 
 function saveState() {
   const params = new URLSearchParams();
   if (dom.filter.value) params.set("q", dom.filter.value);
   if (dom.stateFilter.value) params.set("sync", dom.stateFilter.value);
+  if (dom.modelFilter.value) params.set("model", dom.modelFilter.value);
   if (view.sort !== "mac_address" || view.descending) params.set("sort", `${view.descending ? "-" : ""}${view.sort}`);
   const query = params.toString();
   history.replaceState(null, "", query ? `?${query}` : location.pathname);
@@ -172,6 +229,7 @@ function loadState() {
   const params = new URLSearchParams(location.search);
   dom.filter.value = params.get("q") || "";
   dom.stateFilter.value = params.get("sync") || "";
+  dom.modelFilter.value = params.get("model") || "";
   const sort = params.get("sort") || "";
   view.descending = sort.startsWith("-");
   const key = sort.replace(/^-/, "");
@@ -188,6 +246,15 @@ async function loadDevices() {
   const configs = result.data.configs;
   const sample = configs[0] || {};
   view.columns = COLUMNS.filter((column) => !column.optional || column.key in sample);
+  if ("model" in sample) {
+    const chosen = new URLSearchParams(location.search).get("model");
+    const models = await fillModelPicker(dom.modelFilter, null, { noneLabel: "all" });
+    dom.modelFilter.append(el("option", { value: "-" }, "no model"));
+    dom.modelFilter.value = chosen && (chosen === "-" || models.some((m) => m.code === chosen)) ? chosen : "";
+    dom.modelFilterLabel.hidden = models.length === 0;
+  }
+  const known = new Set(configs.map((config) => config.id));
+  for (const id of [...view.selected]) if (!known.has(id)) view.selected.delete(id);
   dom.stateFilterLabel.hidden = !("sync_state" in sample);
   const pending = configs.filter((config) => config.sync_state === "pending").length;
   dom.pendingCount.hidden = pending === 0;
@@ -249,6 +316,21 @@ dom.filter.addEventListener("input", () => {
   pendingFrame = requestAnimationFrame(() => { applyFilter(); saveState(); });
 });
 dom.stateFilter.addEventListener("change", () => { applyFilter(); saveState(); });
+dom.modelFilter.addEventListener("change", () => { applyFilter(); saveState(); });
+dom.rows.addEventListener("change", (event) => {
+  const box = event.target.closest("input.pick");
+  if (!box) return;
+  pick(Number(box.dataset.id), box.checked);
+  renderSelection();
+});
+document.getElementById("clear-selection").addEventListener("click", () => {
+  for (const id of [...view.selected]) pick(id, false);
+  renderSelection();
+});
+const bulk = setupBulk({
+  selected: () => [...view.selected].sort((a, b) => a - b),
+  changed: () => loadDevices(),
+});
 dom.pendingCount.addEventListener("click", () => {
   dom.stateFilter.value = dom.stateFilter.value === "pending" ? "" : "pending";
   applyFilter();
@@ -267,7 +349,7 @@ new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting) && !dom.more.hidden) showMore();
 }, { rootMargin: "600px" }).observe(dom.more);
 dom.rows.addEventListener("click", (event) => {
-  if (event.target.closest("a, button")) return;
+  if (event.target.closest("a, button, input, td.select")) return;
   const row = event.target.closest("tr[data-href]");
   if (row) location.assign(row.dataset.href);
 });

@@ -2,6 +2,7 @@
 
 import { api, el, normalizeMac, notify, rawMember, startPage } from "./common.js";
 import { formatJson, setupEditor } from "./editor.js";
+import { fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel } from "./schema.js";
 
 const TEMPLATE = `{
   "deviceName": "",
@@ -16,7 +17,16 @@ const macHelp = document.getElementById("mac-help");
 const copyFrom = document.getElementById("copy-from");
 const sources = form.elements.namedItem("source");
 const createButton = document.getElementById("create");
-const editor = setupEditor();
+const modelSelect = document.getElementById("model");
+const showModelButton = document.getElementById("show-model");
+const schemaErrors = document.getElementById("schema-errors");
+const schemaCheck = liveSchemaCheck({
+  container: schemaErrors,
+  status: document.getElementById("schema-status"),
+  model: () => modelSelect.value,
+  draft: () => (editor.state.ok ? editor.text : null),
+});
+const editor = setupEditor({ onInput: () => schemaCheck.check() });
 const helpText = macHelp.innerHTML;
 let touched = false; // once the admin edits the content, switching source asks first
 
@@ -38,17 +48,34 @@ async function loadCopy(id) {
     notify(`Could not read that device: ${result.error}`, { kind: "error" });
     return;
   }
+  modelSelect.value = result.data.model ?? "";
+  showModelButton.disabled = !modelSelect.value;
   editor.text = rawMember(result.text, "content") ?? formatJson(JSON.stringify(result.data.content));
   touched = false;
+}
+
+/** The chosen model's template, else the plain one. */
+async function template() {
+  if (!modelSelect.value) return TEMPLATE;
+  const result = await api("GET", `/api/models/${encodeURIComponent(modelSelect.value)}`);
+  return result.ok && result.data.template ? `${JSON.stringify(result.data.template, null, 2)}\n` : TEMPLATE;
 }
 
 async function useSource() {
   if (touched && !window.confirm("Replace the content you edited?")) return;
   const copy = sources.value === "copy";
   copyFrom.disabled = !copy;
-  if (!copy) { editor.text = TEMPLATE; touched = false; return; }
+  if (!copy) { editor.text = await template(); touched = false; schemaCheck.now(); return; }
   if (copyFrom.value) await loadCopy(copyFrom.value);
+  schemaCheck.now();
 }
+
+modelSelect.addEventListener("change", async () => {
+  showModelButton.disabled = !modelSelect.value;
+  if (sources.value === "template" && !touched) editor.text = await template();
+  schemaCheck.now();
+});
+showModelButton.addEventListener("click", () => showModel(document.getElementById("model-dialog"), modelSelect.value));
 
 async function fillDevices(preselect) {
   const result = await api("GET", "/api/configs");
@@ -82,9 +109,11 @@ async function create(event) {
     return;
   }
   createButton.disabled = true;
-  const result = await api("POST", "/api/configs", { body: { mac_address: mac, content: editor.text } });
+  const body = { mac_address: mac, content: editor.text, model: modelSelect.value || null };
+  const result = await api("POST", "/api/configs", { body });
   createButton.disabled = false;
   if (!result.ok) {
+    if (result.data?.code === "schema_violation") renderSchemaErrors(schemaErrors, result.data.details.errors);
     notify(`Not created: ${result.error}`, { kind: "error" });
     return;
   }
@@ -101,8 +130,11 @@ editor.textarea.addEventListener("input", () => { touched = true; });
 form.addEventListener("submit", create);
 
 startPage();
-const from = new URLSearchParams(location.search).get("from");
-editor.text = TEMPLATE;
+const params = new URLSearchParams(location.search);
+const from = params.get("from");
+await fillModelPicker(modelSelect, params.get("model"));
+showModelButton.disabled = !modelSelect.value;
+editor.text = await template();
 await fillDevices(from);
 if (from) {
   sources.value = "copy";

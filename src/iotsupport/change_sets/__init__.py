@@ -1,0 +1,1 @@
+"""Bulk changes of many configs at once (JSON Merge Patch), and their undo."""

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import typing as t
+
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import model_validator
+
+from iotsupport.configs.schemas import OBJECT_OR_STRING
+from iotsupport.configs.schemas import Timestamp
+from iotsupport.configs.schemas import verbatim
+from iotsupport.db.base import MAX_INT
+from iotsupport.device_models.schemas import SchemaErrorSchema
+
+ConfigId = t.Annotated[int, Field(ge=1, le=MAX_INT)]
+PatchText = t.Annotated[
+    str,
+    verbatim("patch"),
+    OBJECT_OR_STRING,
+    Field(
+        description='A JSON Merge Patch (RFC 7396), e.g. {"mqttBroker": "10.0.0.5", "debug": '
+        "null}: members are set, null removes one, objects merge."
+    ),
+]
+
+
+class SelectionSchema(BaseModel):
+    """Exactly one of: every config of a model, or a list of ids."""
+
+    model: str | None = Field(default=None, max_length=64, description="A model's code.")
+    ids: list[ConfigId] | None = Field(default=None, max_length=20_000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SelectionSchema:
+        if (self.model is None) == (self.ids is None):
+            raise ValueError('select exactly one of "model" or "ids"')
+        return self
+
+
+class BulkSchema(BaseModel):
+    select: SelectionSchema
+    patch: PatchText
+    dry_run: bool = Field(default=True, description="true: preview only; false: apply.")
+    expect: dict[str, str] | None = Field(
+        default=None,
+        description='Apply only: {"<id>": "<etag>"} for every picked config, from the preview.',
+    )
+
+
+class BulkChangeSchema(BaseModel):
+    id: int
+    mac_address: str
+    device_name: str | None
+    model: str | None
+    version: int
+    etag: str = Field(description="Send it back in expect to apply.")
+    unchanged: bool = Field(description="The patch changes nothing here (no new version).")
+    valid: bool | None = Field(description="The result meets the model's schema; null: no model.")
+    errors: list[SchemaErrorSchema]
+    diff: str = Field(description="Unified diff of the pretty-printed content; empty if unchanged.")
+
+
+class BulkPreviewSchema(BaseModel):
+    """What the patch would do to each picked config; nothing is stored."""
+
+    changes: list[BulkChangeSchema]
+    count: int
+    changed: int = Field(description="How many would get a new version.")
+    invalid: int = Field(description="How many results would fail their schema.")
+
+
+class BulkAppliedSchema(BaseModel):
+    """The change set that was saved."""
+
+    change_set: int
+    changed: list[int] = Field(description="Ids of the configs that got a new version.")
+
+
+class UndoSchema(BaseModel):
+    skip_changed: bool = Field(
+        default=False,
+        description="Undo the configs not changed since, and list the others, instead of 409.",
+    )
+
+
+class SkippedSchema(BaseModel):
+    id: int
+    mac_address: str
+    reason: str
+
+
+class UndoneSchema(BaseModel):
+    change_set: int
+    undone: list[int]
+    skipped: list[SkippedSchema]
+
+
+class ChangeSetItemSchema(BaseModel):
+    config_id: int
+    mac_address: str
+    before_version: int
+    after_version: int
+
+
+class ChangeSetSchema(BaseModel):
+    """One bulk change: its patch, who made it, and the configs it changed."""
+
+    id: int
+    patch: dict[str, t.Any]
+    created_at: Timestamp
+    created_by: str
+    undone_at: Timestamp | None
+    undone_by: str | None
+    configs: list[ChangeSetItemSchema]
