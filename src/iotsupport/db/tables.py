@@ -6,6 +6,8 @@ from iotsupport.configs.tables import ConfigHistory
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import Base
+from iotsupport.releases.tables import StoredFile
+from iotsupport.releases.tables import StoredFileChunk
 
 __all__ = [
     "Base",
@@ -13,5 +15,7 @@ __all__ = [
     "ConfigHistory",
     "DeviceCheckin",
     "DeviceConfig",
+    "StoredFile",
+    "StoredFileChunk",
     "UsedUploadSignature",
 ]
