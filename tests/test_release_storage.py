@@ -11,21 +11,17 @@ import tracemalloc
 import typing as t
 
 import pytest
+import release_support
 from conftest import assert_error
 from flask import Flask
-from flask import Response
-from sqlalchemy import Engine
-from sqlalchemy import event
+from release_support import CheckoutCounter
+from release_support import add_download_route
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import EnvironBuilder
 
-from iotsupport.auth.access import public
-from iotsupport.db import get_session
-from iotsupport.errors import NotFound
 from iotsupport.extensions import state
-from iotsupport.releases.downloads import file_response
 from iotsupport.releases.storage import FileInfo
 from iotsupport.releases.storage import StoredFileMissing
 from iotsupport.releases.storage import delete_file
@@ -43,16 +39,7 @@ SHA = hashlib.sha256(DATA).hexdigest()
 def any_app(request: pytest.FixtureRequest) -> Flask:
     """The app on SQLite, then on PostgreSQL, with a test-only download route."""
     app: Flask = request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
-
-    @app.get("/test/files/<sha256>")
-    @public
-    def download(sha256: str) -> Response:
-        file = find_file(get_session(), sha256)
-        if file is None:
-            raise NotFound("no such file")
-        engine = state().database.read_engine
-        return file_response(engine, file, cache_control="private, max-age=60")
-
+    add_download_route(app)
     return app
 
 
@@ -61,10 +48,7 @@ def session_of(app: Flask) -> Session:
 
 
 def put(app: Flask, data: bytes = DATA, chunk_size: int = CHUNK) -> FileInfo:
-    with session_of(app) as session:
-        stored = store_file(session, io.BytesIO(data), chunk_size=chunk_size)
-        session.commit()
-    return stored
+    return release_support.put(app, data, chunk_size)
 
 
 def chunk_rows(app: Flask) -> list[tuple[str, int, int]]:
@@ -72,18 +56,6 @@ def chunk_rows(app: Flask) -> list[tuple[str, int, int]]:
         chunk = StoredFileChunk
         query = select(chunk.sha256, chunk.seq, func.length(chunk.data)).order_by(chunk.seq)
         return [(row[0], row[1], row[2]) for row in session.execute(query)]
-
-
-class StatementCounter:
-    """Counts the reads of chunk rows an engine sends."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.count = 0
-        event.listen(engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "release_file_chunks" in statement:
-            self.count += 1
 
 
 def test_stores_in_chunks_and_reads_any_range_back(any_app: Flask) -> None:
@@ -176,7 +148,7 @@ def test_download_headers_and_body(any_app: Flask) -> None:
 
 def test_head_and_304_read_no_chunk(any_app: Flask) -> None:
     put(any_app)
-    counter = StatementCounter(state(any_app).database.engine)
+    counter = CheckoutCounter(any_app)
     client = any_app.test_client()
     head = client.head(f"/test/files/{SHA}")
     assert (head.status_code, head.data) == (200, b"")
@@ -185,7 +157,7 @@ def test_head_and_304_read_no_chunk(any_app: Flask) -> None:
     unchanged = client.get(f"/test/files/{SHA}", headers={"If-None-Match": f'"{SHA}"'})
     assert (unchanged.status_code, unchanged.data) == (304, b"")
     assert unchanged.headers["ETag"] == f'"{SHA}"'
-    assert counter.count == 0
+    assert counter.count == 2  # the two lookups, no chunk
     assert client.get(f"/test/files/{SHA}", headers={"If-None-Match": '"other"'}).data == DATA
 
 
@@ -204,13 +176,13 @@ def test_ranges_read_only_the_chunks_they_need(
     any_app: Flask, header: str, start: int, stop: int, chunks: int
 ) -> None:
     put(any_app)
-    counter = StatementCounter(state(any_app).database.engine)
+    counter = CheckoutCounter(any_app)
     response = any_app.test_client().get(f"/test/files/{SHA}", headers={"Range": header})
     assert response.status_code == 206
     assert response.data == DATA[start:stop]
     assert response.headers["Content-Range"] == f"bytes {start}-{stop - 1}/{len(DATA)}"
     assert response.headers["Content-Length"] == str(stop - start)
-    assert counter.count == chunks
+    assert counter.count == 1 + chunks
 
 
 @pytest.mark.parametrize("header", ["bytes=20000-", "bytes=0-1,5-6", "bytes=x"])

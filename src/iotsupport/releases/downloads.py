@@ -11,6 +11,7 @@ from flask import Response
 from flask import request
 from sqlalchemy import Engine
 
+from iotsupport.releases.cache import FileCache
 from iotsupport.releases.storage import FileInfo
 from iotsupport.releases.storage import iter_file
 
@@ -19,6 +20,7 @@ def file_response(
     engine: Engine,
     file: FileInfo,
     *,
+    cache: FileCache | None = None,
     cache_control: str = "no-cache",
     download_name: str | None = None,
     mimetype: str = "application/octet-stream",
@@ -31,6 +33,8 @@ def file_response(
     unsatisfiable or multi-part one raises RequestedRangeNotSatisfiable (416, with
     ``Content-Range: bytes */size``). `engine` should be an autocommit engine
     (``Database.read_engine``): each chunk is then one statement, without BEGIN/COMMIT.
+    With a `cache` (``AppState.release_cache``), the bytes come from this replica's copy,
+    made on the first download.
     """
     response = Response(mimetype=mimetype, direct_passthrough=True)
     response.content_length = file.size
@@ -41,10 +45,14 @@ def file_response(
     response.make_conditional(request, accept_ranges=True, complete_length=file.size)
     if request.method != "GET":
         return response
+    start, stop = 0, file.size
     if response.status_code == 206 and response.content_range is not None:
-        start, stop = response.content_range.start, response.content_range.stop
-        if start is not None and stop is not None:
-            response.response = iter_file(engine, file, start, stop)
-    elif response.status_code == 200:
-        response.response = iter_file(engine, file)
+        start = response.content_range.start or 0
+        stop = response.content_range.stop or file.size
+    elif response.status_code != 200:
+        return response
+    if cache is not None:
+        response.response = cache.iter_range(engine, file, start, stop)
+    else:
+        response.response = iter_file(engine, file, start, stop)
     return response

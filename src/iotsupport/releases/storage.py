@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 512 * 1024
 _INSERT_CHUNK = insert(StoredFileChunk)
+_SUBSTR_SQL = "SELECT substr(data, %s, %s) FROM release_file_chunks WHERE sha256 = %s AND seq = %s"
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,17 @@ def iter_file(
 
 def _read_chunk(engine: Engine, sha256: str, seq: int, offset: int, length: int) -> bytes | None:
     """Only the bytes wanted: the database cuts the chunk (SQL substr counts from 1)."""
-    part = func.substr(StoredFileChunk.data, offset + 1, length, type_=LargeBinary)
-    query = select(part).where(StoredFileChunk.sha256 == sha256, StoredFileChunk.seq == seq)
     with engine.connect() as connection:
+        if connection.dialect.driver == "psycopg":
+            # In binary: as text PostgreSQL sends bytea hex-encoded, twice the bytes and
+            # work at both ends; binary measured 3-4 times faster.
+            driver = t.cast(t.Any, connection.connection.driver_connection)
+            with driver.cursor(binary=True) as cursor:
+                cursor.execute(_SUBSTR_SQL, (offset + 1, length, sha256, seq))
+                row = cursor.fetchone()
+            return bytes(row[0]) if row is not None else None
+        part = func.substr(StoredFileChunk.data, offset + 1, length, type_=LargeBinary)
+        query = select(part).where(StoredFileChunk.sha256 == sha256, StoredFileChunk.seq == seq)
         data = connection.execute(query).scalar_one_or_none()
     return bytes(data) if data is not None else None
 
