@@ -127,9 +127,12 @@ class FileCache:
         entries = []
         now = time.time()
         for entry in os.scandir(self.directory):
-            if not entry.is_file():
+            try:
+                if not entry.is_file():
+                    continue
+                info = entry.stat()
+            except FileNotFoundError:  # another worker removed it just now
                 continue
-            info = entry.stat()
             if not entry.name.startswith(_TEMP_PREFIX):
                 entries.append((info.st_mtime, info.st_size, entry.path))
             elif info.st_mtime < now - _STALE_TEMP_SECONDS:
