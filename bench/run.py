@@ -61,6 +61,7 @@ class Figures:
     p99_ms: float
     served: str
     errors: int
+    megabytes_per_second: float = 0.0  # response bytes, headers included (10**6 bytes)
 
 
 def sample_content(index: int) -> str:
@@ -114,7 +115,8 @@ def recreate_database(admin_url: str, name: str, count: int) -> str:
             }
         )
     with engine.begin() as connection:
-        connection.execute(insert(DeviceConfig), rows)
+        if rows:  # an empty list would insert one row of defaults
+            connection.execute(insert(DeviceConfig), rows)
         connection.execute(text("ANALYZE device_configs"))
     engine.dispose()
     return url
@@ -159,6 +161,21 @@ def serve_options(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def child_pids(parent: int) -> list[int]:
+    """The processes whose parent is `parent` (a server's workers)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(parent):
+            pids.append(int(status.parent.name))
+    return pids
+
+
 class Server:
     """`iotsupport serve` in a child process, with its log in a file."""
 
@@ -172,13 +189,16 @@ class Server:
         source: Path | None = None,
         env: dict[str, str] | None = None,
         mqtt_url: str | None = None,
+        command: list[str] | None = None,
     ) -> None:
         """`source`: serve that checkout's code (bench/baseline.py) instead of this one;
-        `mqtt_url`: publish change notifications there (off by default)."""
+        `mqtt_url`: publish change notifications there (off by default);
+        `command`: run this instead of `iotsupport serve --port PORT OPTIONS`."""
         self.port = port
         self.log = log
-        command = [str(Path(sys.executable).with_name("iotsupport")), "serve", "--port", str(port)]
-        command += options
+        if command is None:
+            command = [str(Path(sys.executable).with_name("iotsupport")), "serve"]
+            command += ["--port", str(port), *options]
         env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO", **(env or {})}
         env.pop("MQTT_URL", None)
         if mqtt_url is not None:
@@ -198,17 +218,7 @@ class Server:
             raise SystemExit(f"server did not come up; see {log}")
 
     def worker_pids(self) -> list[int]:
-        pids = []
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                fields = dict(
-                    line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-                )
-            except OSError:
-                continue
-            if fields.get("PPid", "").strip() == str(self.process.pid):
-                pids.append(int(status.parent.name))
-        return pids
+        return child_pids(self.process.pid)
 
     def peak_memory_mb(self) -> dict[int, float]:
         peaks = {}
@@ -276,6 +286,7 @@ def run_wrk(
             f"(min {result['min_per_connection']}, max {result['max_per_connection']})"
         ),
         errors=result["unexpected_status"] + result["socket_errors"],
+        megabytes_per_second=result["bytes"] / result["duration_us"],
     )
 
 
@@ -369,11 +380,8 @@ def print_ratios(before: list[Figures], after: list[Figures]) -> None:
         )
 
 
-def bench_arguments(description: str | None, database: str, port: int) -> argparse.ArgumentParser:
-    """The options every benchmark here shares: database, server processes, port."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_database_options(parser: argparse.ArgumentParser, database: str) -> None:
+    """--admin-url (a PostgreSQL superuser) and --database (recreated by each run)."""
     parser.add_argument(
         "--admin-url",
         default=os.environ.get(
@@ -381,6 +389,14 @@ def bench_arguments(description: str | None, database: str, port: int) -> argpar
         ),
     )
     parser.add_argument("--database", default=database)
+
+
+def bench_arguments(description: str | None, database: str, port: int) -> argparse.ArgumentParser:
+    """The options every benchmark here shares: database, server processes, port."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_database_options(parser, database)
     parser.add_argument("--workers", type=int, help="default: the server's (WORKERS)")
     parser.add_argument("--threads", type=int, help="default: the server's (THREADS)")
     parser.add_argument("--port", type=int, default=port)

@@ -53,7 +53,8 @@ function done(summary, latency, requests)
   io.write(string.format(
     'RESULT {"connections": %d, "served_connections": %d, "min_per_connection": %d, ' ..
     '"max_per_connection": %d, "requests": %d, "duration_us": %d, "unexpected_status": %d, ' ..
-    '"socket_errors": %d, "p50_us": %.0f, "p99_us": %.0f}\n',
+    '"socket_errors": %d, "p50_us": %.0f, "p99_us": %.0f, "bytes": %d}\n',
     #threads, served, least, most, summary.requests, summary.duration, bad,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99),
+    summary.bytes))
 end

@@ -25,6 +25,7 @@ from iotsupport.extensions import AppState
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.notifications import build_publisher
+from iotsupport.releases.cache import build_release_cache
 from iotsupport.settings import Settings
 
 __all__ = ["create_app"]
@@ -81,6 +82,7 @@ def create_app(
         checkins=checkins,
         image_proxy=ImageProxy(settings, registry),
         assets=assets,
+        release_cache=build_release_cache(settings),
     )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.

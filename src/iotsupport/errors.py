@@ -16,6 +16,8 @@ AppError
  ├── PreconditionFailed  412 precondition_failed
  ├── PayloadTooLarge     413 payload_too_large
  ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
+ ├── InvalidFirmwareImage 422 (not a valid ESP32 app image; releases/esp_image.py
+ │                            has a subclass with its own code for each check)
  ├── UpstreamFailed      502 upstream_failed       (image proxy download)
  └── ServiceUnavailable  503 service_unavailable
 
@@ -121,6 +123,11 @@ class HostNotAllowed(AppError):
 class UnprocessableImage(AppError):
     status_code = 422
     code = "unprocessable_image"
+
+
+class InvalidFirmwareImage(AppError):
+    status_code = 422
+    code = "invalid_firmware_image"
 
 
 class UpstreamFailed(AppError):

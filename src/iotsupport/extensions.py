@@ -13,6 +13,7 @@ from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.db import Database
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
+from iotsupport.releases.cache import FileCache
 from iotsupport.settings import Settings
 
 EXTENSION_KEY = "iotsupport"
@@ -27,6 +28,7 @@ class AppState:
     checkins: CheckinRecorder  # devices' fetches, written in the background
     image_proxy: ImageProxy
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
+    release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
 
 
 def state(app: Flask | None = None) -> AppState:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     signing_key_path: Path | None = None
     timestamp_tolerance_seconds: int = Field(default=300, ge=1)
     asset_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Release files are in the database; each replica keeps copies of those it served
+    # here (default: a folder in the system temp dir), up to this many bytes (0: off).
+    release_cache_dir: Path | None = None
+    release_cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -9,6 +9,8 @@ from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import Base
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.releases.tables import StoredFile
+from iotsupport.releases.tables import StoredFileChunk
 
 __all__ = [
     "Base",
@@ -19,5 +21,7 @@ __all__ = [
     "DeviceCheckin",
     "DeviceConfig",
     "DeviceModel",
+    "StoredFile",
+    "StoredFileChunk",
     "UsedUploadSignature",
 ]
