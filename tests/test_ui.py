@@ -27,10 +27,14 @@ from assets_support import write_private_key
 from conftest import RecordingPublisher
 from conftest import random_mac
 from conftest import unavailable
+from editor_support import content_box
+from editor_support import expect_text
+from editor_support import replace_text
 from flask import Flask
 from flask.testing import FlaskClient
 from oidc_stack import Stack
 from playwright.sync_api import Browser
+from playwright.sync_api import ConsoleMessage
 from playwright.sync_api import Page
 from playwright.sync_api import Route
 from playwright.sync_api import ViewportSize
@@ -104,9 +108,14 @@ NewPage = Callable[..., Page]
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[NewPage]:
-    """Open a page in a fresh context on any served app; fails the test on a JavaScript error."""
+    """Open a page in a fresh context on any served app; fails the test on a JavaScript error
+    or on anything the Content-Security-Policy refused."""
     contexts = []
     errors: list[str] = []
+
+    def refused(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            errors.append(message.text)
 
     def open_page(base_url: str, **options: t.Any) -> Page:
         options.setdefault("viewport", WIDE)
@@ -115,6 +124,7 @@ def new_page(browser: Browser) -> Iterator[NewPage]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", refused)
         return page
 
     yield open_page
@@ -203,12 +213,9 @@ def test_create_a_device_and_see_it_in_the_list(page: Page, client: FlaskClient)
     mac.fill("AA-BB-CC-dd-EE-01")
     mac.blur()
     expect(mac).to_have_value("aa:bb:cc:dd:ee:01")
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value(
-        '{\n  "deviceName": "",\n  "deviceEntityId": "",\n  "enableOTA": false\n}\n'
-    )
+    expect_text(page, '{\n  "deviceName": "",\n  "deviceEntityId": "",\n  "enableOTA": false\n}\n')
     content = '{"deviceName": "Desk lamp",   "enableOTA": true}'
-    editor.fill(content)
+    replace_text(page, content)
     expect(page.locator("#parse-status")).to_contain_text("Valid JSON object, 2 keys")
     screenshot(page, "new-device")
     page.get_by_role("button", name="Create device").click()
@@ -255,15 +262,16 @@ def test_edit_with_invalid_then_valid_json(
 ) -> None:
     config = create_config(client, "aa:bb:cc:dd:ee:03", '{"deviceName": "Porch"}')
     page.goto(f"/devices/{config['id']}")
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value('{"deviceName": "Porch"}')
+    expect_text(page, '{"deviceName": "Porch"}')
     expect(page.get_by_label("Device URL")).to_have_value(
         re.compile(r"^http://127\.0\.0\.1:\d+/api/configs/aa:bb:cc:dd:ee:03\.json$")
     )
 
-    editor.fill('{\n  "deviceName": "Porch light",\n  "enableOTA": tru\n}')
+    replace_text(page, '{\n  "deviceName": "Porch light",\n  "enableOTA": tru\n}')
     status = page.locator("#parse-status")
     expect(status).to_contain_text("Line 3, column 16")
+    expect(content_box(page)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".cm-gutter-lint .cm-lint-marker-error")).to_have_count(1)
     expect(page.locator("#dirty")).to_be_visible()
     screenshot(page, "device-invalid-json")
     page.get_by_role("button", name="Save").click()
@@ -272,15 +280,15 @@ def test_edit_with_invalid_then_valid_json(
     ).to_be_visible()
     assert stored_content(client, "aa:bb:cc:dd:ee:03") == '{"deviceName": "Porch"}'
 
-    editor.fill('{"deviceName": "Porch light", "enableOTA": true, "extra": [1, 2]}')
+    replace_text(page, '{"deviceName": "Porch light", "enableOTA": true, "extra": [1, 2]}')
     expect(status).to_contain_text("Valid JSON object, 3 keys")
     page.get_by_role("button", name="Format").click()
     formatted = (
         '{\n  "deviceName": "Porch light",\n  "enableOTA": true,\n'
         '  "extra": [\n    1,\n    2\n  ]\n}\n'
     )
-    expect(editor).to_have_value(formatted)
-    editor.press("Control+s")
+    expect_text(page, formatted)
+    content_box(page).press("Control+s")
     expect(toast(page, "Saved version 2")).to_be_visible()
     expect(page.locator("#dirty")).to_be_hidden()
     assert stored_content(client, "aa:bb:cc:dd:ee:03") == formatted
@@ -297,9 +305,8 @@ def test_stale_save_shows_their_changes_and_lets_the_admin_choose(
         client, "aa:bb:cc:dd:ee:04", '{\n  "deviceName": "Garage",\n  "interval": 30\n}'
     )
     page.goto(f"/devices/{config['id']}")
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value(re.compile("Garage"))
-    editor.fill('{\n  "deviceName": "Garage door",\n  "interval": 30\n}')
+    expect_text(page, '{\n  "deviceName": "Garage",\n  "interval": 30\n}')
+    replace_text(page, '{\n  "deviceName": "Garage door",\n  "interval": 30\n}')
 
     theirs = '{"deviceName": "Garage", "interval": 60}'
     assert client.put(f"/api/configs/{config['id']}", json={"content": theirs}).status_code == 200
@@ -310,12 +317,12 @@ def test_stale_save_shows_their_changes_and_lets_the_admin_choose(
     expect(dialog.locator(".add")).to_contain_text('"interval": 60')
     screenshot(page, "device-conflict")
     dialog.get_by_role("button", name="Load theirs").click()
-    expect(editor).to_have_value(theirs)
+    expect_text(page, theirs)
     assert stored_content(client, "aa:bb:cc:dd:ee:04") == theirs
 
     # Again, and this time the admin keeps their own version.
     mine = '{"deviceName": "Garage door", "interval": 60}'
-    editor.fill(mine)
+    replace_text(page, mine)
     third = '{"deviceName": "Garage", "interval": 90}'
     assert client.put(f"/api/configs/{config['id']}", json={"content": third}).status_code == 200
     page.get_by_role("button", name="Save").click()
@@ -448,14 +455,13 @@ def test_unsaved_edits_survive_a_trip_to_the_login_page(page: Page, client: Flas
         route.fulfill(status=302, headers={"Location": url})
 
     page.goto(url)
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value('{"deviceName": "Shed"}')
+    expect_text(page, '{"deviceName": "Shed"}')
     page.route(f"**/api/configs/{config['id']}", session_expired)
     page.route("**/api/auth/login?*", log_in_again)
-    editor.fill('{"deviceName": "Garden shed"}')
+    replace_text(page, '{"deviceName": "Garden shed"}')
     page.get_by_role("button", name="Save").click()
     expect(toast(page, "Your unsaved edits were kept")).to_be_visible()
-    expect(editor).to_have_value('{"deviceName": "Garden shed"}')
+    expect_text(page, '{"deviceName": "Garden shed"}')
 
     page.unroute(f"**/api/configs/{config['id']}")
     page.get_by_role("button", name="Save").click()
@@ -492,7 +498,7 @@ def test_sync_state_history_diff_and_rollback(page: Page, app: Flask, client: Fl
     page.get_by_role("button", name="Roll back to version 1").click()
     page.get_by_role("dialog", name="Roll back?").get_by_role("button", name="Roll back").click()
     expect(toast(page, "Rolled back")).to_be_visible()
-    expect(page.get_by_label("Content (JSON)")).to_have_value(v1)
+    expect_text(page, v1)
     expect(history_panel.locator("#versions tr")).to_have_count(3)
     current = client.get(f"/api/configs/{config_id}").get_json()
     assert current["version"] == 3 and stored_content(client, mac) == v1

@@ -151,7 +151,7 @@ async function save({ overwrite = false } = {}) {
   const state = editor.state;
   if (!state.ok) {
     notify(`Not saved: the content is not a valid JSON object (${state.line ? `line ${state.line}, column ${state.column}: ` : ""}${state.message}).`, { kind: "error" });
-    editor.textarea.focus();
+    editor.focus();
     return;
   }
   saving = true;
@@ -220,7 +220,7 @@ async function resolveConflict() {
     loadHistory();
   } else {
     notify("Not saved. Saving again will warn again; choose “Overwrite” to replace their version.", { kind: "info" });
-    editor.textarea.focus();
+    editor.focus();
   }
 }
 

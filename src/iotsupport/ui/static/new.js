@@ -16,9 +16,9 @@ const macHelp = document.getElementById("mac-help");
 const copyFrom = document.getElementById("copy-from");
 const sources = form.elements.namedItem("source");
 const createButton = document.getElementById("create");
-const editor = setupEditor();
-const helpText = macHelp.innerHTML;
 let touched = false; // once the admin edits the content, switching source asks first
+const editor = setupEditor({ onInput: (state, { user }) => { touched ||= user; } });
+const helpText = macHelp.innerHTML;
 
 function checkMac() {
   const raw = macInput.value;
@@ -78,7 +78,7 @@ async function create(event) {
   const state = editor.state;
   if (!state.ok) {
     notify(`Not created: the content is not a valid JSON object (${state.line ? `line ${state.line}, column ${state.column}: ` : ""}${state.message}).`, { kind: "error" });
-    editor.textarea.focus();
+    editor.focus();
     return;
   }
   createButton.disabled = true;
@@ -97,7 +97,6 @@ macInput.addEventListener("input", () => {
 });
 for (const radio of form.querySelectorAll('input[name="source"]')) radio.addEventListener("change", useSource);
 copyFrom.addEventListener("change", useSource);
-editor.textarea.addEventListener("input", () => { touched = true; });
 form.addEventListener("submit", create);
 
 startPage();
