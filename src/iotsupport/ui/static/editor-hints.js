@@ -4,8 +4,9 @@
 import { el } from "./common.js";
 import { checkContent } from "./json.js";
 import {
-  StateEffect, StateField, ensureSyntaxTree, hoverTooltip, jsonCompletion, jsonLanguage,
-  jsonSchemaHover, jsonSchemaLinter, linter, stateExtensions,
+  Draft04, Draft06, Draft07, StateEffect, StateField, ensureSyntaxTree, getJSONSchema,
+  handleRefresh, hoverTooltip, jsonCompletion, jsonLanguage, jsonSchemaHover, linter,
+  parseBestEffort, stateExtensions,
 } from "./vendor/codemirror.js";
 
 const checks = new WeakMap();
@@ -26,9 +27,9 @@ const VALUES = new Set(["Object", "Array", "String", "Number", "True", "False", 
 
 function segmentsOf(path) {
   if (Array.isArray(path)) return path.map(String);
-  if (!path || path === "/") return path === "/" ? [""] : [];
-  return String(path).replace(/^#/, "").slice(1).split("/")
-    .map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const pointer = String(path ?? "").replace(/^#/, "");
+  if (pointer === "") return [];
+  return pointer.slice(1).split("/").map((part) => part.replace(/~1/g, "/").replace(/~0/g, "~"));
 }
 
 function children(node) {
@@ -43,33 +44,66 @@ function propertyName(state, node) {
 }
 
 /**
- * The range to mark for `path` (a JSON Pointer such as "/display/brightness", or a list of
- * keys): the key of the property it names, else the value when it is a scalar, else the
- * opening bracket. A path that goes further than the document marks the deepest part found.
+ * Follow `path` (a JSON Pointer such as "/display/brightness", or a list of keys) through
+ * the syntax tree: {key, value, exact}, the key node (null for array items and the root)
+ * and value node of the deepest part of the path the document has.
  */
-export function rangeOf(state, path) {
-  const tree = ensureSyntaxTree(state, state.doc.length, 500);
-  let node = tree && children(tree.topNode).find((child) => VALUES.has(child.name));
-  if (!node) return { from: 0, to: Math.min(1, state.doc.length) };
+function walk(state, path) {
+  const tree = ensureSyntaxTree(state, state.doc.length, 1000);
+  let value = tree && children(tree.topNode).find((child) => VALUES.has(child.name));
   let key = null;
+  if (!value) return null;
   for (const segment of segmentsOf(path)) {
     let next = null;
-    if (node.name === "Object") {
-      const property = children(node).find((child) => child.name === "Property"
-        && child.firstChild?.name === "PropertyName"
+    if (value.name === "Object") {
+      const property = children(value).find((child) => child.firstChild?.name === "PropertyName"
         && propertyName(state, child.firstChild) === segment);
-      const value = property && children(property).find((child) => VALUES.has(child.name));
-      if (property) next = { key: property.firstChild, value: value ?? property.firstChild };
-    } else if (node.name === "Array" && /^\d+$/.test(segment)) {
-      const item = children(node).filter((child) => VALUES.has(child.name))[Number(segment)];
+      if (property) {
+        next = { key: property.firstChild, value: children(property).find((child) => VALUES.has(child.name)) };
+      }
+    } else if (value.name === "Array" && /^\d+$/.test(segment)) {
+      const item = children(value).filter((child) => VALUES.has(child.name))[Number(segment)];
       if (item) next = { key: null, value: item };
     }
-    if (!next) break;
-    ({ key, value: node } = next);
+    if (!next?.value) return { key, value, exact: false };
+    ({ key, value } = next);
   }
-  if (key) return { from: key.from, to: key.to };
-  if (node.name === "Object" || node.name === "Array") return { from: node.from, to: node.from + 1 };
-  return { from: node.from, to: node.to };
+  return { key, value, exact: true };
+}
+
+/**
+ * The range to mark for `path`: a scalar value itself (its key with `onKey`); an object or
+ * array by its key, or by its opening bracket when it has none. A path that goes further
+ * than the document marks the deepest part it has.
+ */
+export function rangeOf(state, path, { onKey = false } = {}) {
+  const found = walk(state, path);
+  if (!found) return { from: 0, to: Math.min(1, state.doc.length) };
+  const { key, value } = found;
+  if (key && (onKey || value.name === "Object" || value.name === "Array")) return { from: key.from, to: key.to };
+  if (value.name === "Object" || value.name === "Array") return { from: value.from, to: value.from + 1 };
+  return { from: value.from, to: value.to };
+}
+
+/**
+ * What codemirror-json-schema's completion reads a document with. Its own reader parses the
+ * text again and maps every node's pointer (quadratic in the length of arrays) on every
+ * request; completion only needs the data, and the parse check has it when the text is JSON.
+ */
+const parses = new WeakMap();
+
+function parseForCompletion(state) {
+  let parsed = parses.get(state.doc);
+  if (!parsed) {
+    const check = checkDoc(state.doc);
+    let data = check.ok ? check.value : null;
+    if (data === null) {
+      try { data = parseBestEffort(state.doc.toString()); } catch { data = null; }
+    }
+    parsed = { data, pointers: new Map() };
+    parses.set(state.doc, parsed);
+  }
+  return parsed;
 }
 
 // --- errors the server reported ----------------------------------------------------------
@@ -113,8 +147,40 @@ function hoverBox({ message, typeInfo }) {
     typeInfo ? el("code", {}, typeInfo.replace(/`/g, "").trim()) : null);
 }
 
-const schemaLint = jsonSchemaLinter();
-const schemaCompletion = jsonCompletion();
+// json-schema-library has drafts 4, 6 and 7; 7 is the nearest to 2019-09 and 2020-12.
+const drafts = new WeakMap();
+
+function draftFor(schema) {
+  let draft = drafts.get(schema);
+  if (!draft) {
+    const name = String(schema.$schema ?? "");
+    const Draft = name.includes("draft-04") ? Draft04 : name.includes("draft-06") ? Draft06 : Draft07;
+    draft = new Draft(schema);
+    drafts.set(schema, draft);
+  }
+  return draft;
+}
+
+/** json-schema-library's message without its `#` pointers and backticks. */
+function plain(message) {
+  return String(message).replace(/ (at|in) `#`/g, "").replace(/`#(\/[^`]*)`/g, "$1").replace(/`/g, "");
+}
+
+/** The violations of `schema` by `data` (the parsed content), marked where they are. */
+function schemaDiagnostics(state, schema, data) {
+  let errors;
+  try { errors = draftFor(schema).validate(data); } catch { return []; }
+  return errors.map((error) => {
+    const pointer = String(error.data?.pointer ?? "#").replace(/^#/, "");
+    const extra = error.name === "NoAdditionalPropertiesError" ? error.data?.property : undefined;
+    const range = extra === undefined
+      ? rangeOf(state, pointer)
+      : rangeOf(state, `${pointer}/${String(extra).replace(/~/g, "~0").replace(/\//g, "~1")}`, { onKey: true });
+    return { ...range, severity: "error", source: "schema", message: plain(error.message) };
+  });
+}
+
+const schemaCompletion = jsonCompletion({ jsonParser: parseForCompletion });
 
 /** Keys and values the schema allows here; nothing (not an empty list) without a schema. */
 function complete(context) {
@@ -133,10 +199,12 @@ function diagnostics(view) {
       from, to: Math.min(from + 1, doc.length), severity: "error", source: "JSON", message: check.message,
     }];
   }
-  if (!check.ok) return fromServer;
-  // The server has the last word: a schema violation it also reported is shown once.
-  const fromSchema = schemaLint(view).filter((item) => !fromServer.some((server) => server.from === item.from));
-  return [...fromServer, ...fromSchema.map((item) => ({ ...item, source: "schema" }))];
+  const schema = getJSONSchema(view.state);
+  if (!check.ok || !schema) return fromServer;
+  // The server has the last word: a violation it also reported is shown once.
+  const fromSchema = schemaDiagnostics(view.state, schema, check.value)
+    .filter((item) => !fromServer.some((server) => server.from === item.from));
+  return [...fromServer, ...fromSchema];
 }
 
 /** The extensions behind the margin and the hints, starting with `schema` (or none). */
@@ -146,6 +214,11 @@ export function hints(schema) {
     serverErrors,
     jsonLanguage.data.of({ autocomplete: complete }),
     hoverTooltip(jsonSchemaHover({ formatHover: hoverBox })),
-    linter(diagnostics, { delay: 300 }),
+    linter(diagnostics, {
+      delay: 300,
+      // A new schema or new server errors are worth a look without a change of the text.
+      needsRefresh: (update) => handleRefresh(update)
+        || update.startState.field(serverErrors) !== update.state.field(serverErrors),
+    }),
   ];
 }

@@ -55,7 +55,7 @@ export function setupEditor({ onInput = () => {} } = {}) {
   let checked = null; // the document `state` belongs to
   let state;
   let userEdit = false;
-  let pending = 0;
+  let cancelCheck = () => {}; // the check waiting for a frame or a pause, if any
   let text = { doc: null, value: "" }; // the last document as a string
 
   function extensions() {
@@ -111,9 +111,7 @@ export function setupEditor({ onInput = () => {} } = {}) {
   }
 
   function update() {
-    clearTimeout(pending);
-    cancelAnimationFrame(pending);
-    pending = 0;
+    cancelCheck();
     checked = view.state.doc;
     state = checkDoc(checked);
     render();
@@ -131,10 +129,15 @@ export function setupEditor({ onInput = () => {} } = {}) {
   function changed(viewUpdate) {
     if (!viewUpdate.docChanged) return;
     if (viewUpdate.transactions.some((tr) => tr.annotation(Transaction.userEvent) !== undefined)) userEdit = true;
-    clearTimeout(pending);
-    cancelAnimationFrame(pending);
+    cancelCheck();
     // Re-check on the next frame, not on every keystroke of a fast typist.
-    pending = view.state.doc.length > LARGE ? setTimeout(update, LARGE_DELAY_MS) : requestAnimationFrame(update);
+    if (view.state.doc.length > LARGE) {
+      const timer = setTimeout(update, LARGE_DELAY_MS);
+      cancelCheck = () => clearTimeout(timer);
+    } else {
+      const frame = requestAnimationFrame(update);
+      cancelCheck = () => cancelAnimationFrame(frame);
+    }
   }
 
   function format() {
