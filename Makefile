@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench lock clean oidc-provider
+.PHONY: run test lint bench lock clean oidc-provider ui-vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,5 +50,9 @@ lock: $(VENV)/.dev
 	$(BIN)/uv pip compile pyproject.toml -o requirements.lock --python-version 3.11 -q
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements-dev.lock --python-version 3.11 -q
 
+## ui-vendor: rebuild the editor's vendored bundle from ui-vendor/package-lock.json (needs Node.js 20+)
+ui-vendor:
+	cd ui-vendor && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
 clean:
-	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm $(OIDC_DIR)/node_modules
+	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm $(OIDC_DIR)/node_modules ui-vendor/node_modules

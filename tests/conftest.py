@@ -41,6 +41,9 @@ from iotsupport.db.tables import Base
 from iotsupport.notifications import MqttState
 from iotsupport.settings import Settings
 
+# The browser fixtures of the web UI tests (page, new_page, serve, ...).
+pytest_plugins = ["ui_support"]
+
 if t.TYPE_CHECKING:
     from local_issuer import LocalIssuer
     from oidc_stack import Stack

@@ -1,21 +1,15 @@
 """The web UI end to end: a real headless Chromium (Playwright) against a served app.
 
-One browser per session and a new context per test. `serve` starts any app on a
-werkzeug server thread and `new_page` opens a page on it, so a test needing other
-settings (OIDC on, say) builds its own app: `new_page(serve(create_app(...)))`.
+The browser fixtures (`page`, `new_page`, `serve`, ...) are in ui_support.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import threading
 import tomllib
 import typing as t
-from collections.abc import Callable
-from collections.abc import Iterator
 from pathlib import Path
 from pathlib import PurePosixPath
 
@@ -26,124 +20,29 @@ from assets_support import upload
 from assets_support import write_private_key
 from conftest import RecordingPublisher
 from conftest import random_mac
-from conftest import unavailable
+from editor_support import content_box
+from editor_support import expect_text
+from editor_support import replace_text
 from flask import Flask
 from flask.testing import FlaskClient
 from oidc_stack import Stack
-from playwright.sync_api import Browser
 from playwright.sync_api import Page
 from playwright.sync_api import Route
 from playwright.sync_api import ViewportSize
 from playwright.sync_api import expect
-from playwright.sync_api import sync_playwright
 from test_device_models import SCHEMA
-from werkzeug.serving import BaseWSGIServer
-from werkzeug.serving import make_server
+from ui_support import PHONE
+from ui_support import WIDE
+from ui_support import NewPage
+from ui_support import Serve
+from ui_support import create_config
+from ui_support import screenshot
+from ui_support import stored_content
+from ui_support import toast
 
 from iotsupport.configs.service import ConfigService
 from iotsupport.db import commit
 from iotsupport.extensions import state
-
-CHROMIUM = os.environ.get("IOTSUPPORT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-WIDE: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-
-Serve = Callable[[Flask], str]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).is_file():
-        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    playwright = sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is "absent"
-        playwright.stop()
-        unavailable(f"Chromium at {CHROMIUM} did not start: {str(exc)[:200]}")
-    yield launched
-    launched.close()
-    playwright.stop()
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """Start apps on local ports (threaded werkzeug); every one is stopped after the test."""
-    servers: list[tuple[BaseWSGIServer, threading.Thread]] = []
-
-    def start(app: Flask) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def base_url(app: Flask, serve: Serve) -> str:
-    return serve(app)
-
-
-NewPage = Callable[..., Page]
-
-
-@pytest.fixture
-def new_page(browser: Browser) -> Iterator[NewPage]:
-    """Open a page in a fresh context on any served app; fails the test on a JavaScript error."""
-    contexts = []
-    errors: list[str] = []
-
-    def open_page(base_url: str, **options: t.Any) -> Page:
-        options.setdefault("viewport", WIDE)
-        context = browser.new_context(base_url=base_url, **options)
-        context.set_default_timeout(5000)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
-
-
-@pytest.fixture
-def page(new_page: NewPage, base_url: str) -> Page:
-    return new_page(base_url)
-
-
-def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
-
-
-def create_config(client: FlaskClient, mac: str, content: str) -> dict[str, t.Any]:
-    response = client.post("/api/configs", json={"mac_address": mac, "content": content})
-    assert response.status_code == 201, response.get_data(as_text=True)
-    body: dict[str, t.Any] = response.get_json()
-    return body
-
-
-def stored_content(client: FlaskClient, mac: str) -> str | None:
-    response = client.get(f"/api/configs/{mac}.json")
-    return response.get_data(as_text=True) if response.status_code == 200 else None
 
 
 def seed(app: Flask, count: int) -> None:
@@ -159,10 +58,6 @@ def seed(app: Flask, count: int) -> None:
         service.create(mac, json.dumps(content, indent=2))
     commit(session)
     session.close()
-
-
-def toast(page: Page, text: str) -> t.Any:
-    return page.locator(".toast", has_text=text)
 
 
 # --- without a browser ----------------------------------------------------------------
@@ -206,12 +101,9 @@ def test_create_a_device_and_see_it_in_the_list(page: Page, client: FlaskClient)
     mac.fill("AA-BB-CC-dd-EE-01")
     mac.blur()
     expect(mac).to_have_value("aa:bb:cc:dd:ee:01")
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value(
-        '{\n  "deviceName": "",\n  "deviceEntityId": "",\n  "enableOTA": false\n}\n'
-    )
+    expect_text(page, '{\n  "deviceName": "",\n  "deviceEntityId": "",\n  "enableOTA": false\n}\n')
     content = '{"deviceName": "Desk lamp",   "enableOTA": true}'
-    editor.fill(content)
+    replace_text(page, content)
     expect(page.locator("#parse-status")).to_contain_text("Valid JSON object, 2 keys")
     screenshot(page, "new-device")
     page.get_by_role("button", name="Create device").click()
@@ -258,15 +150,16 @@ def test_edit_with_invalid_then_valid_json(
 ) -> None:
     config = create_config(client, "aa:bb:cc:dd:ee:03", '{"deviceName": "Porch"}')
     page.goto(f"/devices/{config['id']}")
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value('{"deviceName": "Porch"}')
+    expect_text(page, '{"deviceName": "Porch"}')
     expect(page.get_by_label("Device URL")).to_have_value(
         re.compile(r"^http://127\.0\.0\.1:\d+/api/configs/aa:bb:cc:dd:ee:03\.json$")
     )
 
-    editor.fill('{\n  "deviceName": "Porch light",\n  "enableOTA": tru\n}')
+    replace_text(page, '{\n  "deviceName": "Porch light",\n  "enableOTA": tru\n}')
     status = page.locator("#parse-status")
     expect(status).to_contain_text("Line 3, column 16")
+    expect(content_box(page)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(".cm-gutter-lint .cm-lint-marker-error")).to_have_count(1)
     expect(page.locator("#dirty")).to_be_visible()
     screenshot(page, "device-invalid-json")
     page.get_by_role("button", name="Save").click()
@@ -275,15 +168,15 @@ def test_edit_with_invalid_then_valid_json(
     ).to_be_visible()
     assert stored_content(client, "aa:bb:cc:dd:ee:03") == '{"deviceName": "Porch"}'
 
-    editor.fill('{"deviceName": "Porch light", "enableOTA": true, "extra": [1, 2]}')
+    replace_text(page, '{"deviceName": "Porch light", "enableOTA": true, "extra": [1, 2]}')
     expect(status).to_contain_text("Valid JSON object, 3 keys")
     page.get_by_role("button", name="Format").click()
     formatted = (
         '{\n  "deviceName": "Porch light",\n  "enableOTA": true,\n'
         '  "extra": [\n    1,\n    2\n  ]\n}\n'
     )
-    expect(editor).to_have_value(formatted)
-    editor.press("Control+s")
+    expect_text(page, formatted)
+    content_box(page).press("Control+s")
     expect(toast(page, "Saved version 2")).to_be_visible()
     expect(page.locator("#dirty")).to_be_hidden()
     assert stored_content(client, "aa:bb:cc:dd:ee:03") == formatted
@@ -300,9 +193,8 @@ def test_stale_save_shows_their_changes_and_lets_the_admin_choose(
         client, "aa:bb:cc:dd:ee:04", '{\n  "deviceName": "Garage",\n  "interval": 30\n}'
     )
     page.goto(f"/devices/{config['id']}")
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value(re.compile("Garage"))
-    editor.fill('{\n  "deviceName": "Garage door",\n  "interval": 30\n}')
+    expect_text(page, '{\n  "deviceName": "Garage",\n  "interval": 30\n}')
+    replace_text(page, '{\n  "deviceName": "Garage door",\n  "interval": 30\n}')
 
     theirs = '{"deviceName": "Garage", "interval": 60}'
     assert client.put(f"/api/configs/{config['id']}", json={"content": theirs}).status_code == 200
@@ -313,12 +205,12 @@ def test_stale_save_shows_their_changes_and_lets_the_admin_choose(
     expect(dialog.locator(".add")).to_contain_text('"interval": 60')
     screenshot(page, "device-conflict")
     dialog.get_by_role("button", name="Load theirs").click()
-    expect(editor).to_have_value(theirs)
+    expect_text(page, theirs)
     assert stored_content(client, "aa:bb:cc:dd:ee:04") == theirs
 
     # Again, and this time the admin keeps their own version.
     mine = '{"deviceName": "Garage door", "interval": 60}'
-    editor.fill(mine)
+    replace_text(page, mine)
     third = '{"deviceName": "Garage", "interval": 90}'
     assert client.put(f"/api/configs/{config['id']}", json={"content": third}).status_code == 200
     page.get_by_role("button", name="Save").click()
@@ -451,14 +343,13 @@ def test_unsaved_edits_survive_a_trip_to_the_login_page(page: Page, client: Flas
         route.fulfill(status=302, headers={"Location": url})
 
     page.goto(url)
-    editor = page.get_by_label("Content (JSON)")
-    expect(editor).to_have_value('{"deviceName": "Shed"}')
+    expect_text(page, '{"deviceName": "Shed"}')
     page.route(f"**/api/configs/{config['id']}", session_expired)
     page.route("**/api/auth/login?*", log_in_again)
-    editor.fill('{"deviceName": "Garden shed"}')
+    replace_text(page, '{"deviceName": "Garden shed"}')
     page.get_by_role("button", name="Save").click()
     expect(toast(page, "Your unsaved edits were kept")).to_be_visible()
-    expect(editor).to_have_value('{"deviceName": "Garden shed"}')
+    expect_text(page, '{"deviceName": "Garden shed"}')
 
     page.unroute(f"**/api/configs/{config['id']}")
     page.get_by_role("button", name="Save").click()
@@ -495,7 +386,7 @@ def test_sync_state_history_diff_and_rollback(page: Page, app: Flask, client: Fl
     page.get_by_role("button", name="Roll back to version 1").click()
     page.get_by_role("dialog", name="Roll back?").get_by_role("button", name="Roll back").click()
     expect(toast(page, "Rolled back")).to_be_visible()
-    expect(page.get_by_label("Content (JSON)")).to_have_value(v1)
+    expect_text(page, v1)
     expect(history_panel.locator("#versions tr")).to_have_count(3)
     current = client.get(f"/api/configs/{config_id}").get_json()
     assert current["version"] == 3 and stored_content(client, mac) == v1
@@ -602,8 +493,7 @@ def test_schema_errors_show_while_typing(page: Page, client: FlaskClient) -> Non
     expect(page.get_by_role("combobox", name="Model")).to_have_value("thermostat")
     status = page.locator("#schema-status")
     expect(status).to_have_text("✓ Meets the schema of thermostat")
-    editor = page.get_by_label("Content (JSON)")
-    editor.fill('{"deviceName": "", "display": {"brightness": 140}}')
+    replace_text(page, '{"deviceName": "", "display": {"brightness": 140}}')
     errors = page.locator("#schema-errors")
     expect(errors).to_contain_text(
         "/display/brightness 140 is greater than the maximum of 100 (maximum)"
@@ -621,7 +511,7 @@ def test_schema_errors_show_while_typing(page: Page, client: FlaskClient) -> Non
     expect(dialog.locator("[data-model-template]")).to_contain_text('"brightness": 40')
     dialog.get_by_role("button", name="Close").click()
 
-    editor.fill('{"deviceName": "Hall", "display": {"brightness": 90}}')
+    replace_text(page, '{"deviceName": "Hall", "display": {"brightness": 90}}')
     expect(errors).to_be_hidden()
     expect(status).to_have_text("✓ Meets the schema of thermostat")
     page.get_by_role("button", name="Save").click()
@@ -638,9 +528,7 @@ def test_schema_errors_show_while_typing(page: Page, client: FlaskClient) -> Non
 def test_a_new_device_starts_from_its_models_template(page: Page, client: FlaskClient) -> None:
     create_model(client, template={"deviceName": "New thermostat"})
     page.goto("/devices/new?model=thermostat")
-    expect(page.get_by_label("Content (JSON)")).to_have_value(
-        '{\n  "deviceName": "New thermostat"\n}\n'
-    )
+    expect_text(page, '{\n  "deviceName": "New thermostat"\n}\n')
     page.get_by_label("MAC address").fill("aa:bb:cc:dd:ee:11")
     page.get_by_role("button", name="Create device").click()
     expect(page).to_have_url(re.compile(r"/devices/\d+$"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import secrets
 from pathlib import Path
 
 from flask import Blueprint
@@ -25,10 +26,13 @@ STATIC_FOLDER = Path(__file__).parent / "static"
 # A year: the URL changes whenever any file does (see static_digest).
 IMMUTABLE_SECONDS = 365 * 24 * 3600
 
-# Only our own files run in these pages: no inline script, no third-party origin.
+# Only our own files run in these pages: no inline script, no third-party origin. The one
+# exception is for styles: the editor (CodeMirror) puts its own rules in a <style> element
+# it creates, which carries this response's nonce (read from <meta name="csp-nonce">).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 
 
@@ -64,11 +68,16 @@ def static_file(digest: str, filename: str) -> Response:
 
 
 def page(template: str, **context: object) -> Response:
+    nonce = secrets.token_urlsafe(18)
     html = render_template(
-        template, version=current_app.config["VERSION"], static_url=static_url, **context
+        template,
+        version=current_app.config["VERSION"],
+        static_url=static_url,
+        csp_nonce=nonce,
+        **context,
     )
     response = Response(html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(nonce=nonce)
     response.headers["Cache-Control"] = "no-cache"
     return response
 

@@ -28,13 +28,13 @@ let saving = false;
 let syncTimer = 0;
 const SYNC_POLL_MS = 10000;
 
-const editor = setupEditor({ onInput: () => { renderDirty(); schemaCheck.check(); } });
 const schemaCheck = liveSchemaCheck({
   container: dom.schemaErrors,
   status: dom.schemaStatus,
   model: () => dom.model.value,
   draft: () => (editor.state.ok ? editor.text : null),
 });
+const editor = setupEditor({ onInput: () => { renderDirty(); schemaCheck.check(); } });
 
 function chosenModel() {
   return dom.model.value || null;
@@ -165,7 +165,7 @@ async function save({ overwrite = false } = {}) {
   const state = editor.state;
   if (!state.ok) {
     notify(`Not saved: the content is not a valid JSON object (${state.line ? `line ${state.line}, column ${state.column}: ` : ""}${state.message}).`, { kind: "error" });
-    editor.textarea.focus();
+    editor.focus();
     return;
   }
   saving = true;
@@ -236,7 +236,7 @@ async function resolveConflict() {
     loadHistory();
   } else {
     notify("Not saved. Saving again will warn again; choose “Overwrite” to replace their version.", { kind: "info" });
-    editor.textarea.focus();
+    editor.focus();
   }
 }
 

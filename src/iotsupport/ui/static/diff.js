@@ -1,7 +1,7 @@
 // Line diffs: computed here (Myers' O(ND) algorithm) or taken from the API's unified diff.
 
 import { el } from "./common.js";
-import { checkContent, formatJson } from "./editor.js";
+import { checkContent, formatJson } from "./json.js";
 
 /** Pretty-print valid JSON so that a formatting-only change is not shown as a change. */
 export function prettyJson(text) {

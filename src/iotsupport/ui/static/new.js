@@ -26,9 +26,14 @@ const schemaCheck = liveSchemaCheck({
   model: () => modelSelect.value,
   draft: () => (editor.state.ok ? editor.text : null),
 });
-const editor = setupEditor({ onInput: () => schemaCheck.check() });
-const helpText = macHelp.innerHTML;
 let touched = false; // once the admin edits the content, switching source asks first
+const editor = setupEditor({
+  onInput: (state, { user }) => {
+    touched ||= user;
+    schemaCheck.check();
+  },
+});
+const helpText = macHelp.innerHTML;
 
 function checkMac() {
   const raw = macInput.value;
@@ -105,7 +110,7 @@ async function create(event) {
   const state = editor.state;
   if (!state.ok) {
     notify(`Not created: the content is not a valid JSON object (${state.line ? `line ${state.line}, column ${state.column}: ` : ""}${state.message}).`, { kind: "error" });
-    editor.textarea.focus();
+    editor.focus();
     return;
   }
   createButton.disabled = true;
@@ -126,7 +131,6 @@ macInput.addEventListener("input", () => {
 });
 for (const radio of form.querySelectorAll('input[name="source"]')) radio.addEventListener("change", useSource);
 copyFrom.addEventListener("change", useSource);
-editor.textarea.addEventListener("input", () => { touched = true; });
 form.addEventListener("submit", create);
 
 startPage();
