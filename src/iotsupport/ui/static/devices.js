@@ -227,7 +227,8 @@ function saveState() {
 
 function loadState() {
   const params = new URLSearchParams(location.search);
-  dom.filter.value = params.get("q") || "";
+  // What the admin typed while the list was loading wins over the URL.
+  if (!dom.filter.value) dom.filter.value = params.get("q") || "";
   dom.stateFilter.value = params.get("sync") || "";
   dom.modelFilter.value = params.get("model") || "";
   const sort = params.get("sort") || "";
