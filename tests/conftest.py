@@ -39,6 +39,7 @@ from iotsupport import create_app
 from iotsupport import migrate
 from iotsupport.db.tables import Base
 from iotsupport.notifications import MqttState
+from iotsupport.notifications import Payload
 from iotsupport.settings import Settings
 
 if t.TYPE_CHECKING:
@@ -60,17 +61,32 @@ def unavailable(reason: str) -> t.NoReturn:
 
 
 class RecordingPublisher:
-    """In-memory stand-in for the MQTT publisher: remembers what would be sent."""
+    """In-memory stand-in for the MQTT publisher: remembers what would be sent.
+
+    `messages` holds the plain (not retained) messages in order; `retained` is what a
+    broker would keep per topic (a cleared topic is gone), and `retained_log` every
+    retained publish in order (None for a clear).
+    """
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, dict[str, str]]] = []
+        self.messages: list[tuple[str, dict[str, t.Any]]] = []
+        self.retained: dict[str, dict[str, t.Any]] = {}
+        self.retained_log: list[tuple[str, dict[str, t.Any] | None]] = []
 
     @property
     def state(self) -> MqttState:
         return "connected"
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
-        self.messages.append((topic, payload))
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        if retain:
+            self.retained[topic] = dict(payload)
+            self.retained_log.append((topic, dict(payload)))
+        else:
+            self.messages.append((topic, dict(payload)))
+
+    def clear_retained(self, topic: str) -> None:
+        self.retained.pop(topic, None)
+        self.retained_log.append((topic, None))
 
     def start(self) -> None:
         pass
@@ -207,7 +223,8 @@ class Subscriber:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         with self._arrived:
-            payload = json.loads(message.payload)
+            # An empty payload clears a retained message; it is recorded as {}.
+            payload = json.loads(message.payload) if message.payload else {}
             self.messages.append((message.topic, payload, message.qos, bool(message.retain)))
             self._arrived.notify_all()
 
@@ -240,6 +257,21 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def clear_desired(url: str, *macs: str) -> None:
+    """Remove the retained desired-state messages of `macs` from the (shared) broker."""
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    try:
+        for mac in macs:
+            info = client.publish(f"iotsupport/devices/{mac}/desired", b"", qos=1, retain=True)
+            info.wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from conftest import REQUIRE_SERVICES
 from conftest import RecordingPublisher
 from conftest import Subscriber
 from conftest import assert_error
+from conftest import clear_desired
 from conftest import free_port
 from conftest import make_settings
 from conftest import random_mac
@@ -30,8 +31,10 @@ from iotsupport import create_app
 from iotsupport.extensions import state
 from iotsupport.notifications import MqttPublisher
 from iotsupport.notifications import MqttState
+from iotsupport.notifications import Payload
 
 TOPIC = "iotsupport/updates/configs"
+DESIRED_LABEL = "iotsupport/devices/+/desired"  # the metric label of every device's topic
 MAC = "aa:bb:cc:dd:ee:ff"
 
 
@@ -130,14 +133,17 @@ class CommitCheckingPublisher(RecordingPublisher):
         self.database_path = database_path
         self.seen: list[tuple[str, int] | None] = []
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        if retain:  # the desired state; this test is about the broadcast
+            super().publish(topic, payload, retain=retain)
+            return
         mac = payload["filename"].removesuffix(".json")
         with sqlite3.connect(self.database_path) as connection:
             row = connection.execute(
                 "SELECT content, version FROM device_configs WHERE mac_address = ?", (mac,)
             ).fetchone()
         self.seen.append(None if row is None else (row[0], row[1]))
-        super().publish(topic, payload)
+        super().publish(topic, payload, retain=retain)
 
 
 def test_messages_are_published_only_after_commit(database_url: str) -> None:
@@ -153,7 +159,7 @@ def test_messages_are_published_only_after_commit(database_url: str) -> None:
 
 
 class FailingPublisher(RecordingPublisher):
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
         raise ConnectionError("broker exploded")
 
 
@@ -205,15 +211,18 @@ def started(app: Flask, *, wait_connected: bool = True) -> Iterator[MqttPublishe
         state(app).database.dispose()
 
 
-def publish_totals(client: FlaskClient) -> dict[str, float]:
+def publish_totals(client: FlaskClient) -> dict[str, dict[str, float]]:
+    """Publish outcomes per topic label."""
     families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
-    return {
-        sample.labels["outcome"]: sample.value
-        for family in families
-        if family.name == "iotsupport_mqtt_publish"
-        for sample in family.samples
-        if sample.name == "iotsupport_mqtt_publish_total"
-    }
+    totals: dict[str, dict[str, float]] = {}
+    for family in families:
+        if family.name != "iotsupport_mqtt_publish":
+            continue
+        for sample in family.samples:
+            if sample.name == "iotsupport_mqtt_publish_total":
+                topic = totals.setdefault(sample.labels["topic"], {})
+                topic[sample.labels["outcome"]] = sample.value
+    return totals
 
 
 @pytest.mark.mqtt
@@ -249,6 +258,7 @@ def test_subscriber_receives_exactly_the_announced_changes(
         received = watcher.about(mac, other, sentinel)
     finally:
         watcher.close()
+        clear_desired(mqtt_url, mac, sentinel)
     assert received == [
         (TOPIC, {"filename": f"{mac}.json"}, 1, False),
         (TOPIC, {"filename": f"{mac}.json"}, 1, False),
@@ -264,11 +274,14 @@ def test_the_subscriber_fixture_sees_a_create(
     app = mqtt_app(database_url, mqtt_url)
     client = app.test_client()
     mac = random_mac()
-    with started(app):
-        create(client, mac)
-        assert subscriber.wait_for_filename(f"{mac}.json")
+    try:
+        with started(app):
+            create(client, mac)
+            assert subscriber.wait_for_filename(f"{mac}.json")
+    finally:
+        clear_desired(mqtt_url, mac)
     assert subscriber.about(mac) == [(TOPIC, {"filename": f"{mac}.json"}, 1, False)]
-    assert publish_totals(client).get("sent") == 1
+    assert publish_totals(client)[TOPIC].get("sent") == 1
 
 
 def closed_port_url() -> str:
@@ -294,8 +307,10 @@ def test_unreachable_broker_never_fails_an_api_call(database_url: str) -> None:
             "assets": "disabled",
         }
         totals = publish_totals(client)
-        assert sum(totals.values()) == 2
-        assert totals.get("sent", 0) == 0
+        # create and update, on each topic; the delete clears the retained desired state
+        assert sum(totals[TOPIC].values()) == 2
+        assert sum(totals[DESIRED_LABEL].values()) == 3
+        assert all(totals[label].get("sent", 0) == 0 for label in totals)
 
 
 # --- a broker that goes away and comes back -----------------------------------------

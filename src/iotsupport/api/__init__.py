@@ -47,12 +47,15 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.auth import routes as auth
     from iotsupport.configs import history_routes
     from iotsupport.configs import routes as configs
+    from iotsupport.credentials import routes as credentials
     from iotsupport.images import routes as images
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(configs.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(history_routes.bp)
+    app.register_blueprint(credentials.bp)
+    app.register_blueprint(credentials.device_bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)

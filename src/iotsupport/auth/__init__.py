@@ -99,14 +99,22 @@ def _provider_unavailable(exc: ProviderUnavailable) -> Response:
 
 
 def _enforce_access() -> BaseResponse | None:
-    if not auth().enabled or request.endpoint is None:  # no route: routing answers 404/405
+    if request.endpoint is None:  # no route: routing answers 404/405
         return None
     if request.endpoint == "static" or request.endpoint.endswith(".static"):
         return None
-    if request.method in STATE_CHANGING and _authenticated_by_cookie():
-        _check_origin()
     # An unmarked route stays closed: admin only.
     access = access_of(current_app.view_functions[request.endpoint]) or _ADMIN_ONLY
+    if access.device is not None:  # whatever OIDC_ENABLED is
+        from iotsupport.extensions import state  # here: extensions imports the domains
+
+        roles = access.device.or_roles
+        state().devices.enforce(access.device, lambda: _admin_allowed(roles))
+        return None
+    if not auth().enabled:
+        return None
+    if request.method in STATE_CHANGING and _authenticated_by_cookie():
+        _check_origin()
     if access.is_public:
         return None
     try:
@@ -118,6 +126,19 @@ def _enforce_access() -> BaseResponse | None:
     if not principal.may(access.roles):
         raise Forbidden("your roles do not allow this", {"roles": sorted(principal.roles)})
     return None
+
+
+def _admin_allowed(roles: frozenset[Role]) -> bool:
+    """For a route that admits a device or these roles: is the caller logged in with one?"""
+    if auth().enabled and request.method in STATE_CHANGING and _authenticated_by_cookie():
+        _check_origin()
+    try:
+        principal = current_principal()
+    except Unauthorized:
+        return False
+    if not principal.may(roles):
+        raise Forbidden("your roles do not allow this", {"roles": sorted(principal.roles)})
+    return True
 
 
 def current_principal() -> Principal:

@@ -19,11 +19,17 @@ from iotsupport.configs.content import content_etag
 from iotsupport.configs.content import derive_fields
 from iotsupport.configs.content import normalize_mac
 from iotsupport.configs.content import parse_json_object
+from iotsupport.configs.desired import announce_desired
+from iotsupport.configs.desired import clear_desired
 from iotsupport.configs.history import HistoryService
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import HistoryEvent
 from iotsupport.configs.tables import sync_state_expression
+from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
+from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.credentials.tokens import CredentialState
 from iotsupport.db import after_commit
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
@@ -41,16 +47,26 @@ ImportOutcome = t.Literal["created", "updated", "unchanged"]
 # work on the device endpoint and skips ORM row handling for the whole list.
 _CONFIGS = DeviceConfig.__table__
 _CHECKINS = DeviceCheckin.__table__
+_CREDENTIALS = DeviceCredential.__table__
 # When the device already holds the current version, the content is not even read.
-_DEVICE_DOCUMENT = select(
-    _CONFIGS.c.id,
-    _CONFIGS.c.version,
-    _CONFIGS.c.etag,
-    case(
-        (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
-        else_=_CONFIGS.c.content,
-    ).label("content"),
-).where(_CONFIGS.c.mac_address == bindparam("mac"))
+# The device's credential comes in the same statement: a fetch stays one round trip.
+_DEVICE_DOCUMENT = (
+    select(
+        _CONFIGS.c.id,
+        _CONFIGS.c.version,
+        _CONFIGS.c.etag,
+        case(
+            (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
+            else_=_CONFIGS.c.content,
+        ).label("content"),
+        _CREDENTIALS.c.token_hash,
+        _CREDENTIALS.c.previous_hash,
+        _CREDENTIALS.c.previous_expires_at,
+        _CREDENTIALS.c.broker_hash,
+    )
+    .select_from(_CONFIGS.outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id))
+    .where(_CONFIGS.c.mac_address == bindparam("mac"))
+)
 _SUMMARIES = (
     select(
         _CONFIGS.c.id,
@@ -65,21 +81,31 @@ _SUMMARIES = (
         type_coerce(_CHECKINS.c.fetched_at, DateTime(timezone=True)).label("last_fetched_at"),
         _CHECKINS.c.fetched_version.label("last_fetched_version"),
         sync_state_expression(_CONFIGS.c.version, _CHECKINS.c.fetched_version).label("sync_state"),
+        _CHECKINS.c.with_credential.label("last_fetched_with_credential"),
+        type_coerce(_CREDENTIALS.c.issued_at, DateTime(timezone=True)).label("issued_at"),
+        type_coerce(_CREDENTIALS.c.last_used_at, DateTime(timezone=True)).label("last_used_at"),
+        _CREDENTIALS.c.last_used_from,
     )
-    .select_from(_CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id))
+    .select_from(
+        _CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id).outerjoin(
+            _CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id
+        )
+    )
     .order_by(_CONFIGS.c.mac_address)
 )
+_CREDENTIAL_COLUMNS = ("issued_at", "last_used_at", "last_used_from")
 
 
 @dataclass(slots=True)
 class DeviceDocument:
     """What a device fetch needs: the ETag, and the content unless the device has it;
-    plus the config and version, for the device's check-in."""
+    plus the config and version, for the device's check-in, and its credential."""
 
     config_id: int
     version: int
     etag: str
     content: str | None
+    credential: CredentialState | None
 
 
 class ConfigService:
@@ -90,12 +116,17 @@ class ConfigService:
         *,
         actor: str = ANONYMOUS_ACTOR,
         keep_versions: int = 50,
+        accounts: BrokerAccounts = NO_BROKER_ACCOUNTS,
     ) -> None:
-        """`actor` is who makes the changes, recorded as `updated_by` and in the history."""
+        """`actor` is who makes the changes, recorded as `updated_by` and in the history.
+
+        `accounts`: the devices' broker accounts (MQTT_DEVICE_ACCOUNTS), told of deletes.
+        """
         self.session = session
         self.publisher = publisher
         self.actor = actor
         self.keep_versions = keep_versions
+        self.accounts = accounts
 
     @functools.cached_property
     def history(self) -> HistoryService:
@@ -114,7 +145,7 @@ class ConfigService:
         rows = result.all()
         # Plain dicts: several times faster to build than Row._asdict().
         return (
-            [dict(zip(columns, row, strict=True)) for row in rows[start : start + size]]
+            [_summary(dict(zip(columns, row, strict=True))) for row in rows[start : start + size]]
             for start in range(0, len(rows), size)
         )
 
@@ -143,7 +174,17 @@ class ConfigService:
         row = self.session.execute(_DEVICE_DOCUMENT, params).one_or_none()
         if row is None:
             raise NotFound(f"no config for {mac}")
-        return DeviceDocument(row.id, row.version, row.etag, row.content)
+        credential = None
+        if row.token_hash is not None:
+            credential = CredentialState(
+                row.id,
+                mac,
+                row.token_hash,
+                row.previous_hash,
+                row.previous_expires_at,
+                row.broker_hash,
+            )
+        return DeviceDocument(row.id, row.version, row.etag, row.content, credential)
 
     def create(self, mac_address: str, content: str) -> DeviceConfig:
         mac = normalize_mac(mac_address)
@@ -186,6 +227,8 @@ class ConfigService:
         self.history.record_deletion(config, utcnow(), self.actor)
         self.session.delete(config)
         self.session.flush()
+        self.accounts.forget(self.session, config_id, config.mac_address)
+        clear_desired(self.session, self.publisher, config.mac_address)
 
     def restore(self, mac_address: str) -> DeviceConfig:
         """Bring the MAC's last deleted config back: same id, its history, a new version."""
@@ -269,3 +312,11 @@ class ConfigService:
     def _announce(self, config: DeviceConfig) -> None:
         payload = {"filename": f"{config.mac_address}.json"}
         after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
+        announce_desired(self.session, self.publisher, config)
+
+
+def _summary(row: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A list row with its credential's columns as one `credential` object (or None)."""
+    credential = {name: row.pop(name) for name in _CREDENTIAL_COLUMNS}
+    row["credential"] = credential if credential["issued_at"] is not None else None
+    return row

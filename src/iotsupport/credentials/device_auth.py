@@ -1,0 +1,345 @@
+"""Device authentication: the device half of the one access hook (`auth._enforce_access`).
+
+A device sends `Authorization: Bearer iotd_...`, or HTTP Basic with its MAC as the
+user name and its token as the password. What a route needs depends on DEVICE_AUTH:
+
+| route | off | optional | required |
+|---|---|---|---|
+| config fetch (`mac_arg`) | MAC alone | its token, if it has a credential | its token |
+| other device routes | nothing | a valid token, if one is sent | a valid token |
+| `always` (own rotation) | a valid token | a valid token | a valid token |
+
+Every refusal is the same 401 (wrong token, unknown MAC, nothing sent) after the same
+work; from an address with too many failed tokens, 429. Whatever is not a device
+credential (an admin's JWT, a Home Assistant token for the image proxy) is not one:
+it is ignored in `off`/`optional`, refused in `required`, and on a route that also
+admits roles it is checked as an admin's login.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+import threading
+import time
+import typing as t
+from collections import OrderedDict
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import g
+from flask import request
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from sqlalchemy import bindparam
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from iotsupport.auth.access import DeviceAccess
+from iotsupport.configs.checkins import client_address
+from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.service import ConfigService
+from iotsupport.configs.service import DeviceDocument
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.service import CredentialService
+from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.credentials.tokens import CredentialState
+from iotsupport.credentials.tokens import Verdict
+from iotsupport.credentials.tokens import check
+from iotsupport.credentials.tokens import looks_like_token
+from iotsupport.credentials.tokens import token_hash
+from iotsupport.credentials.usage import CredentialUseRecorder
+from iotsupport.db import READ_ONLY_METHODS
+from iotsupport.db import Database
+from iotsupport.db import commit
+from iotsupport.db import get_session
+from iotsupport.db.base import utcnow
+from iotsupport.errors import DeviceUnauthorized
+from iotsupport.errors import InvalidInput
+from iotsupport.errors import NotFound
+from iotsupport.errors import TooManyRequests
+from iotsupport.notifications import Publisher
+from iotsupport.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CREDENTIALS = DeviceCredential.__table__.c
+_CONFIGS = DeviceConfig.__table__.c
+_STATE = select(
+    _CREDENTIALS.config_id,
+    _CONFIGS.mac_address,
+    _CREDENTIALS.token_hash,
+    _CREDENTIALS.previous_hash,
+    _CREDENTIALS.previous_expires_at,
+    _CREDENTIALS.broker_hash,
+).select_from(
+    DeviceCredential.__table__.join(
+        DeviceConfig.__table__, _CONFIGS.id == _CREDENTIALS.config_id
+    )  # a deleted config's credential opens nothing
+)
+_STATE_BY_HASH = _STATE.where(
+    or_(
+        _CREDENTIALS.token_hash == bindparam("hash"),
+        _CREDENTIALS.previous_hash == bindparam("hash"),
+    )
+)
+_STATE_BY_MAC = _STATE.where(_CONFIGS.mac_address == bindparam("mac"))
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """What a request's Authorization header offers a device route."""
+
+    kind: t.Literal["none", "foreign", "token"]
+    token: str = ""
+    mac: str | None = None  # the user name of HTTP Basic
+
+
+NOTHING = Presented("none")
+FOREIGN = Presented("foreign")
+
+
+def presented_credential(header: str | None) -> Presented:
+    """Bearer iotd_..., or Basic <mac>:<token>; anything else is not a device credential."""
+    if not header:
+        return NOTHING
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    scheme = scheme.lower()
+    if scheme == "bearer" and looks_like_token(value):
+        return Presented("token", value)
+    if scheme == "basic":
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+            mac = normalize_mac(user) if sep else None
+        except (binascii.Error, UnicodeDecodeError, ValueError, InvalidInput):
+            return FOREIGN  # e.g. a camera's password on its way through the image proxy
+        if mac is not None:
+            return Presented("token", password, mac)
+    return FOREIGN
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedDevice:
+    """`g.device`: the device that proved who it is on this request."""
+
+    config_id: int
+    mac_address: str
+    token_hash: str
+
+
+class FailureLimiter:
+    """Failed device tokens per address in a sliding window, in this process's memory."""
+
+    def __init__(self, max_failures: int, window_seconds: float, max_addresses: int = 10_000):
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self._max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, address: str, now: float) -> int | None:
+        """Seconds until `address` may fail again, or None when it is under the limit."""
+        with self._lock:
+            failures = self._failures.get(address)
+            if failures is None or len(failures) < self.max_failures:
+                return None
+            wait = failures[0] + self.window - now
+            return math.ceil(wait) if wait > 0 else None
+
+    def fail(self, address: str, now: float) -> None:
+        with self._lock:
+            failures = self._failures.pop(address, None) or deque(maxlen=self.max_failures)
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            failures.append(now)
+            self._failures[address] = failures  # most recent last
+            while len(self._failures) > self._max_addresses:
+                self._failures.popitem(last=False)
+
+
+class DeviceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "iotsupport_device_requests",
+            "Device requests by route and credential: valid, none (served without one, "
+            "DEVICE_AUTH=optional), refused (401), limited (429).",
+            ["route", "credential"],
+            registry=registry,
+        )
+
+
+class DeviceGate:
+    """Per app: decides device routes (one instance, built by create_app)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        publisher: Publisher,
+        accounts: BrokerAccounts,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.mode = settings.device_auth
+        self.grace = timedelta(hours=settings.device_token_grace_hours)
+        self.database = database
+        self.publisher = publisher
+        self.accounts = accounts
+        self.trusted = settings.trusted_networks
+        self.limiter = FailureLimiter(
+            settings.device_auth_max_failures, settings.device_auth_failure_window_seconds
+        )
+        self.uses = CredentialUseRecorder(
+            database.session,
+            interval=settings.checkin_flush_seconds,
+            trusted_proxies=settings.trusted_networks,
+        )
+        self.metrics = DeviceMetrics(registry)
+
+    def enforce(self, access: DeviceAccess, admin_allowed: t.Callable[[], bool]) -> None:
+        """Let the request through (`g.device` set when a device proved itself), or raise.
+
+        `admin_allowed` checks the caller's login against `access.or_roles`.
+        """
+        presented = presented_credential(request.headers.get("Authorization"))
+        if access.mac_arg is not None:
+            self._enforce_for_mac(access.mac_arg, presented)
+            return
+        if self.mode == "off" and not access.always:
+            return
+        if presented.kind == "token":
+            with self._lookup_session() as session:
+                if presented.mac is not None:
+                    row = session.execute(_STATE_BY_MAC, {"mac": presented.mac}).one_or_none()
+                else:
+                    hashed = token_hash(presented.token)
+                    row = session.execute(_STATE_BY_HASH, {"hash": hashed}).one_or_none()
+            state = CredentialState(*row) if row is not None else None
+            self._decide(state, presented)
+            return
+        if access.or_roles and admin_allowed():
+            return
+        if access.always or self.mode == "required":
+            self._refuse(counted=False)
+        self._count("none")
+
+    def _enforce_for_mac(self, arg: str, presented: Presented) -> None:
+        view_args = request.view_args or {}
+        mac = normalize_mac(str(view_args.get(arg, "")))
+        known = request.if_none_match.as_set(include_weak=True)
+        try:
+            document: DeviceDocument | None = ConfigService(
+                get_session(), self.publisher
+            ).device_document(mac, known)
+        except NotFound:
+            document = None
+        g.device_document = document
+        if self.mode == "off":
+            if document is None:
+                raise NotFound(f"no config for {mac}")
+            return
+        if presented.kind == "token":
+            state = document.credential if document is not None else None
+            if presented.mac is not None and presented.mac != mac:
+                state = None  # another device's user name: refused after the same work
+            self._decide(state, presented)
+            return
+        if self.mode == "optional" and document is not None and document.credential is None:
+            self._count("none")
+            return
+        self._refuse(counted=False)
+
+    def _decide(self, state: CredentialState | None, presented: Presented) -> None:
+        hashed = token_hash(presented.token)
+        verdict = check(state, hashed, utcnow())
+        if not verdict.accepted or state is None:
+            self._refuse(counted=True)
+            return
+        g.device = AuthenticatedDevice(state.config_id, state.mac_address, hashed)
+        environ = request.environ
+        self.uses.record(
+            state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+        )
+        self._count("valid")
+        if verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled):
+            self._after_first_use(state, presented.token, verdict)
+
+    def _after_first_use(self, state: CredentialState, token: str, verdict: Verdict) -> None:
+        """The rare write of a device request: retire the previous token, update the broker."""
+        with self.database.session() as session:
+            service = CredentialService(session, self.accounts, grace=self.grace)
+            service.after_first_use(
+                state,
+                token,
+                retire=verdict.retire_previous,
+                broker=verdict.broker_behind and self.accounts.enabled,
+            )
+            commit(session)
+
+    def _refuse(self, *, counted: bool) -> t.NoReturn:
+        environ = request.environ
+        address = (
+            client_address(
+                environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted
+            )
+            or "unknown"
+        )
+        now = time.monotonic()
+        wait = self.limiter.retry_after(address, now)
+        if counted:
+            self.limiter.fail(address, now)
+            log.info("device token refused from %s on %s", address, request.path[:128])
+        if wait is not None:
+            self._count("limited")
+            raise TooManyRequests(
+                "too many failed device logins from this address; try again later", wait
+            )
+        self._count("refused")
+        raise DeviceUnauthorized()
+
+    def _count(self, credential: str) -> None:
+        rule = request.url_rule
+        self.metrics.requests.labels(rule.rule if rule else "unmatched", credential).inc()
+
+    @contextmanager
+    def _lookup_session(self) -> Iterator[Session]:
+        """A read without a transaction; never the request's write session, which would
+        hold SQLite's write lock while `_after_first_use` needs it."""
+        if request.method in READ_ONLY_METHODS:
+            yield get_session()
+            return
+        with self.database.session(read_only=True) as session:
+            yield session
+
+
+def current_device() -> AuthenticatedDevice | None:
+    device: AuthenticatedDevice | None = g.get("device")
+    return device
+
+
+UPSTREAM_AUTHORIZATION = "X-Upstream-Authorization"
+
+
+def upstream_header(name: str) -> str | None:
+    """The value the image proxy may send upstream as header `name`, or None.
+
+    `Authorization` upstream is the request's X-Upstream-Authorization when it has one;
+    otherwise (the legacy way, DEVICE_AUTH off or optional) its own Authorization,
+    unless that is a device credential: a device token never leaves the server.
+    """
+    if name.lower() != "authorization":
+        return request.headers.get(name)
+    upstream = request.headers.get(UPSTREAM_AUTHORIZATION)
+    if upstream is not None:
+        return upstream
+    own = request.headers.get("Authorization")
+    if own is None or presented_credential(own).kind == "token":
+        return None
+    return own

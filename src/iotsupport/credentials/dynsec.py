@@ -1,0 +1,477 @@
+"""Broker accounts for devices through Mosquitto's dynamic-security plugin.
+
+With MQTT_DEVICE_ACCOUNTS=dynsec each device with a credential has a broker
+account: user name its MAC, password its token, and a role of its own that may
+subscribe to (and receive) `iotsupport/devices/<mac>/#` and the legacy
+`iotsupport/updates/#` broadcasts, and publish only under
+`iotsupport/devices/<mac>/reported`. The account always has the token the device
+last proved over HTTP (or the first one issued): an admin's rotation reaches the
+broker when the device first uses the new token, or, once the grace has passed,
+the account is removed until it does.
+
+Every wanted change is a row of `broker_account_changes`, written in the same
+transaction as the credential change (the token sealed with a key derived from
+MQTT_PASSWORD), sent after commit by a background thread and retried with backoff
+until the broker confirms it; only then is the row deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import typing as t
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from iotsupport.background import Periodic
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
+from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.tables import BROKER_CHANGES
+from iotsupport.credentials.tables import CREDENTIALS
+from iotsupport.credentials.tables import BrokerAccountChange
+from iotsupport.credentials.tokens import token_hash
+from iotsupport.db import Database
+from iotsupport.db import after_commit
+from iotsupport.db.base import utcnow
+from iotsupport.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
+ROLE_PREFIX = "iotsupport-device-"
+RETRY_SECONDS = 5.0  # how often the queue is looked at when nothing wakes it
+LEASE = timedelta(seconds=60)  # a claimed change is another worker's again after this
+MAX_BACKOFF_SECONDS = 300
+_BATCH = 50
+_CHANGES = BROKER_CHANGES
+_CREDENTIALS = CREDENTIALS
+
+
+def role_name(mac: str) -> str:
+    return ROLE_PREFIX + mac
+
+
+def device_acls(mac: str) -> list[dict[str, t.Any]]:
+    own = f"iotsupport/devices/{mac}"
+    return [
+        {"acltype": "subscribePattern", "topic": f"{own}/#", "allow": True},
+        {"acltype": "publishClientReceive", "topic": f"{own}/#", "allow": True},
+        {"acltype": "subscribePattern", "topic": "iotsupport/updates/#", "allow": True},
+        {"acltype": "publishClientReceive", "topic": "iotsupport/updates/#", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True},
+    ]
+
+
+class Sealer:
+    """AES-GCM with a key derived from MQTT_PASSWORD: a database dump alone opens nothing."""
+
+    def __init__(self, secret: str) -> None:
+        key = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=b"iotsupport",
+            info=b"broker account changes",
+        ).derive(secret.encode())
+        self._aead = AESGCM(key)
+
+    def seal(self, username: str, token: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, token.encode(), username.encode())
+        return base64.b64encode(nonce + sealed).decode()
+
+    def unseal(self, username: str, sealed: str) -> str | None:
+        """None when it cannot be opened (MQTT_PASSWORD changed since)."""
+        try:
+            raw = base64.b64decode(sealed)
+            return self._aead.decrypt(raw[:12], raw[12:], username.encode()).decode()
+        except (InvalidTag, ValueError):
+            return None
+
+
+class BrokerRefused(Exception):
+    """The broker answered a command with an error we cannot accept."""
+
+
+class Unsealable(Exception):
+    """The sealed token cannot be opened (MQTT_PASSWORD changed since it was sealed)."""
+
+
+class DynsecClient:
+    """A connection of our own to the broker's control topic; commands with their answers."""
+
+    def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
+        assert settings.mqtt_url
+        url = urlsplit(settings.mqtt_url)
+        self._host = url.hostname or "localhost"
+        tls = url.scheme == "mqtts"
+        self._port = url.port or (8883 if tls else 1883)
+        self._timeout = timeout
+        self._answers: dict[str, dict[str, t.Any]] = {}
+        self._arrived = threading.Condition()
+        self._ready = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{settings.mqtt_client_id_prefix}-dynsec-{uuid.uuid4().hex[:12]}",
+            protocol=mqtt.MQTTv5,
+        )
+        self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if tls:
+            self._client.tls_set()
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *_: self._ready.clear()
+        self._client.on_subscribe = lambda *_: self._ready.set()
+        self._client.on_message = self._on_message
+        self._started = False
+
+    def call(self, commands: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
+        """Send the commands; their answers in order. OSError/TimeoutError if the broker is away."""
+        self._connect()
+        ids = [uuid.uuid4().hex for _ in commands]
+        for command, correlation in zip(commands, ids, strict=True):
+            command["correlationData"] = correlation
+        info = self._client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise OSError(f"control command not sent: {mqtt.error_string(info.rc)}")
+        with self._arrived:
+            if not self._arrived.wait_for(
+                lambda: all(i in self._answers for i in ids), self._timeout
+            ):
+                raise TimeoutError("the broker did not answer the control command")
+            return [self._answers.pop(i) for i in ids]
+
+    def close(self) -> None:
+        if self._started:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._started = False
+
+    def _connect(self) -> None:
+        if not self._started:
+            self._client.connect_async(self._host, self._port, keepalive=30)
+            self._client.loop_start()
+            self._started = True
+        if not self._ready.wait(self._timeout):
+            raise TimeoutError(f"no connection to the broker at {self._host}:{self._port}")
+
+    def _on_connect(self, client: mqtt.Client, *args: t.Any) -> None:
+        reason = args[2]
+        if reason.is_failure:
+            log.warning("dynsec: the broker refused our login: %s", reason)
+            return
+        client.subscribe(RESPONSE_TOPIC, qos=1)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            responses = json.loads(message.payload).get("responses", [])
+        except (ValueError, AttributeError):
+            return
+        with self._arrived:
+            for response in responses:
+                if isinstance(response, dict) and "correlationData" in response:
+                    self._answers[str(response["correlationData"])] = response
+            self._arrived.notify_all()
+
+
+def _checked(answers: list[dict[str, t.Any]], tolerated: tuple[str, ...] = ()) -> list[str]:
+    """The errors of `answers` that are tolerated (e.g. "already exists"); raise on others."""
+    seen = []
+    for answer in answers:
+        error = answer.get("error")
+        if not error:
+            continue
+        if not any(text in str(error) for text in tolerated):
+            raise BrokerRefused(f"{answer.get('command')}: {error}")
+        seen.append(str(error))
+    return seen
+
+
+class BrokerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.changes = Counter(
+            "iotsupport_broker_account_changes",
+            "Device broker account changes sent, by outcome (confirmed, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+
+
+class DynsecAccounts:
+    """MQTT_DEVICE_ACCOUNTS=dynsec (see the module docstring)."""
+
+    def __init__(self, settings: Settings, database: Database, registry: CollectorRegistry):
+        assert settings.mqtt_password
+        self._database = database
+        self._sealer = Sealer(settings.mqtt_password)
+        self._client = DynsecClient(settings)
+        self._metrics = BrokerMetrics(registry)
+        self._worker = Periodic("broker-accounts", RETRY_SECONDS, self.process)
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def set_password(self, session: Session, config_id: int, mac: str, token: str) -> None:
+        self._want(session, mac, "upsert", self._sealer.seal(mac, token))
+        session.execute(
+            update(_CREDENTIALS)
+            .where(_CREDENTIALS.c.config_id == config_id)
+            .values(broker_hash=token_hash(token))
+        )
+
+    def forget(self, session: Session, config_id: int, mac: str) -> None:
+        self._want(session, mac, "delete", None)
+        session.execute(
+            update(_CREDENTIALS)
+            .where(_CREDENTIALS.c.config_id == config_id)
+            .values(broker_hash=None)
+        )
+
+    def pending(self) -> int | None:
+        return self._database.call_with_deadline(
+            lambda session: session.scalar(select(func.count()).select_from(_CHANGES)) or 0
+        )
+
+    def start(self) -> None:
+        self._worker.start()
+        self._worker.wake()
+
+    def stop(self) -> None:
+        self._worker.stop()
+        self._client.close()
+
+    def _want(self, session: Session, mac: str, action: str, sealed: str | None) -> None:
+        now = utcnow()
+        values = {
+            "username": mac,
+            "action": action,
+            "sealed_password": sealed,
+            "serial": 1,
+            "queued_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "claimed_until": None,
+            "last_error": None,
+        }
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(_CHANGES).values(values)
+        changed = {key: value for key, value in values.items() if key not in ("username", "serial")}
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[_CHANGES.c.username],
+                set_={**changed, "serial": _CHANGES.c.serial + 1},
+            )
+        )
+        after_commit(session, self._worker.wake)
+
+    # --- the background worker -------------------------------------------------------
+
+    def process(self) -> int:
+        """Expire old tokens, then send what is due; returns how many the broker confirmed."""
+        try:
+            self._expire_rotations()
+            claimed = self._claim()
+        except SQLAlchemyError as exc:
+            log.warning("broker accounts: database unavailable: %s", type(exc).__name__)
+            return 0
+        confirmed = 0
+        for change in claimed:
+            try:
+                self._send(change)
+            except Unsealable:
+                log.warning(
+                    "broker account %s: sealed token unreadable; waiting for the "
+                    "device's next request to set it",
+                    change.username,
+                )
+                self._abandon(change)
+                continue
+            except (OSError, TimeoutError, BrokerRefused) as exc:
+                self._metrics.changes.labels("failed").inc()
+                self._retry_later(change, str(exc))
+                log.warning("broker account %s not changed yet: %s", change.username, exc)
+                continue
+            self._metrics.changes.labels("confirmed").inc()
+            self._done(change)
+            confirmed += 1
+        return confirmed
+
+    def _expire_rotations(self) -> None:
+        """An admin's rotation whose grace has passed: the old token goes, on the broker too."""
+        now = utcnow()
+        with self._database.session() as session:
+            expired = session.execute(
+                select(
+                    _CREDENTIALS.c.config_id,
+                    DeviceConfig.__table__.c.mac_address,
+                    _CREDENTIALS.c.previous_hash,
+                    _CREDENTIALS.c.broker_hash,
+                )
+                .select_from(
+                    _CREDENTIALS.join(
+                        DeviceConfig.__table__,
+                        DeviceConfig.__table__.c.id == _CREDENTIALS.c.config_id,
+                    )
+                )
+                .where(_CREDENTIALS.c.previous_expires_at <= now)
+                .with_for_update(of=_CREDENTIALS)
+            ).all()
+            for row in expired:
+                session.execute(
+                    update(_CREDENTIALS)
+                    .where(_CREDENTIALS.c.config_id == row.config_id)
+                    .values(previous_hash=None, previous_expires_at=None)
+                )
+                if row.broker_hash is not None and row.broker_hash == row.previous_hash:
+                    self.forget(session, row.config_id, row.mac_address)
+            session.commit()
+
+    def _claim(self) -> list[BrokerAccountChange]:
+        now = utcnow()
+        claimed = []
+        with self._database.session() as session:
+            due = session.scalars(
+                select(BrokerAccountChange)
+                .where(
+                    BrokerAccountChange.next_attempt_at <= now,
+                    or_(
+                        BrokerAccountChange.claimed_until.is_(None),
+                        BrokerAccountChange.claimed_until < now,
+                    ),
+                )
+                .order_by(BrokerAccountChange.queued_at)
+                .limit(_BATCH)
+            ).all()
+            for change in due:
+                # Compare-and-set: another worker that claimed it first wins.
+                won = session.connection().execute(
+                    update(_CHANGES)
+                    .where(
+                        _CHANGES.c.username == change.username,
+                        _CHANGES.c.serial == change.serial,
+                        or_(_CHANGES.c.claimed_until.is_(None), _CHANGES.c.claimed_until < now),
+                    )
+                    .values(claimed_until=now + LEASE)
+                )
+                if won.rowcount == 1:
+                    claimed.append(change)
+            session.commit()
+            session.expunge_all()
+        return claimed
+
+    def _send(self, change: BrokerAccountChange) -> None:
+        mac, role = change.username, role_name(change.username)
+        if change.action == "delete":
+            _checked(
+                self._client.call(
+                    [
+                        {"command": "deleteClient", "username": mac},
+                        {"command": "deleteRole", "rolename": role},
+                    ]
+                ),
+                tolerated=("not found",),
+            )
+            return
+        password = self._sealer.unseal(mac, change.sealed_password or "")
+        if password is None:
+            raise Unsealable()
+        role_answer = self._client.call(
+            [{"command": "createRole", "rolename": role, "acls": device_acls(mac)}]
+        )
+        _checked(role_answer, tolerated=("already exists",))
+        created = self._client.call(
+            [
+                {
+                    "command": "createClient",
+                    "username": mac,
+                    "password": password,
+                    "roles": [{"rolename": role}],
+                }
+            ]
+        )
+        if _checked(created, tolerated=("already exists",)):
+            _checked(
+                self._client.call(
+                    [
+                        {"command": "setClientPassword", "username": mac, "password": password},
+                        {"command": "addClientRole", "username": mac, "rolename": role},
+                    ]
+                ),
+                tolerated=("already has this role",),
+            )
+
+    def _done(self, change: BrokerAccountChange) -> None:
+        with self._database.session() as session:
+            session.execute(
+                delete(_CHANGES).where(
+                    _CHANGES.c.username == change.username, _CHANGES.c.serial == change.serial
+                )
+            )
+            session.commit()
+
+    def _abandon(self, change: BrokerAccountChange) -> None:
+        """Drop the change and forget what the broker has: the device's next authenticated
+        request sets its account again (see DeviceGate: broker_behind)."""
+        configs = DeviceConfig.__table__.c
+        with self._database.session() as session:
+            session.execute(
+                update(_CREDENTIALS)
+                .where(
+                    _CREDENTIALS.c.config_id.in_(
+                        select(configs.id).where(configs.mac_address == change.username)
+                    )
+                )
+                .values(broker_hash=None)
+            )
+            session.execute(
+                delete(_CHANGES).where(
+                    _CHANGES.c.username == change.username, _CHANGES.c.serial == change.serial
+                )
+            )
+            session.commit()
+
+    def _retry_later(self, change: BrokerAccountChange, error: str) -> None:
+        wait = min(MAX_BACKOFF_SECONDS, 2 ** min(change.attempts, 16))
+        with self._database.session() as session:
+            session.execute(
+                update(_CHANGES)
+                .where(_CHANGES.c.username == change.username, _CHANGES.c.serial == change.serial)
+                .values(
+                    attempts=_CHANGES.c.attempts + 1,
+                    next_attempt_at=utcnow() + timedelta(seconds=wait),
+                    claimed_until=None,
+                    last_error=error[:255],
+                )
+            )
+            session.commit()
+
+
+def build_accounts(
+    settings: Settings, database: Database, registry: CollectorRegistry
+) -> BrokerAccounts:
+    if settings.mqtt_device_accounts == "dynsec":
+        return DynsecAccounts(settings, database, registry)
+    return NO_BROKER_ACCOUNTS
