@@ -190,6 +190,40 @@ def pg_app(pg_settings: Settings, publisher: RecordingPublisher) -> Iterator[Fla
     app.extensions["iotsupport"].database.dispose()
 
 
+# --- On both databases ---------------------------------------------------------
+
+DeviceAppFactory = t.Callable[..., Flask]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """The test runs on SQLite and again on PostgreSQL (a database emptied per test)."""
+    if request.param == "sqlite":
+        url: str = request.getfixturevalue("database_url")
+    else:
+        url = request.getfixturevalue("pg_settings").database_url
+    return url
+
+
+@pytest.fixture
+def device_app(backend_url: str, publisher: RecordingPublisher) -> Iterator[DeviceAppFactory]:
+    """`device_app(device_auth="required", ...)`: an app on this test's database."""
+    apps: list[Flask] = []
+
+    def build(**overrides: t.Any) -> Flask:
+        app = create_app(
+            make_settings(backend_url, **overrides),
+            publisher=publisher,
+            registry=CollectorRegistry(),
+        )
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["iotsupport"].database.dispose()
+
+
 # --- MQTT -------------------------------------------------------------------
 
 
@@ -270,8 +304,8 @@ def clear_desired(url: str, *macs: str) -> None:
             info = client.publish(f"iotsupport/devices/{mac}/desired", b"", qos=1, retain=True)
             info.wait_for_publish(5)
     finally:
-        client.loop_stop()
         client.disconnect()
+        client.loop_stop()
 
 
 @pytest.fixture

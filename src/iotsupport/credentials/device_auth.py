@@ -117,7 +117,8 @@ def presented_credential(header: str | None) -> Presented:
         return Presented("token", value)
     if scheme == "basic":
         try:
-            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+            # The last colon: a MAC has colons of its own, a token never has one.
+            user, sep, password = base64.b64decode(value, validate=True).decode().rpartition(":")
             mac = normalize_mac(user) if sep else None
         except (binascii.Error, UnicodeDecodeError, ValueError, InvalidInput):
             return FOREIGN  # e.g. a camera's password on its way through the image proxy
