@@ -103,7 +103,7 @@ class RetainedReader:
         self._done = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.on_message = lambda _c, _u, message: self.messages.append(
-            (message.payload, bool(message.retain))
+            (bytes(message.payload), bool(message.retain))
         )
         self.client.on_subscribe = lambda *args: self._done.set()
         self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
