@@ -64,7 +64,7 @@ def read_partition(image: bytes) -> dict[str, dict[str, tuple[str, t.Any]]]:
         if struct.unpack_from("<I", page, 28)[0] != crc32(page[4:28]):
             raise NvsError(f"page header at {start:#x}: CRC mismatch")
         items += _page_items(page, start)
-    for namespace, key, kind, value in items:
+    for namespace, key, _kind, value in items:
         if namespace == 0:
             namespaces[value] = key
     result: dict[str, dict[str, tuple[str, t.Any]]] = {}
