@@ -30,14 +30,15 @@ class Periodic:
         """Run the task now rather than at the next tick (no-op unless started)."""
         self._woken.set()
 
-    def stop(self) -> None:
-        """Stop the thread, then run the task a last time on the caller's thread."""
+    def stop(self, *, final: bool = True) -> None:
+        """Stop the thread, then (with `final`) run the task a last time on this thread."""
         self._stopped.set()
         self._woken.set()
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-        self._task()
+        if final:
+            self._task()
 
     def _run(self) -> None:
         while True:

@@ -24,6 +24,7 @@ import os
 import threading
 import typing as t
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -51,7 +52,6 @@ from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.tables import BROKER_CHANGES
 from iotsupport.credentials.tables import CREDENTIALS
-from iotsupport.credentials.tables import BrokerAccountChange
 from iotsupport.credentials.tokens import token_hash
 from iotsupport.db import Database
 from iotsupport.db import after_commit
@@ -123,7 +123,7 @@ class Unsealable(Exception):
 class DynsecClient:
     """A connection of our own to the broker's control topic; commands with their answers."""
 
-    def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
+    def __init__(self, settings: Settings, timeout: float = 3.0) -> None:
         assert settings.mqtt_url
         url = urlsplit(settings.mqtt_url)
         self._host = url.hostname or "localhost"
@@ -209,6 +209,17 @@ def _checked(answers: list[dict[str, t.Any]], tolerated: tuple[str, ...] = ()) -
     return seen
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A claimed row of broker_account_changes."""
+
+    username: str
+    action: str
+    sealed_password: str | None
+    serial: int
+    attempts: int
+
+
 class BrokerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.changes = Counter(
@@ -260,7 +271,8 @@ class DynsecAccounts:
         self._worker.wake()
 
     def stop(self) -> None:
-        self._worker.stop()
+        # No last run: what is not confirmed waits in the database for the next start.
+        self._worker.stop(final=False)
         self._client.close()
 
     def _want(self, session: Session, mac: str, action: str, sealed: str | None) -> None:
@@ -349,40 +361,44 @@ class DynsecAccounts:
                     self.forget(session, row.config_id, row.mac_address)
             session.commit()
 
-    def _claim(self) -> list[BrokerAccountChange]:
+    def _claim(self) -> list[Wanted]:
         now = utcnow()
         claimed = []
+        columns = _CHANGES.c
         with self._database.session() as session:
-            due = session.scalars(
-                select(BrokerAccountChange)
-                .where(
-                    BrokerAccountChange.next_attempt_at <= now,
-                    or_(
-                        BrokerAccountChange.claimed_until.is_(None),
-                        BrokerAccountChange.claimed_until < now,
-                    ),
+            due = session.execute(
+                select(
+                    columns.username,
+                    columns.action,
+                    columns.sealed_password,
+                    columns.serial,
+                    columns.attempts,
                 )
-                .order_by(BrokerAccountChange.queued_at)
+                .where(
+                    columns.next_attempt_at <= now,
+                    or_(columns.claimed_until.is_(None), columns.claimed_until < now),
+                )
+                .order_by(columns.queued_at)
                 .limit(_BATCH)
             ).all()
-            for change in due:
+            for row in due:
+                change = Wanted(*row)
                 # Compare-and-set: another worker that claimed it first wins.
                 won = session.connection().execute(
                     update(_CHANGES)
                     .where(
-                        _CHANGES.c.username == change.username,
-                        _CHANGES.c.serial == change.serial,
-                        or_(_CHANGES.c.claimed_until.is_(None), _CHANGES.c.claimed_until < now),
+                        columns.username == change.username,
+                        columns.serial == change.serial,
+                        or_(columns.claimed_until.is_(None), columns.claimed_until < now),
                     )
                     .values(claimed_until=now + LEASE)
                 )
                 if won.rowcount == 1:
                     claimed.append(change)
             session.commit()
-            session.expunge_all()
         return claimed
 
-    def _send(self, change: BrokerAccountChange) -> None:
+    def _send(self, change: Wanted) -> None:
         mac, role = change.username, role_name(change.username)
         if change.action == "delete":
             _checked(
@@ -413,17 +429,14 @@ class DynsecAccounts:
             ]
         )
         if _checked(created, tolerated=("already exists",)):
+            # The account exists (with its role, given at creation): a new password only.
             _checked(
                 self._client.call(
-                    [
-                        {"command": "setClientPassword", "username": mac, "password": password},
-                        {"command": "addClientRole", "username": mac, "rolename": role},
-                    ]
-                ),
-                tolerated=("already has this role",),
+                    [{"command": "setClientPassword", "username": mac, "password": password}]
+                )
             )
 
-    def _done(self, change: BrokerAccountChange) -> None:
+    def _done(self, change: Wanted) -> None:
         with self._database.session() as session:
             session.execute(
                 delete(_CHANGES).where(
@@ -432,7 +445,7 @@ class DynsecAccounts:
             )
             session.commit()
 
-    def _abandon(self, change: BrokerAccountChange) -> None:
+    def _abandon(self, change: Wanted) -> None:
         """Drop the change and forget what the broker has: the device's next authenticated
         request sets its account again (see DeviceGate: broker_behind)."""
         configs = DeviceConfig.__table__.c
@@ -453,7 +466,7 @@ class DynsecAccounts:
             )
             session.commit()
 
-    def _retry_later(self, change: BrokerAccountChange, error: str) -> None:
+    def _retry_later(self, change: Wanted, error: str) -> None:
         wait = min(MAX_BACKOFF_SECONDS, 2 ** min(change.attempts, 16))
         with self._database.session() as session:
             session.execute(
