@@ -289,3 +289,17 @@ def test_a_sealed_token_opens_only_with_the_same_secret_and_account() -> None:
     assert Sealer("two").unseal(MAC, sealed) is None
     assert Sealer("one").unseal(OTHER, sealed) is None
     assert "iotd_x" not in sealed
+
+
+def test_a_deleted_device_leaves_the_broker_and_comes_back_with_its_token(
+    dynsec_app: t.Callable[[], Flask], broker: DynsecBroker
+) -> None:
+    client = dynsec_app().test_client()
+    config_id = create_device(client, MAC)
+    token = issue(client, config_id)
+    assert settled(client) and logs_in(broker, MAC, token)
+    assert client.delete(f"/api/configs/{config_id}").status_code == 204
+    assert settled(client) and not logs_in(broker, MAC, token)
+    assert client.post(f"/api/configs/deleted/{MAC}/restore").status_code == 201
+    assert fetch(client, MAC, bearer(token)).status_code == 200  # proves it: the account returns
+    assert settled(client) and logs_in(broker, MAC, token)

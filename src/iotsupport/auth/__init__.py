@@ -99,12 +99,13 @@ def _provider_unavailable(exc: ProviderUnavailable) -> Response:
 
 
 def _enforce_access() -> BaseResponse | None:
-    if request.endpoint is None:  # no route: routing answers 404/405
+    endpoint = request.endpoint
+    if endpoint is None:  # no route: routing answers 404/405
         return None
-    if request.endpoint == "static" or request.endpoint.endswith(".static"):
+    if endpoint == "static" or endpoint.endswith(".static"):
         return None
     # An unmarked route stays closed: admin only.
-    access = access_of(current_app.view_functions[request.endpoint]) or _ADMIN_ONLY
+    access = access_of(current_app.view_functions[endpoint]) or _ADMIN_ONLY
     if access.device is not None:  # whatever OIDC_ENABLED is
         from iotsupport.extensions import state  # here: extensions imports the domains
 

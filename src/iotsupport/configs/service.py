@@ -227,7 +227,8 @@ class ConfigService:
         self.history.record_deletion(config, utcnow(), self.actor)
         self.session.delete(config)
         self.session.flush()
-        self.accounts.forget(self.session, config_id, config.mac_address)
+        if config.credential is not None:  # kept for a restore; the broker account goes
+            self.accounts.forget(self.session, config_id, config.mac_address)
         clear_desired(self.session, self.publisher, config.mac_address)
 
     def restore(self, mac_address: str) -> DeviceConfig:

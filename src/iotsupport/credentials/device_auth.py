@@ -175,6 +175,14 @@ class DeviceMetrics:
             ["route", "credential"],
             registry=registry,
         )
+        # The labelled children, looked up once each: this runs on every device request.
+        self._children: dict[tuple[str, str], t.Any] = {}
+
+    def count(self, route: str, credential: str) -> None:
+        child = self._children.get((route, credential))
+        if child is None:
+            child = self._children[(route, credential)] = self.requests.labels(route, credential)
+        child.inc()
 
 
 class DeviceGate:
@@ -307,7 +315,7 @@ class DeviceGate:
 
     def _count(self, credential: str) -> None:
         rule = request.url_rule
-        self.metrics.requests.labels(rule.rule if rule else "unmatched", credential).inc()
+        self.metrics.count(rule.rule if rule else "unmatched", credential)
 
     @contextmanager
     def _lookup_session(self) -> Iterator[Session]:
