@@ -19,6 +19,7 @@ import time
 import typing as t
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -205,23 +206,31 @@ def backend_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture
-def device_app(backend_url: str, publisher: RecordingPublisher) -> Iterator[DeviceAppFactory]:
-    """`device_app(device_auth="required", ...)`: an app on this test's database."""
+@contextmanager
+def apps_on(url: str, publisher: RecordingPublisher) -> Iterator[DeviceAppFactory]:
+    """`build(**settings)` makes apps on `url`; they are closed when the block ends."""
     apps: list[Flask] = []
 
     def build(**overrides: t.Any) -> Flask:
         app = create_app(
-            make_settings(backend_url, **overrides),
-            publisher=publisher,
-            registry=CollectorRegistry(),
+            make_settings(url, **overrides), publisher=publisher, registry=CollectorRegistry()
         )
         apps.append(app)
         return app
 
-    yield build
-    for app in apps:
-        app.extensions["iotsupport"].database.dispose()
+    try:
+        yield build
+    finally:
+        for app in apps:
+            app.extensions["iotsupport"].image_proxy.close()
+            app.extensions["iotsupport"].database.dispose()
+
+
+@pytest.fixture
+def device_app(backend_url: str, publisher: RecordingPublisher) -> Iterator[DeviceAppFactory]:
+    """`device_app(device_auth="required", ...)`: an app on this test's database."""
+    with apps_on(backend_url, publisher) as build:
+        yield build
 
 
 # --- MQTT -------------------------------------------------------------------
@@ -306,6 +315,49 @@ def clear_desired(url: str, *macs: str) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+class Broker:
+    """A throwaway mosquitto on its own port (with its own config file, if given);
+    only this process is ever stopped."""
+
+    def __init__(self, port: int, log_path: Path, config: Path | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        options = ["-c", str(self.config)] if self.config else ["-p", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [MOSQUITTO, *options, "-v"], stdout=log, stderr=subprocess.STDOUT
+            )
+
+        def accepting() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            except OSError:
+                return False
+            return True
+
+        assert wait_until(accepting, 10), self.log_path.read_text()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

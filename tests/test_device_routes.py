@@ -13,6 +13,7 @@ from assets_support import rsa_key
 from assets_support import upload
 from assets_support import write_private_key
 from conftest import RecordingPublisher
+from conftest import apps_on
 from conftest import assert_error
 from conftest import make_settings
 from credentials_support import basic
@@ -23,6 +24,7 @@ from credentials_support import issue
 from flask import Blueprint
 from flask import Flask
 from flask import jsonify
+from flask.testing import FlaskClient
 from local_issuer import LocalIssuer
 from PIL import Image
 from prometheus_client import CollectorRegistry
@@ -81,21 +83,8 @@ def test_firmware_download_follows_device_auth(
 
 @pytest.fixture
 def proxy_app(database_url: str, publisher: RecordingPublisher) -> Iterator[t.Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def build(**overrides: t.Any) -> Flask:
-        app = create_app(
-            make_settings(database_url, **overrides),
-            publisher=publisher,
-            registry=CollectorRegistry(),
-        )
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        state(app).image_proxy.close()
-        state(app).database.dispose()
+    with apps_on(database_url, publisher) as build:
+        yield build
 
 
 def test_the_upstream_token_travels_in_x_upstream_authorization(
@@ -194,15 +183,21 @@ def oidc_app(
         state(app).database.dispose()
 
 
+def device_with_token(client: FlaskClient, admin: dict[str, str]) -> tuple[int, str]:
+    """A device and its token, made by an admin with a login."""
+    created = client.post("/api/configs", json={"mac_address": MAC, "content": {}}, headers=admin)
+    config_id: int = created.get_json()["id"]
+    issued = client.post(f"/api/configs/{config_id}/credential", headers=admin)
+    token: str = issued.get_json()["token"]
+    return config_id, token
+
+
 def test_with_login_on_devices_and_admins_never_pass_for_one_another(
     oidc_app: t.Callable[..., Flask], issuer: LocalIssuer
 ) -> None:
     client = oidc_app(device_auth="required").test_client()
     admin = bearer(issuer.token())
-    config_id = client.post(
-        "/api/configs", json={"mac_address": MAC, "content": {}}, headers=admin
-    ).get_json()["id"]
-    token = client.post(f"/api/configs/{config_id}/credential", headers=admin).get_json()["token"]
+    config_id, token = device_with_token(client, admin)
     assert fetch(client, MAC, bearer(token)).status_code == 200
     # A device token opens no admin route.
     for method, path in (("GET", "/api/configs"), ("POST", f"/api/configs/{config_id}/credential")):
@@ -217,10 +212,7 @@ def test_a_route_for_a_device_or_an_admin(
 ) -> None:
     client = oidc_app(device_auth="required").test_client()
     admin = bearer(issuer.token())
-    config_id = client.post(
-        "/api/configs", json={"mac_address": MAC, "content": {}}, headers=admin
-    ).get_json()["id"]
-    token = client.post(f"/api/configs/{config_id}/credential", headers=admin).get_json()["token"]
+    _, token = device_with_token(client, admin)
     assert client.get("/api/device/either", headers=bearer(token)).get_json() == {"device": MAC}
     assert client.get("/api/device/either", headers=admin).get_json() == {"device": None}
     uploader = bearer(issuer.token(roles=["asset-uploader"]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import typing as t
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import MOSQUITTO
+from conftest import Broker
 from conftest import RecordingPublisher
 from conftest import free_port
 from conftest import make_settings
@@ -41,7 +42,6 @@ from iotsupport.extensions import state
 
 pytestmark = pytest.mark.mqtt
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_CTRL = shutil.which("mosquitto_ctrl") or "/usr/bin/mosquitto_ctrl"
 PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
 ADMIN, ADMIN_PASSWORD = "iotsupport", "broker-admin-secret"
@@ -49,70 +49,38 @@ MAC, OTHER = "aa:bb:cc:dd:ee:01", "aa:bb:cc:dd:ee:02"
 NOT_AUTHORIZED = 0x87
 
 
-class DynsecBroker:
-    """Mosquitto with dynsec on its own port; only this process is ever stopped."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.log_path = folder / "mosquitto.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        dynsec = folder / "dynsec.json"
-        subprocess.run(
-            [MOSQUITTO_CTRL, "dynsec", "init", str(dynsec), ADMIN, ADMIN_PASSWORD],
-            check=True,
-            capture_output=True,
-        )
-        # The server's account also publishes the change notifications.
-        document = json.loads(dynsec.read_text())
-        (admin,) = [role for role in document["roles"] if role["rolename"] == "admin"]
-        admin["acls"].append(
-            {"acltype": "publishClientSend", "topic": "iotsupport/#", "allow": True}
-        )
-        dynsec.write_text(json.dumps(document))
-        (folder / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous false\n"
-            f"plugin {PLUGIN}\n"
-            f"plugin_opt_config_file {dynsec}\n"
-            "persistence false\n"
-            "user root\n"
-        )
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.folder / "mosquitto.conf"), "-v"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def accepting() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            except OSError:
-                return False
-            return True
-
-        assert wait_until(accepting, 10), self.log_path.read_text()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()  # dynsec saves its file on every change already
-            self.process.wait(10)
-        self.process = None
+def dynsec_broker(folder: Path) -> Broker:
+    """Mosquitto with the plugin, its admin made by `mosquitto_ctrl dynsec init`."""
+    port = free_port()
+    dynsec = folder / "dynsec.json"
+    subprocess.run(
+        [MOSQUITTO_CTRL, "dynsec", "init", str(dynsec), ADMIN, ADMIN_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+    # The server's account also publishes the change notifications.
+    document = json.loads(dynsec.read_text())
+    (admin,) = [role for role in document["roles"] if role["rolename"] == "admin"]
+    admin["acls"].append({"acltype": "publishClientSend", "topic": "iotsupport/#", "allow": True})
+    dynsec.write_text(json.dumps(document))
+    config = folder / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous false\n"
+        f"plugin {PLUGIN}\n"
+        f"plugin_opt_config_file {dynsec}\n"  # dynsec saves it on every change
+        "persistence false\n"
+        "user root\n"
+    )
+    return Broker(port, folder / "mosquitto.log", config)
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[DynsecBroker]:
+def broker(tmp_path: Path) -> Iterator[Broker]:
     for path in (MOSQUITTO, MOSQUITTO_CTRL, str(PLUGIN)):
         if not os.access(path, os.R_OK):
-            unavailable(f"{path} not found (apt-get install mosquitto mosquitto-clients)")
-    started = DynsecBroker(tmp_path)
+            unavailable(f"{path} not found (apt-get install mosquitto)")
+    started = dynsec_broker(tmp_path)
     started.start()
     yield started
     started.kill()
@@ -121,7 +89,7 @@ def broker(tmp_path: Path) -> Iterator[DynsecBroker]:
 class Login:
     """An MQTT 5 client logging in as a device."""
 
-    def __init__(self, broker: DynsecBroker, username: str, password: str) -> None:
+    def __init__(self, broker: Broker, username: str, password: str) -> None:
         self.connack: ReasonCode | None = None
         self.granted: list[ReasonCode] = []
         self.messages: list[tuple[str, bytes]] = []
@@ -163,7 +131,7 @@ class Login:
         self._subscribed.set()
 
 
-def logs_in(broker: DynsecBroker, username: str, password: str) -> bool:
+def logs_in(broker: Broker, username: str, password: str) -> bool:
     login = Login(broker, username, password)
     try:
         return login.accepted
@@ -173,7 +141,7 @@ def logs_in(broker: DynsecBroker, username: str, password: str) -> bool:
 
 @pytest.fixture
 def dynsec_app(
-    broker: DynsecBroker, database_url: str, publisher: RecordingPublisher
+    broker: Broker, database_url: str, publisher: RecordingPublisher
 ) -> Iterator[t.Callable[[], Flask]]:
     apps: list[Flask] = []
 
@@ -208,7 +176,7 @@ def settled(client: FlaskClient) -> bool:
 
 
 def test_a_device_logs_in_with_its_token_and_reaches_only_its_own_topics(
-    dynsec_app: t.Callable[[], Flask], broker: DynsecBroker
+    dynsec_app: t.Callable[[], Flask], broker: Broker
 ) -> None:
     client = dynsec_app().test_client()
     token = issue(client, create_device(client, MAC, {"v": 1}))
@@ -232,7 +200,7 @@ def test_a_device_logs_in_with_its_token_and_reaches_only_its_own_topics(
 
 
 def test_rotation_and_revocation_reach_the_broker(
-    dynsec_app: t.Callable[[], Flask], broker: DynsecBroker
+    dynsec_app: t.Callable[[], Flask], broker: Broker
 ) -> None:
     client = dynsec_app().test_client()
     config_id = create_device(client, MAC)
@@ -263,7 +231,7 @@ def test_rotation_and_revocation_reach_the_broker(
 
 
 def test_changes_wait_in_the_database_while_the_broker_is_away(
-    dynsec_app: t.Callable[[], Flask], broker: DynsecBroker
+    dynsec_app: t.Callable[[], Flask], broker: Broker
 ) -> None:
     first = dynsec_app()
     client = first.test_client()
@@ -292,7 +260,7 @@ def test_a_sealed_token_opens_only_with_the_same_secret_and_account() -> None:
 
 
 def test_a_deleted_device_leaves_the_broker_and_comes_back_with_its_token(
-    dynsec_app: t.Callable[[], Flask], broker: DynsecBroker
+    dynsec_app: t.Callable[[], Flask], broker: Broker
 ) -> None:
     client = dynsec_app().test_client()
     config_id = create_device(client, MAC)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import MOSQUITTO
 from conftest import REQUIRE_SERVICES
+from conftest import Broker
 from conftest import RecordingPublisher
 from conftest import Subscriber
 from conftest import assert_error
@@ -314,45 +313,6 @@ def test_unreachable_broker_never_fails_an_api_call(database_url: str) -> None:
 
 
 # --- a broker that goes away and comes back -----------------------------------------
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Broker:
-    """A throwaway mosquitto on its own port; only this process is ever stopped."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-p", str(self.port), "-v"], stdout=log, stderr=subprocess.STDOUT
-            )
-
-        def accepting() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            except OSError:
-                return False
-            return True
-
-        assert wait_until(accepting, 10), self.log_path.read_text()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

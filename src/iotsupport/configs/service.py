@@ -288,17 +288,7 @@ class ConfigService:
             raise Conflict(f"a config for {mac} already exists", {"mac_address": mac}) from None
 
     def _get_for_update(self, config_id: int) -> DeviceConfig:
-        # Row lock on PostgreSQL, so concurrent updates get consecutive versions.
-        # Only the config's row: its check-in is outer-joined, and is the devices' to write.
-        query = (
-            select(DeviceConfig)
-            .where(DeviceConfig.id == config_id)
-            .with_for_update(of=DeviceConfig.__table__)
-        )
-        config = self.session.scalars(query).one_or_none()
-        if config is None:
-            raise NotFound(f"config {config_id} does not exist")
-        return config
+        return config_for_update(self.session, config_id)
 
     @staticmethod
     def _set_content(config: DeviceConfig, content: str, *, version: int) -> None:
@@ -314,6 +304,21 @@ class ConfigService:
         payload = {"filename": f"{config.mac_address}.json"}
         after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
         announce_desired(self.session, self.publisher, config)
+
+
+def config_for_update(session: Session, config_id: int) -> DeviceConfig:
+    """The config, row-locked on PostgreSQL (so concurrent changes are serialized); 404."""
+    # Only the config's row: its check-in and credential are outer-joined, and are
+    # the devices' to write.
+    query = (
+        select(DeviceConfig)
+        .where(DeviceConfig.id == config_id)
+        .with_for_update(of=DeviceConfig.__table__)
+    )
+    config = session.scalars(query).one_or_none()
+    if config is None:
+        raise NotFound(f"config {config_id} does not exist")
+    return config
 
 
 def _summary(row: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from iotsupport.configs.service import config_for_update
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.tables import CREDENTIALS
@@ -138,15 +139,7 @@ class CredentialService:
         credential.issued_at = now
 
     def _config_for_update(self, config_id: int) -> DeviceConfig:
-        query = (
-            select(DeviceConfig)
-            .where(DeviceConfig.id == config_id)
-            .with_for_update(of=DeviceConfig.__table__)
-        )
-        config = self.session.scalars(query).one_or_none()
-        if config is None:
-            raise NotFound(f"config {config_id} does not exist")
-        return config
+        return config_for_update(self.session, config_id)
 
     def _credential_for_update(self, config_id: int) -> DeviceCredential | None:
         query = (
