@@ -39,6 +39,9 @@ from iotsupport.errors import Unauthorized
 from iotsupport.errors import error_response
 from iotsupport.settings import Settings
 
+if t.TYPE_CHECKING:
+    from iotsupport.credentials.device_auth import DeviceGate
+
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "iotsupport.auth"
@@ -55,11 +58,13 @@ _ADMIN_ONLY = Access(frozenset({Role.ADMIN}))
 
 @dataclass
 class Auth:
-    """Per-app login state: the OIDC client (None when login is off) and the cookie signer."""
+    """Per-app login state: the OIDC client (None when login is off) and the cookie signer;
+    and the device half of the access hook (DEVICE_AUTH)."""
 
     client: OidcClient | None
     secure_cookies: bool
     signer: URLSafeTimedSerializer | None
+    devices: DeviceGate
 
     @property
     def enabled(self) -> bool:
@@ -86,7 +91,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         secret = settings.oidc_client_secret.get_secret_value()
         signer = URLSafeTimedSerializer(secret, salt="iotsupport.login")
     secure = (settings.baseurl or "").startswith("https://")
-    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer)
+    devices: DeviceGate = app.extensions["iotsupport"].devices  # built by create_app first
+    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer, devices)
     app.before_request(_enforce_access)
     app.after_request(_store_renewed_tokens)
     app.register_error_handler(ProviderUnavailable, _provider_unavailable)
@@ -105,14 +111,14 @@ def _enforce_access() -> BaseResponse | None:
     if endpoint == "static" or endpoint.endswith(".static"):
         return None
     # An unmarked route stays closed: admin only.
-    access = access_of(current_app.view_functions[endpoint]) or _ADMIN_ONLY
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    access = access_of(app.view_functions[endpoint]) or _ADMIN_ONLY
+    state: Auth = app.extensions[EXTENSION_KEY]
     if access.device is not None:  # whatever OIDC_ENABLED is
-        from iotsupport.extensions import state  # here: extensions imports the domains
-
         roles = access.device.or_roles
-        state().devices.enforce(access.device, lambda: _admin_allowed(roles))
+        state.devices.enforce(access.device, lambda: _admin_allowed(roles))
         return None
-    if not auth().enabled:
+    if not state.enabled:
         return None
     if request.method in STATE_CHANGING and _authenticated_by_cookie():
         _check_origin()

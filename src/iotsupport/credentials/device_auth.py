@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask import Request
 from flask import g
 from flask import request
 from prometheus_client import CollectorRegistry
@@ -217,39 +218,43 @@ class DeviceGate:
 
         `admin_allowed` checks the caller's login against `access.or_roles`.
         """
-        presented = presented_credential(request.headers.get("Authorization"))
+        # The objects behind the proxies, read once: this runs on every device request.
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        context = g._get_current_object()
+        presented = presented_credential(req.headers.get("Authorization"))
         if access.mac_arg is not None:
-            self._enforce_for_mac(access.mac_arg, presented)
+            self._enforce_for_mac(req, context, access.mac_arg, presented)
             return
         if self.mode == "off" and not access.always:
             return
         if presented.kind == "token":
-            with self._lookup_session() as session:
+            with self._lookup_session(req) as session:
                 if presented.mac is not None:
                     row = session.execute(_STATE_BY_MAC, {"mac": presented.mac}).one_or_none()
                 else:
                     hashed = token_hash(presented.token)
                     row = session.execute(_STATE_BY_HASH, {"hash": hashed}).one_or_none()
             state = CredentialState(*row) if row is not None else None
-            self._decide(state, presented)
+            self._decide(req, context, state, presented)
             return
         if access.or_roles and admin_allowed():
             return
         if access.always or self.mode == "required":
-            self._refuse(counted=False)
-        self._count("none")
+            self._refuse(req, counted=False)
+        self._count(req, "none")
 
-    def _enforce_for_mac(self, arg: str, presented: Presented) -> None:
-        view_args = request.view_args or {}
-        mac = normalize_mac(str(view_args.get(arg, "")))
-        known = request.if_none_match.as_set(include_weak=True)
+    def _enforce_for_mac(
+        self, req: Request, context: t.Any, arg: str, presented: Presented
+    ) -> None:
+        mac = normalize_mac(str((req.view_args or {}).get(arg, "")))
+        known = req.if_none_match.as_set(include_weak=True)
         try:
             document: DeviceDocument | None = ConfigService(
                 get_session(), self.publisher
             ).device_document(mac, known)
         except NotFound:
             document = None
-        g.device_document = document
+        context.device_document = document
         if self.mode == "off":
             if document is None:
                 raise NotFound(f"no config for {mac}")
@@ -258,25 +263,27 @@ class DeviceGate:
             state = document.credential if document is not None else None
             if presented.mac is not None and presented.mac != mac:
                 state = None  # another device's user name: refused after the same work
-            self._decide(state, presented)
+            self._decide(req, context, state, presented)
             return
         if self.mode == "optional" and document is not None and document.credential is None:
-            self._count("none")
+            self._count(req, "none")
             return
-        self._refuse(counted=False)
+        self._refuse(req, counted=False)
 
-    def _decide(self, state: CredentialState | None, presented: Presented) -> None:
+    def _decide(
+        self, req: Request, context: t.Any, state: CredentialState | None, presented: Presented
+    ) -> None:
         hashed = token_hash(presented.token)
         verdict = check(state, hashed, utcnow())
         if not verdict.accepted or state is None:
-            self._refuse(counted=True)
+            self._refuse(req, counted=True)
             return
-        g.device = AuthenticatedDevice(state.config_id, state.mac_address, hashed)
-        environ = request.environ
+        context.device = AuthenticatedDevice(state.config_id, state.mac_address, hashed)
+        environ = req.environ
         self.uses.record(
             state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
         )
-        self._count("valid")
+        self._count(req, "valid")
         if verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled):
             self._after_first_use(state, presented.token, verdict)
 
@@ -292,8 +299,8 @@ class DeviceGate:
             )
             commit(session)
 
-    def _refuse(self, *, counted: bool) -> t.NoReturn:
-        environ = request.environ
+    def _refuse(self, req: Request, *, counted: bool) -> t.NoReturn:
+        environ = req.environ
         address = (
             client_address(
                 environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted
@@ -304,24 +311,24 @@ class DeviceGate:
         wait = self.limiter.retry_after(address, now)
         if counted:
             self.limiter.fail(address, now)
-            log.info("device token refused from %s on %s", address, request.path[:128])
+            log.info("device token refused from %s on %s", address, req.path[:128])
         if wait is not None:
-            self._count("limited")
+            self._count(req, "limited")
             raise TooManyRequests(
                 "too many failed device logins from this address; try again later", wait
             )
-        self._count("refused")
+        self._count(req, "refused")
         raise DeviceUnauthorized()
 
-    def _count(self, credential: str) -> None:
-        rule = request.url_rule
+    def _count(self, req: Request, credential: str) -> None:
+        rule = req.url_rule
         self.metrics.count(rule.rule if rule else "unmatched", credential)
 
     @contextmanager
-    def _lookup_session(self) -> Iterator[Session]:
+    def _lookup_session(self, req: Request) -> Iterator[Session]:
         """A read without a transaction; never the request's write session, which would
         hold SQLite's write lock while `_after_first_use` needs it."""
-        if request.method in READ_ONLY_METHODS:
+        if req.method in READ_ONLY_METHODS:
             yield get_session()
             return
         with self.database.session(read_only=True) as session:
