@@ -36,8 +36,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
 
 from iotsupport import create_app
-from iotsupport.credentials.dynsec import Sealer
-from iotsupport.credentials.dynsec import role_name
+from iotsupport.credentials.broker import Sealer
+from iotsupport.credentials.broker import role_name
 from iotsupport.extensions import state
 
 pytestmark = pytest.mark.mqtt

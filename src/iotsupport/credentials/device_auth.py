@@ -18,15 +18,9 @@ admits roles it is checked as an admin's login.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import math
-import threading
 import time
 import typing as t
-from collections import OrderedDict
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,12 +43,14 @@ from iotsupport.configs.service import ConfigService
 from iotsupport.configs.service import DeviceDocument
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.headers import Presented
+from iotsupport.credentials.headers import presented_credential
+from iotsupport.credentials.limits import FailureLimiter
 from iotsupport.credentials.service import CredentialService
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.credentials.tokens import CredentialState
 from iotsupport.credentials.tokens import Verdict
 from iotsupport.credentials.tokens import check
-from iotsupport.credentials.tokens import looks_like_token
 from iotsupport.credentials.tokens import token_hash
 from iotsupport.credentials.usage import CredentialUseRecorder
 from iotsupport.db import READ_ONLY_METHODS
@@ -63,7 +59,6 @@ from iotsupport.db import commit
 from iotsupport.db import get_session
 from iotsupport.db.base import utcnow
 from iotsupport.errors import DeviceUnauthorized
-from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import TooManyRequests
 from iotsupport.notifications import Publisher
@@ -95,76 +90,12 @@ _STATE_BY_MAC = _STATE.where(_CONFIGS.mac_address == bindparam("mac"))
 
 
 @dataclass(frozen=True, slots=True)
-class Presented:
-    """What a request's Authorization header offers a device route."""
-
-    kind: t.Literal["none", "foreign", "token"]
-    token: str = ""
-    mac: str | None = None  # the user name of HTTP Basic
-
-
-NOTHING = Presented("none")
-FOREIGN = Presented("foreign")
-
-
-def presented_credential(header: str | None) -> Presented:
-    """Bearer iotd_..., or Basic <mac>:<token>; anything else is not a device credential."""
-    if not header:
-        return NOTHING
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    scheme = scheme.lower()
-    if scheme == "bearer" and looks_like_token(value):
-        return Presented("token", value)
-    if scheme == "basic":
-        try:
-            # The last colon: a MAC has colons of its own, a token never has one.
-            user, sep, password = base64.b64decode(value, validate=True).decode().rpartition(":")
-            mac = normalize_mac(user) if sep else None
-        except (binascii.Error, UnicodeDecodeError, ValueError, InvalidInput):
-            return FOREIGN  # e.g. a camera's password on its way through the image proxy
-        if mac is not None:
-            return Presented("token", password, mac)
-    return FOREIGN
-
-
-@dataclass(frozen=True, slots=True)
 class AuthenticatedDevice:
     """`g.device`: the device that proved who it is on this request."""
 
     config_id: int
     mac_address: str
     token_hash: str
-
-
-class FailureLimiter:
-    """Failed device tokens per address in a sliding window, in this process's memory."""
-
-    def __init__(self, max_failures: int, window_seconds: float, max_addresses: int = 10_000):
-        self.max_failures = max_failures
-        self.window = window_seconds
-        self._max_addresses = max_addresses
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def retry_after(self, address: str, now: float) -> int | None:
-        """Seconds until `address` may fail again, or None when it is under the limit."""
-        with self._lock:
-            failures = self._failures.get(address)
-            if failures is None or len(failures) < self.max_failures:
-                return None
-            wait = failures[0] + self.window - now
-            return math.ceil(wait) if wait > 0 else None
-
-    def fail(self, address: str, now: float) -> None:
-        with self._lock:
-            failures = self._failures.pop(address, None) or deque(maxlen=self.max_failures)
-            while failures and failures[0] <= now - self.window:
-                failures.popleft()
-            failures.append(now)
-            self._failures[address] = failures  # most recent last
-            while len(self._failures) > self._max_addresses:
-                self._failures.popitem(last=False)
 
 
 class DeviceMetrics:
@@ -338,24 +269,3 @@ class DeviceGate:
 def current_device() -> AuthenticatedDevice | None:
     device: AuthenticatedDevice | None = g.get("device")
     return device
-
-
-UPSTREAM_AUTHORIZATION = "X-Upstream-Authorization"
-
-
-def upstream_header(name: str) -> str | None:
-    """The value the image proxy may send upstream as header `name`, or None.
-
-    `Authorization` upstream is the request's X-Upstream-Authorization when it has one;
-    otherwise (the legacy way, DEVICE_AUTH off or optional) its own Authorization,
-    unless that is a device credential: a device token never leaves the server.
-    """
-    if name.lower() != "authorization":
-        return request.headers.get(name)
-    upstream = request.headers.get(UPSTREAM_AUTHORIZATION)
-    if upstream is not None:
-        return upstream
-    own = request.headers.get("Authorization")
-    if own is None or presented_credential(own).kind == "token":
-        return None
-    return own

@@ -7,7 +7,7 @@ from flask import Response
 
 from iotsupport.api.spec import operation
 from iotsupport.auth.access import requires_device
-from iotsupport.credentials.device_auth import upstream_header
+from iotsupport.credentials.headers import upstream_header
 from iotsupport.errors import InvalidInput
 from iotsupport.extensions import state
 from iotsupport.images.schemas import LvglImageQuery
