@@ -1,7 +1,8 @@
 """Benchmark the device endpoint and the admin reads as production runs them.
 
 Starts `iotsupport serve` (Granian) on 127.0.0.1 against PostgreSQL with 200 and
-with 10,000 configs of about 1 KB, drives it with wrk (one connection per wrk
+with 10,000 configs of about 1 KB, each device with a credential whose token it
+sends (`Authorization: Bearer`), drives it with wrk (one connection per wrk
 thread, so each connection's responses are counted), and prints requests/s,
 p50/p99 latency, whether every connection was served, the statements each
 request sends to PostgreSQL, each worker's peak memory, and how many configs the
@@ -43,6 +44,9 @@ from iotsupport.configs.content import content_etag
 from iotsupport.configs.content import derive_fields
 from iotsupport.configs.content import parse_json_object
 from iotsupport.configs.tables import DeviceConfig
+from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.credentials.tokens import new_token
+from iotsupport.credentials.tokens import token_hash
 from iotsupport.db.base import utcnow
 
 HERE = Path(__file__).resolve().parent
@@ -117,12 +121,34 @@ def recreate_database(admin_url: str, name: str, count: int) -> str:
     with engine.begin() as connection:
         if rows:  # an empty list would insert one row of defaults
             connection.execute(insert(DeviceConfig), rows)
+        ids = connection.execute(select(DeviceConfig.id, DeviceConfig.mac_address)).all()
+        tokens = {mac: new_token() for _, mac in ids}
+        if ids:
+            connection.execute(
+                insert(DeviceCredential),
+                [
+                    {
+                        "config_id": config_id,
+                        "token_hash": token_hash(tokens[mac]),
+                        "issued_at": now,
+                        "issued_by": "bench",
+                    }
+                    for config_id, mac in ids
+                ],
+            )
         connection.execute(text("ANALYZE device_configs"))
+        connection.execute(text("ANALYZE device_credentials"))
     engine.dispose()
+    TOKENS.clear()
+    TOKENS.update(tokens)
     return url
 
 
-def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
+# Each device's token, by MAC: what the devices of the last database made send.
+TOKENS: dict[str, str] = {}
+
+
+def write_path_files(url: str, folder: Path) -> PathFiles:
     engine = create_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
@@ -130,14 +156,29 @@ def write_path_files(url: str, folder: Path) -> tuple[Path, Path, Path]:
         ).all()
     engine.dispose()
     device = folder / "device_paths.txt"
+    anonymous = folder / "device_paths_without_token.txt"
     by_id = folder / "id_paths.txt"
     listing = folder / "list_paths.txt"
     device.write_text(
+        "".join(
+            f'/api/configs/{row.mac_address}.json "{row.etag}" {TOKENS[row.mac_address]}\n'
+            for row in rows
+        )
+    )
+    anonymous.write_text(
         "".join(f'/api/configs/{row.mac_address}.json "{row.etag}"\n' for row in rows)
     )
     by_id.write_text("".join(f"/api/configs/{row.id} -\n" for row in rows))
     listing.write_text("/api/configs -\n")
-    return device, by_id, listing
+    return PathFiles(device, anonymous, by_id, listing)
+
+
+@dataclass(frozen=True)
+class PathFiles:
+    device: Path  # "<path> <etag> <token>": each device sends its own token
+    device_without_token: Path  # "<path> <etag>": for code from before device credentials
+    by_id: Path
+    listing: Path
 
 
 def answers(url: str, seconds: float) -> bool:
@@ -355,6 +396,7 @@ def device_scenarios(
         run_wrk("device GET /api/configs/{mac}.json", args.port, device, n, args.seconds, 200)
         for n in connection_counts
     ]
+    # (With a token from device_paths.txt; without one for a --baseline before credentials.)
     rows += [
         run_wrk(
             "device, If-None-Match hit (304)",
@@ -431,8 +473,10 @@ def main() -> None:
         print(f"\n== {size} configs (~{len(sample_content(0))} bytes each) ==")
         url = recreate_database(args.admin_url, args.database, size)
         with tempfile.TemporaryDirectory() as folder:
-            device, by_id, listing = write_path_files(url, Path(folder))
-            first_device, first_etag = device.read_text().splitlines()[0].split()
+            files = write_path_files(url, Path(folder))
+            device, by_id, listing = files.device, files.by_id, files.listing
+            first_device, first_etag, first_token = device.read_text().splitlines()[0].split()
+            authorized = {"Authorization": f"Bearer {first_token}"}
             admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
             with admin.connect() as connection:
                 connection.execute(
@@ -444,8 +488,8 @@ def main() -> None:
                 args.admin_url,
                 args.database,
                 {
-                    "device 200": (first_device, {}),
-                    "device 304": (first_device, {"If-None-Match": first_etag}),
+                    "device 200": (first_device, authorized),
+                    "device 304": (first_device, {"If-None-Match": first_etag, **authorized}),
                     "list": ("/api/configs", {}),
                     "by id": ("/api/configs/1", {}),
                 },
@@ -464,7 +508,10 @@ def main() -> None:
                 print(f"-- baseline {args.baseline} (the code before the change), same data --")
                 before = Server(url, args.port, options, log, source=source_of(args.baseline))
                 try:
-                    baseline_rows = device_scenarios(args, device, connection_counts)
+                    # Its devices send no token: the code before credentials had none.
+                    baseline_rows = device_scenarios(
+                        args, files.device_without_token, connection_counts
+                    )
                 finally:
                     before.stop()
                 print_table(baseline_rows)

@@ -1,7 +1,8 @@
 -- wrk script: GET random paths from a file, one connection per wrk thread,
 -- so the per-thread response counts prove that every connection was served.
 -- usage: wrk -t N -c N ... -s wrk_paths.lua URL -- PATHS_FILE EXPECTED_STATUS [conditional]
--- PATHS_FILE lines: "<path> <etag>"; with "conditional", If-None-Match: <etag> is sent.
+-- PATHS_FILE lines: "<path> <etag> [<token>]"; with "conditional", If-None-Match: <etag> is
+-- sent; with a token, Authorization: Bearer <token> (each device its own).
 
 local threads = {}
 local next_seed = 1
@@ -13,11 +14,12 @@ function setup(thread)
 end
 
 function init(args)
-  paths, etags = {}, {}
+  paths, etags, tokens = {}, {}, {}
   for line in io.lines(args[1]) do
-    local path, etag = line:match("^(%S+)%s*(%S*)$")
+    local path, etag, token = line:match("^(%S+)%s*(%S*)%s*(%S*)$")
     table.insert(paths, path)
     table.insert(etags, etag)
+    table.insert(tokens, token)
   end
   expected = tonumber(args[2])
   conditional = args[3] == "conditional"
@@ -27,10 +29,14 @@ end
 
 function request()
   local i = math.random(#paths)
+  local headers = {}
   if conditional then
-    return wrk.format("GET", paths[i], { ["If-None-Match"] = etags[i] })
+    headers["If-None-Match"] = etags[i]
   end
-  return wrk.format("GET", paths[i])
+  if tokens[i] ~= "" then
+    headers["Authorization"] = "Bearer " .. tokens[i]
+  end
+  return wrk.format("GET", paths[i], headers)
 end
 
 function response(status, headers, body)

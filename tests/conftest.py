@@ -19,6 +19,7 @@ import time
 import typing as t
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,6 +40,7 @@ from iotsupport import create_app
 from iotsupport import migrate
 from iotsupport.db.tables import Base
 from iotsupport.notifications import MqttState
+from iotsupport.notifications import Payload
 from iotsupport.settings import Settings
 
 # The browser fixtures of the web UI tests (page, new_page, serve, ...).
@@ -63,17 +65,32 @@ def unavailable(reason: str) -> t.NoReturn:
 
 
 class RecordingPublisher:
-    """In-memory stand-in for the MQTT publisher: remembers what would be sent."""
+    """In-memory stand-in for the MQTT publisher: remembers what would be sent.
+
+    `messages` holds the plain (not retained) messages in order; `retained` is what a
+    broker would keep per topic (a cleared topic is gone), and `retained_log` every
+    retained publish in order (None for a clear).
+    """
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, dict[str, str]]] = []
+        self.messages: list[tuple[str, dict[str, t.Any]]] = []
+        self.retained: dict[str, dict[str, t.Any]] = {}
+        self.retained_log: list[tuple[str, dict[str, t.Any] | None]] = []
 
     @property
     def state(self) -> MqttState:
         return "connected"
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
-        self.messages.append((topic, payload))
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        if retain:
+            self.retained[topic] = dict(payload)
+            self.retained_log.append((topic, dict(payload)))
+        else:
+            self.messages.append((topic, dict(payload)))
+
+    def clear_retained(self, topic: str) -> None:
+        self.retained.pop(topic, None)
+        self.retained_log.append((topic, None))
 
     def start(self) -> None:
         pass
@@ -187,6 +204,48 @@ def api(request: pytest.FixtureRequest) -> FlaskClient:
     return app.test_client()
 
 
+# --- On both databases ---------------------------------------------------------
+
+DeviceAppFactory = t.Callable[..., Flask]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """The test runs on SQLite and again on PostgreSQL (a database emptied per test)."""
+    if request.param == "sqlite":
+        url: str = request.getfixturevalue("database_url")
+    else:
+        url = request.getfixturevalue("pg_settings").database_url
+    return url
+
+
+@contextmanager
+def apps_on(url: str, publisher: RecordingPublisher) -> Iterator[DeviceAppFactory]:
+    """`build(**settings)` makes apps on `url`; they are closed when the block ends."""
+    apps: list[Flask] = []
+
+    def build(**overrides: t.Any) -> Flask:
+        app = create_app(
+            make_settings(url, **overrides), publisher=publisher, registry=CollectorRegistry()
+        )
+        apps.append(app)
+        return app
+
+    try:
+        yield build
+    finally:
+        for app in apps:
+            app.extensions["iotsupport"].image_proxy.close()
+            app.extensions["iotsupport"].database.dispose()
+
+
+@pytest.fixture
+def device_app(backend_url: str, publisher: RecordingPublisher) -> Iterator[DeviceAppFactory]:
+    """`device_app(device_auth="required", ...)`: an app on this test's database."""
+    with apps_on(backend_url, publisher) as build:
+        yield build
+
+
 # --- MQTT -------------------------------------------------------------------
 
 
@@ -220,8 +279,9 @@ class Subscriber:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         try:
-            payload = json.loads(message.payload)
-        except ValueError:  # another run clearing a retained message on the shared broker
+            # An empty payload clears a retained message; it is recorded as {}.
+            payload = json.loads(message.payload) if message.payload else {}
+        except ValueError:  # not ours: another run's payload on the shared broker
             return
         with self._arrived:
             self.messages.append((message.topic, payload, message.qos, bool(message.retain)))
@@ -256,6 +316,64 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def clear_desired(url: str, *macs: str) -> None:
+    """Remove the retained desired-state messages of `macs` from the (shared) broker."""
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    try:
+        for mac in macs:
+            info = client.publish(f"iotsupport/devices/{mac}/desired", b"", qos=1, retain=True)
+            info.wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+class Broker:
+    """A throwaway mosquitto on its own port (with its own config file, if given);
+    only this process is ever stopped."""
+
+    def __init__(self, port: int, log_path: Path, config: Path | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        options = ["-c", str(self.config)] if self.config else ["-p", str(self.port)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [MOSQUITTO, *options, "-v"], stdout=log, stderr=subprocess.STDOUT
+            )
+
+        def accepting() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            except OSError:
+                return False
+            return True
+
+        assert wait_until(accepting, 10), self.log_path.read_text()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from sqlalchemy import text
 from iotsupport.assets.signing import sign_timestamp
 from iotsupport.errors import StartupError
 from iotsupport.extensions import state
+from iotsupport.notifications import Payload
 
 TOPIC = "iotsupport/updates/assets"
 FIRMWARE = bytes(range(256)) * 40  # 10,240 bytes, every byte value
@@ -135,11 +136,11 @@ class CheckingPublisher(RecordingPublisher):
         self.engine = create_engine(database_url)
         self.seen: list[tuple[bool, int]] = []
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
         with self.engine.connect() as connection:  # another connection: sees committed rows only
             pairs = connection.execute(text("SELECT count(*) FROM used_upload_signatures"))
             self.seen.append(((self.assets_dir / payload["filename"]).exists(), pairs.scalar_one()))
-        super().publish(topic, payload)
+        super().publish(topic, payload, retain=retain)
 
 
 def test_the_message_goes_out_after_the_file_and_the_commit(

@@ -343,10 +343,17 @@ def test_roles_are_read_from_every_place_and_unknown_ones_dropped() -> None:
     assert roles_in({"realm_access": "junk", "resource_access": []}, "iotsupport") == set()
 
 
-def test_public_routes_need_no_token(oidc_client: FlaskClient) -> None:
+def test_public_routes_need_no_token(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
     for path in ("/api/health/live", "/metrics", "/api/openapi.json", "/api/docs"):
         assert oidc_client.get(path).status_code == 200, path
-    assert oidc_client.get("/api/configs/aa-bb-cc-dd-ee-01.json").status_code == 404
+    # Device routes need a device's credential as DEVICE_AUTH says, never a login: with
+    # the default (optional) a device without a credential is served by MAC alone.
+    assert oidc_client.get("/api/configs/aa-bb-cc-dd-ee-01.json").status_code == 401
+    assert (
+        oidc_client.post("/api/configs", json=CONFIG, headers=bearer(issuer.token())).status_code
+        == 201
+    )
+    assert oidc_client.get("/api/configs/aa-bb-cc-dd-ee-01.json").status_code == 200
 
 
 def test_openapi_tells_which_operations_need_a_token(client: FlaskClient) -> None:
@@ -354,7 +361,8 @@ def test_openapi_tells_which_operations_need_a_token(client: FlaskClient) -> Non
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     paths = document["paths"]
     assert paths["/api/configs"]["post"]["security"] == [{"bearerAuth": []}]
-    assert "security" not in paths["/api/configs/{mac}.json"]["get"]
+    device_security = paths["/api/configs/{mac}.json"]["get"]["security"]
+    assert device_security == [{"deviceToken": []}, {"deviceBasic": []}, {}]
     assert "security" not in paths["/api/auth/self"]["get"]
 
 

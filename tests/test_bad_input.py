@@ -108,7 +108,7 @@ def test_bad_create_is_400_and_stores_nothing(
     publisher.messages.clear()
     assert_error(post_raw(client, body), 400)
     assert client.get("/api/configs").get_json() == before
-    assert client.get(f"/api/configs/{MAC}.json").status_code == 404
+    assert client.get(f"/api/configs/{MAC}.json").status_code == 401  # no such device
     assert publisher.messages == []
 
 

@@ -102,7 +102,7 @@ def test_a_304_is_a_check_in(app: Flask, client: FlaskClient) -> None:
 
 def test_failed_fetches_are_not_check_ins(app: Flask, client: FlaskClient) -> None:
     create(client)
-    assert client.get("/api/configs/aa:bb:cc:dd:ee:00.json").status_code == 404
+    assert client.get("/api/configs/aa:bb:cc:dd:ee:00.json").status_code == 401
     assert client.get("/api/configs/nope.json").status_code == 400
     assert flush(app) == 0
 

@@ -37,6 +37,8 @@ CONFIG_KEYS = {
     "last_fetched_user_agent",
     "last_fetched_firmware_version",
     "sync_state",
+    "last_fetched_with_credential",
+    "credential",
 }
 SUMMARY_KEYS = {"id", "mac_address", "device_name", "device_entity_id", "enable_ota"}
 
@@ -403,7 +405,7 @@ def test_put_cannot_change_the_mac(client: FlaskClient, other_mac: str) -> None:
     assert_error(response, 400)
     fetched = client.get(f"/api/configs/{created['id']}").get_json()
     assert fetched == created
-    assert client.get(device_url("aa:bb:cc:dd:ee:00")).status_code == 404
+    assert client.get(device_url("aa:bb:cc:dd:ee:00")).status_code == 401  # unknown MAC
     assert config_count(client) == 1
 
 
@@ -425,7 +427,7 @@ def test_delete_then_404(client: FlaskClient) -> None:
     assert_error(client.get(url), 404)
     assert_error(client.delete(url), 404)
     assert_error(client.put(url, json={"content": {}}), 404)
-    assert_error(client.get(device_url(MAC)), 404)
+    assert_error(client.get(device_url(MAC)), 401, "device_unauthorized")
     body = client.get("/api/configs").get_json()
     assert body["count"] == 1
     assert body["configs"][0]["id"] == other["id"]
@@ -484,9 +486,9 @@ def test_device_endpoint_malformed_mac_is_400(client: FlaskClient, mac: str) -> 
     assert_error(client.get(device_url(mac)), 400)
 
 
-def test_device_endpoint_unknown_mac_is_404(client: FlaskClient) -> None:
+def test_device_endpoint_unknown_mac_is_401_like_a_bad_token(client: FlaskClient) -> None:
     create(client)
-    assert_error(client.get(device_url("aa:bb:cc:dd:ee:00")), 404, "not_found")
+    assert_error(client.get(device_url("aa:bb:cc:dd:ee:00")), 401, "device_unauthorized")
 
 
 def test_device_etag_changes_when_content_changes(client: FlaskClient) -> None:
@@ -546,7 +548,7 @@ def test_if_none_match_with_a_stale_etag_gets_the_new_content(client: FlaskClien
 
 
 def test_if_none_match_on_unknown_or_malformed_mac(client: FlaskClient) -> None:
-    assert_error(client.get(device_url("aa:bb:cc:dd:ee:00"), headers={"If-None-Match": "*"}), 404)
+    assert_error(client.get(device_url("aa:bb:cc:dd:ee:00"), headers={"If-None-Match": "*"}), 401)
     assert_error(client.get(device_url("zz"), headers={"If-None-Match": "*"}), 400)
 
 

@@ -9,6 +9,7 @@ import pytest
 from conftest import RecordingPublisher
 from conftest import Subscriber
 from conftest import assert_error
+from conftest import clear_desired
 from conftest import make_settings
 from conftest import post_raw
 from conftest import race
@@ -370,6 +371,7 @@ def test_rollback_and_restore_reach_a_real_subscriber(
     finally:
         publisher.stop()
         state(app).database.dispose()
+        clear_desired(mqtt_url, mac)
     # create, update, rollback, restore; nothing for the delete
     assert [message[:3] for message in subscriber.about(mac)] == [
         (TOPIC, {"filename": f"{mac}.json"}, 1)

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import sqlite3
-import subprocess
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import MOSQUITTO
 from conftest import REQUIRE_SERVICES
+from conftest import Broker
 from conftest import RecordingPublisher
 from conftest import Subscriber
 from conftest import assert_error
+from conftest import clear_desired
 from conftest import free_port
 from conftest import make_settings
 from conftest import random_mac
@@ -30,8 +30,10 @@ from iotsupport import create_app
 from iotsupport.extensions import state
 from iotsupport.notifications import MqttPublisher
 from iotsupport.notifications import MqttState
+from iotsupport.notifications import Payload
 
 TOPIC = "iotsupport/updates/configs"
+DESIRED_LABEL = "iotsupport/devices/+/desired"  # the metric label of every device's topic
 MAC = "aa:bb:cc:dd:ee:ff"
 
 
@@ -130,14 +132,17 @@ class CommitCheckingPublisher(RecordingPublisher):
         self.database_path = database_path
         self.seen: list[tuple[str, int] | None] = []
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        if retain:  # the desired state; this test is about the broadcast
+            super().publish(topic, payload, retain=retain)
+            return
         mac = payload["filename"].removesuffix(".json")
         with sqlite3.connect(self.database_path) as connection:
             row = connection.execute(
                 "SELECT content, version FROM device_configs WHERE mac_address = ?", (mac,)
             ).fetchone()
         self.seen.append(None if row is None else (row[0], row[1]))
-        super().publish(topic, payload)
+        super().publish(topic, payload, retain=retain)
 
 
 def test_messages_are_published_only_after_commit(database_url: str) -> None:
@@ -153,7 +158,7 @@ def test_messages_are_published_only_after_commit(database_url: str) -> None:
 
 
 class FailingPublisher(RecordingPublisher):
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
         raise ConnectionError("broker exploded")
 
 
@@ -205,15 +210,18 @@ def started(app: Flask, *, wait_connected: bool = True) -> Iterator[MqttPublishe
         state(app).database.dispose()
 
 
-def publish_totals(client: FlaskClient) -> dict[str, float]:
+def publish_totals(client: FlaskClient) -> dict[str, dict[str, float]]:
+    """Publish outcomes per topic label."""
     families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
-    return {
-        sample.labels["outcome"]: sample.value
-        for family in families
-        if family.name == "iotsupport_mqtt_publish"
-        for sample in family.samples
-        if sample.name == "iotsupport_mqtt_publish_total"
-    }
+    totals: dict[str, dict[str, float]] = {}
+    for family in families:
+        if family.name != "iotsupport_mqtt_publish":
+            continue
+        for sample in family.samples:
+            if sample.name == "iotsupport_mqtt_publish_total":
+                topic = totals.setdefault(sample.labels["topic"], {})
+                topic[sample.labels["outcome"]] = sample.value
+    return totals
 
 
 @pytest.mark.mqtt
@@ -249,6 +257,7 @@ def test_subscriber_receives_exactly_the_announced_changes(
         received = watcher.about(mac, other, sentinel)
     finally:
         watcher.close()
+        clear_desired(mqtt_url, mac, sentinel)
     assert received == [
         (TOPIC, {"filename": f"{mac}.json"}, 1, False),
         (TOPIC, {"filename": f"{mac}.json"}, 1, False),
@@ -264,11 +273,14 @@ def test_the_subscriber_fixture_sees_a_create(
     app = mqtt_app(database_url, mqtt_url)
     client = app.test_client()
     mac = random_mac()
-    with started(app):
-        create(client, mac)
-        assert subscriber.wait_for_filename(f"{mac}.json")
+    try:
+        with started(app):
+            create(client, mac)
+            assert subscriber.wait_for_filename(f"{mac}.json")
+    finally:
+        clear_desired(mqtt_url, mac)
     assert subscriber.about(mac) == [(TOPIC, {"filename": f"{mac}.json"}, 1, False)]
-    assert publish_totals(client).get("sent") == 1
+    assert publish_totals(client)[TOPIC].get("sent") == 1
 
 
 def closed_port_url() -> str:
@@ -294,50 +306,13 @@ def test_unreachable_broker_never_fails_an_api_call(database_url: str) -> None:
             "assets": "disabled",
         }
         totals = publish_totals(client)
-        assert sum(totals.values()) == 2
-        assert totals.get("sent", 0) == 0
+        # create and update, on each topic; the delete clears the retained desired state
+        assert sum(totals[TOPIC].values()) == 2
+        assert sum(totals[DESIRED_LABEL].values()) == 3
+        assert all(totals[label].get("sent", 0) == 0 for label in totals)
 
 
 # --- a broker that goes away and comes back -----------------------------------------
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Broker:
-    """A throwaway mosquitto on its own port; only this process is ever stopped."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [MOSQUITTO, "-p", str(self.port), "-v"], stdout=log, stderr=subprocess.STDOUT
-            )
-
-        def accepting() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            except OSError:
-                return False
-            return True
-
-        assert wait_until(accepting, 10), self.log_path.read_text()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from editor_support import expect_text
 from editor_support import replace_text
 from flask import Flask
 from flask.testing import FlaskClient
+from nvs_reader import read_partition
 from oidc_stack import Stack
 from playwright.sync_api import Page
 from playwright.sync_api import Route
@@ -660,3 +661,89 @@ def test_bulk_undo_lists_devices_changed_since(page: Page, client: FlaskClient) 
     assert stored_content(client, "aa:bb:cc:dd:ee:40") == '{"n": 1}'
     assert stored_content(client, "aa:bb:cc:dd:ee:41") == '{"n": 5}'
     assert a["id"] != b["id"]
+
+
+# --- device credentials ---------------------------------------------------------------------
+
+
+def test_issue_copy_rotate_download_a_bundle_and_revoke(
+    new_page: NewPage, base_url: str, client: FlaskClient, tmp_path: Path
+) -> None:
+    config = create_config(client, "aa:bb:cc:dd:ee:08", '{"deviceName": "Gate"}')
+    mac = "aa:bb:cc:dd:ee:08"
+    page = new_page(base_url, permissions=["clipboard-read", "clipboard-write"])
+    page.goto(f"/devices/{config['id']}")
+    box = page.locator("#credential")
+    expect(box).to_contain_text("No credential")
+
+    page.get_by_role("button", name="Issue token").click()
+    dialog = page.get_by_role("dialog", name="Device token")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("shown only this once")
+    token = page.get_by_role("textbox", name="Device token").input_value()
+    assert token.startswith("iotd_")
+    dialog.get_by_role("button", name="Copy").click()
+    expect(toast(page, "Token copied.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    screenshot(page, "device-token")
+    dialog.get_by_role("button", name="Done").click()
+    expect(box).to_contain_text("Token issued")
+    assert client.get(f"/api/configs/{mac}.json", headers=ui_bearer(token)).status_code == 200
+
+    page.get_by_role("button", name="Rotate token").click()
+    rotated = page.get_by_role("textbox", name="Device token").input_value()
+    assert rotated.startswith("iotd_") and rotated != token
+    dialog.get_by_role("button", name="Done").click()
+    assert client.get(f"/api/configs/{mac}.json", headers=ui_bearer(token)).status_code == 200
+
+    page.locator("#provisioning summary").click()
+    page.get_by_label("Format").select_option("nvs")
+    page.get_by_label("Wi-Fi SSID").fill("homelab-iot")
+    page.get_by_label("Wi-Fi password").fill("not stored")
+    screenshot(page, "device-provisioning")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download bundle").click()
+    assert download.value.suggested_filename == "aa-bb-cc-dd-ee-08-nvs.bin"
+    saved = tmp_path / "nvs.bin"
+    download.value.save_as(saved)
+    stored = read_partition(saved.read_bytes())["iotsupport"]
+    assert stored["wifi_ssid"] == ("string", "homelab-iot")
+    bundle_token = stored["token"][1]
+    assert (
+        client.get(f"/api/configs/{mac}.json", headers=ui_bearer(bundle_token)).status_code == 200
+    )
+    expect(page.get_by_label("Wi-Fi password")).to_have_value("")
+
+    page.get_by_role("button", name="Revoke…").click()
+    page.get_by_role("dialog", name="Revoke this device's credential?").get_by_role(
+        "button", name="Revoke"
+    ).click()
+    expect(toast(page, "Credential revoked")).to_be_visible()
+    expect(box).to_contain_text("No credential")
+    assert (
+        client.get(f"/api/configs/{mac}.json", headers=ui_bearer(bundle_token)).status_code == 401
+    )
+
+
+def test_the_list_marks_devices_that_fetch_without_a_credential(
+    page: Page, app: Flask, client: FlaskClient
+) -> None:
+    migrated = create_config(client, "aa:bb:cc:dd:ee:09", '{"deviceName": "Migrated"}')
+    create_config(client, "aa:bb:cc:dd:ee:0a", '{"deviceName": "Legacy"}')
+    token = client.post(f"/api/configs/{migrated['id']}/credential").get_json()["token"]
+    client.get("/api/configs/aa:bb:cc:dd:ee:09.json", headers=ui_bearer(token))
+    client.get("/api/configs/aa:bb:cc:dd:ee:0a.json")
+    state(app).checkins.flush()
+    page.goto("/")
+    legacy = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:0a")
+    expect(legacy.locator(".badge.no-credential")).to_have_text("fetched without a credential")
+    done = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:09")
+    expect(done.locator(".badge.credential-on")).to_have_text("token")
+    expect(done.locator(".badge.no-credential")).to_have_count(0)
+    screenshot(page, "devices-credentials", full_page=False)
+    legacy.get_by_role("link").click()
+    expect(page.locator("#credential")).to_contain_text("fetched without a credential")
+
+
+def ui_bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

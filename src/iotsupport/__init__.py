@@ -19,6 +19,8 @@ from iotsupport.configs.checkins import CheckinMetrics
 from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.configs.checkins import count_by_sync_state
 from iotsupport.configs.service import ConfigService
+from iotsupport.credentials.device_auth import DeviceGate
+from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
@@ -37,8 +39,9 @@ def create_app(
     publisher: Publisher | None = None,
     registry: CollectorRegistry | None = None,
 ) -> Flask:
-    """Build the app. Nothing connects to the MQTT broker until `publisher.start()`,
-    and device check-ins are only written by `checkins.flush()` until `checkins.start()`.
+    """Build the app. Nothing connects to the MQTT broker until `publisher.start()` (and
+    `accounts.start()`), and device check-ins and credential uses are only written by
+    `checkins.flush()` and `devices.uses.flush()` until their `start()`.
 
     Raises StartupError when a setting is unusable (e.g. SIGNING_KEY_PATH).
     """
@@ -74,6 +77,7 @@ def create_app(
         interval=settings.checkin_flush_seconds,
         trusted_proxies=settings.trusted_networks,
     )
+    accounts = build_accounts(settings, database, registry)
     app.extensions[EXTENSION_KEY] = AppState(
         settings,
         database,
@@ -81,6 +85,8 @@ def create_app(
         scrape_registry,
         checkins=checkins,
         image_proxy=ImageProxy(settings, registry),
+        devices=DeviceGate(settings, database, publisher, accounts, registry),
+        accounts=accounts,
         assets=assets,
         release_cache=build_release_cache(settings),
     )

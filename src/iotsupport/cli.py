@@ -53,6 +53,10 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
             "OIDC_ENABLED is false: the server runs WITHOUT authentication; "
             "anyone who can reach it may change every config"
         )
+    if settings.device_auth == "off":
+        log.warning(
+            "DEVICE_AUTH is off: devices are served by MAC alone and tokens are not checked"
+        )
     # Workers build their own app from the environment; hand the options on.
     os.environ["THREADS"] = str(threads or settings.threads)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _fresh_metrics_dir(settings.prometheus_multiproc_dir)

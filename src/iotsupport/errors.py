@@ -5,7 +5,8 @@ AppError
  │    ├── InvalidSchema   400 invalid_schema        (a device model's JSON Schema)
  │    └── SchemaViolation 400 schema_violation      (content against its model's schema)
  ├── Unauthorized        401 unauthorized (WWW-Authenticate: Bearer)
- │    └── InvalidToken   401 invalid_token
+ │    ├── InvalidToken   401 invalid_token
+ │    └── DeviceUnauthorized 401 device_unauthorized (one body for every device refusal)
  ├── Forbidden           403 forbidden
  ├── HostNotAllowed      403 host_not_allowed      (image proxy allowlist)
  ├── NotFound            404 not_found
@@ -18,6 +19,7 @@ AppError
  ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
  ├── InvalidFirmwareImage 422 (not a valid ESP32 app image; releases/esp_image.py
  │                            has a subclass with its own code for each check)
+ ├── TooManyRequests     429 too_many_requests     (Retry-After: failed device logins)
  ├── UpstreamFailed      502 upstream_failed       (image proxy download)
  └── ServiceUnavailable  503 service_unavailable
 
@@ -46,12 +48,16 @@ class AppError(Exception):
 
     status_code: t.ClassVar[int] = 400
     code: t.ClassVar[str] = "bad_request"
-    headers: t.ClassVar[dict[str, str]] = {}
+    # A tuple value sends the header once per item (several WWW-Authenticate challenges).
+    headers: t.ClassVar[t.Mapping[str, str | tuple[str, ...]]] = {}
 
     def __init__(self, message: str, details: dict[str, t.Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+
+    def response_headers(self) -> t.Mapping[str, str | tuple[str, ...]]:
+        return self.headers
 
 
 class InvalidInput(AppError):
@@ -76,6 +82,24 @@ class Unauthorized(AppError):
 class InvalidToken(Unauthorized):
     code = "invalid_token"
     headers = {"WWW-Authenticate": 'Bearer realm="iotsupport", error="invalid_token"'}
+
+
+class DeviceUnauthorized(Unauthorized):
+    """A device request without a valid credential: wrong token, unknown MAC, none sent.
+
+    Always the same message and no details, so a stranger learns nothing about a MAC.
+    """
+
+    code = "device_unauthorized"
+    headers = {
+        "WWW-Authenticate": (
+            'Basic realm="iotsupport devices", charset="UTF-8"',
+            'Bearer realm="iotsupport devices"',
+        )
+    }
+
+    def __init__(self) -> None:
+        super().__init__("device authentication failed: send this device's token")
 
 
 class Forbidden(AppError):
@@ -128,6 +152,18 @@ class UnprocessableImage(AppError):
 class InvalidFirmwareImage(AppError):
     status_code = 422
     code = "invalid_firmware_image"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"retry_after": retry_after})
+        self.retry_after = retry_after
+
+    def response_headers(self) -> t.Mapping[str, str | tuple[str, ...]]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamFailed(AppError):
@@ -193,7 +229,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(AppError)
     def _app_error(exc: AppError) -> Response:
         response = error_response(exc.status_code, exc.message, exc.code, exc.details)
-        response.headers.update(exc.headers)
+        response.headers.update(exc.response_headers())
         return response
 
     @app.errorhandler(ValidationError)

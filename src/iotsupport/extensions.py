@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from iotsupport.assets.service import Assets
 from iotsupport.configs.checkins import CheckinRecorder
+from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
@@ -27,6 +29,8 @@ class AppState:
     scrape_registry: CollectorRegistry  # what /metrics exposes
     checkins: CheckinRecorder  # devices' fetches, written in the background
     image_proxy: ImageProxy
+    devices: DeviceGate  # device authentication (DEVICE_AUTH) and credential uses
+    accounts: BrokerAccounts  # the devices' broker accounts (MQTT_DEVICE_ACCOUNTS)
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
 

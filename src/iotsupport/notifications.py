@@ -29,6 +29,16 @@ CONFIGS_TOPIC = "iotsupport/updates/configs"
 ASSETS_TOPIC = "iotsupport/updates/assets"
 
 MqttState = t.Literal["connected", "disconnected", "disabled"]
+Payload = t.Mapping[str, t.Any]
+_DEVICE_TOPICS = "iotsupport/devices/"
+
+
+def topic_label(topic: str) -> str:
+    """The metric label of a topic: per-device topics share one (`iotsupport/devices/+/...`)."""
+    if topic.startswith(_DEVICE_TOPICS):
+        _, _, rest = topic[len(_DEVICE_TOPICS) :].partition("/")
+        return f"{_DEVICE_TOPICS}+/{rest}"
+    return topic
 
 
 class Publisher(t.Protocol):
@@ -37,7 +47,11 @@ class Publisher(t.Protocol):
     @property
     def state(self) -> MqttState: ...
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None: ...
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        """QoS 1; `retain` keeps it on the broker for later subscribers."""
+
+    def clear_retained(self, topic: str) -> None:
+        """Remove the topic's retained message (an empty retained payload)."""
 
     def start(self) -> None: ...
 
@@ -70,8 +84,11 @@ class DisabledPublisher:
     def state(self) -> MqttState:
         return "disabled"
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
-        self._metrics.outcomes.labels(topic, "disabled").inc()
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        self._metrics.outcomes.labels(topic_label(topic), "disabled").inc()
+
+    def clear_retained(self, topic: str) -> None:
+        self._metrics.outcomes.labels(topic_label(topic), "disabled").inc()
 
     def start(self) -> None:
         pass
@@ -81,7 +98,7 @@ class DisabledPublisher:
 
 
 class MqttPublisher:
-    """paho-mqtt client, MQTT 5, QoS 1, not retained, reconnecting by itself."""
+    """paho-mqtt client, MQTT 5, QoS 1, reconnecting by itself."""
 
     def __init__(self, settings: Settings, metrics: PublishMetrics, max_queued: int = 10_000):
         assert settings.mqtt_url
@@ -127,8 +144,14 @@ class MqttPublisher:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def publish(self, topic: str, payload: dict[str, str]) -> None:
-        info = self._client.publish(topic, json.dumps(payload), qos=1, retain=False)
+    def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
+        self._send(topic, json.dumps(payload).encode(), retain)
+
+    def clear_retained(self, topic: str) -> None:
+        self._send(topic, b"", True)
+
+    def _send(self, topic: str, payload: bytes, retain: bool) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS:
             outcome = "sent"
         elif info.rc == mqtt.MQTT_ERR_NO_CONN:
@@ -137,7 +160,7 @@ class MqttPublisher:
             outcome = "dropped"
             log.warning("MQTT publish to %s dropped: %s", topic, mqtt.error_string(info.rc))
         self._last_info = info
-        self._metrics.outcomes.labels(topic, outcome).inc()
+        self._metrics.outcomes.labels(topic_label(topic), outcome).inc()
 
     def _on_connect(
         self,

@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id_prefix: str = "iotsupport"
+    # dynsec: one broker account per device with a credential (Mosquitto's dynamic security).
+    mqtt_device_accounts: t.Literal["off", "dynsec"] = "off"
+    # What provisioning bundles tell devices (default: MQTT_URL, which may be an internal name).
+    device_mqtt_url: str | None = None
+
+    # Device credentials: off (MAC alone, as before), optional (a device that has a
+    # credential must use it), required (every device request needs a valid token).
+    device_auth: t.Literal["off", "optional", "required"] = "optional"
+    device_token_grace_hours: float = Field(default=168.0, ge=0)
+    # Failed device authentications per address (per process) before 429.
+    device_auth_max_failures: int = Field(default=20, ge=1)
+    device_auth_failure_window_seconds: int = Field(default=60, ge=1)
 
     # Set by `iotsupport serve` so that /metrics adds up every worker process.
     prometheus_multiproc_dir: str | None = None
@@ -92,7 +104,7 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
-    @field_validator("mqtt_url")
+    @field_validator("mqtt_url", "device_mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, url: str | None) -> str | None:
         if not url:
@@ -118,6 +130,16 @@ class Settings(BaseSettings):
         missing = [name.upper() for name in required if not getattr(self, name)]
         if missing:
             raise ValueError(f"OIDC_ENABLED=true needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_device_accounts(self) -> Settings:
+        if self.mqtt_device_accounts != "dynsec":
+            return self
+        required = ("mqtt_url", "mqtt_username", "mqtt_password")
+        missing = [name.upper() for name in required if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"MQTT_DEVICE_ACCOUNTS=dynsec needs {', '.join(missing)}")
         return self
 
     @field_validator("assets_dir", "signing_key_path", mode="before")

@@ -29,6 +29,13 @@ def create_server_app() -> Flask:
     # but runs its own finalizers; either way the last fetches get written.
     atexit.register(checkins.stop)
     util.Finalize(checkins, checkins.stop, exitpriority=10)
+    uses = state(app).devices.uses  # when and from where each credential was last used
+    uses.start()
+    atexit.register(uses.stop)
+    util.Finalize(uses, uses.stop, exitpriority=10)
+    accounts = state(app).accounts  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
+    accounts.start()
+    atexit.register(accounts.stop)
     if publisher.state == "disabled":
         log.info("MQTT_URL is not set: change notifications are off")
     return app

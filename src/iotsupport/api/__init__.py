@@ -48,6 +48,7 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.change_sets import routes as change_sets
     from iotsupport.configs import history_routes
     from iotsupport.configs import routes as configs
+    from iotsupport.credentials import routes as credentials
     from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
 
@@ -57,6 +58,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(history_routes.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(change_sets.bp)
+    app.register_blueprint(credentials.bp)
+    app.register_blueprint(credentials.device_bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)

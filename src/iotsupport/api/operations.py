@@ -47,11 +47,18 @@ def health() -> Response:
     if (problem := FOLDER_PROBLEMS.get(folder)) is not None:
         log.warning("health: %s", problem)
         reasons.append(problem)
+    pending = None
+    if database == "ok" and state().accounts.enabled:
+        try:
+            pending = state().accounts.pending()
+        except (SQLAlchemyError, TimeoutError):
+            pending = None
     body = HealthSchema(
         status="unhealthy" if reasons else "healthy",
         database=database,
         mqtt=mqtt,
         assets=folder,
+        broker_accounts_pending=pending,
         reason="; ".join(reasons) or None,
     )
     return json_response(body.model_dump_json(exclude_none=True), 503 if reasons else 200)

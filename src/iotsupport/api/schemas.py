@@ -23,4 +23,9 @@ class HealthSchema(BaseModel):
     database: t.Literal["ok", "unreachable"]
     mqtt: t.Literal["connected", "disconnected", "disabled"]
     assets: t.Literal["ok", "missing", "not_writable", "disabled"] = "disabled"
+    broker_accounts_pending: int | None = Field(
+        default=None,
+        description="Device broker account changes the broker has not confirmed yet "
+        "(MQTT_DEVICE_ACCOUNTS=dynsec only).",
+    )
     reason: str | None = None

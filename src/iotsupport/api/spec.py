@@ -174,7 +174,12 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         if parameters:
             entry["parameters"] = parameters
         access = access_of(app.view_functions[endpoint])
-        if access is not None and not access.is_public:
+        if access is not None and access.device is not None:
+            # A device token (Bearer or Basic); none at all where DEVICE_AUTH allows it.
+            entry["security"] = [{"deviceToken": []}, {"deviceBasic": []}, {}]
+            if access.device.or_roles:
+                entry["security"].insert(2, {"bearerAuth": []})
+        elif access is not None and not access.is_public:
             entry["security"] = [{"bearerAuth": []}]
             entry["description"] = "Roles: " + ", ".join(sorted(access.roles))
         if spec.body is not None:
@@ -198,7 +203,17 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
             "schemas": definitions.get("$defs", {}),
             # Browsers are authenticated by the login cookie instead (see /api/auth/login).
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "deviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "iotd_ device token",
+                },
+                "deviceBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "User name: the device's MAC; password: its token.",
+                },
             },
         },
     }

@@ -28,8 +28,8 @@ from iotsupport.assets.service import check_filename
 from iotsupport.assets.service import too_large
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
-from iotsupport.auth.access import public
 from iotsupport.auth.access import requires
+from iotsupport.auth.access import requires_device
 from iotsupport.db import get_session
 from iotsupport.extensions import state
 
@@ -130,9 +130,10 @@ def list_assets() -> Response:
 
 
 @bp.get(f"/{FILENAME}")
-@public
+@requires_device()
 @operation(
-    "Device endpoint: download a firmware image for OTA (public; ETag, Range, HEAD)",
+    "Device endpoint: download a firmware image for OTA (ETag, Range, HEAD; a device token "
+    "as DEVICE_AUTH says)",
     tag="devices",
     responses={
         200: "The file, application/octet-stream",

@@ -39,6 +39,9 @@ from iotsupport.errors import Unauthorized
 from iotsupport.errors import error_response
 from iotsupport.settings import Settings
 
+if t.TYPE_CHECKING:
+    from iotsupport.credentials.device_auth import DeviceGate
+
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "iotsupport.auth"
@@ -55,11 +58,13 @@ _ADMIN_ONLY = Access(frozenset({Role.ADMIN}))
 
 @dataclass
 class Auth:
-    """Per-app login state: the OIDC client (None when login is off) and the cookie signer."""
+    """Per-app login state: the OIDC client (None when login is off) and the cookie signer;
+    and the device half of the access hook (DEVICE_AUTH)."""
 
     client: OidcClient | None
     secure_cookies: bool
     signer: URLSafeTimedSerializer | None
+    devices: DeviceGate
 
     @property
     def enabled(self) -> bool:
@@ -86,7 +91,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         secret = settings.oidc_client_secret.get_secret_value()
         signer = URLSafeTimedSerializer(secret, salt="iotsupport.login")
     secure = (settings.baseurl or "").startswith("https://")
-    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer)
+    devices: DeviceGate = app.extensions["iotsupport"].devices  # built by create_app first
+    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer, devices)
     app.before_request(_enforce_access)
     app.after_request(_store_renewed_tokens)
     app.register_error_handler(ProviderUnavailable, _provider_unavailable)
@@ -99,14 +105,23 @@ def _provider_unavailable(exc: ProviderUnavailable) -> Response:
 
 
 def _enforce_access() -> BaseResponse | None:
-    if not auth().enabled or request.endpoint is None:  # no route: routing answers 404/405
+    endpoint = request.endpoint
+    if endpoint is None:  # no route: routing answers 404/405
         return None
-    if request.endpoint == "static" or request.endpoint.endswith(".static"):
+    if endpoint == "static" or endpoint.endswith(".static"):
+        return None
+    # An unmarked route stays closed: admin only.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    access = access_of(app.view_functions[endpoint]) or _ADMIN_ONLY
+    state: Auth = app.extensions[EXTENSION_KEY]
+    if access.device is not None:  # whatever OIDC_ENABLED is
+        roles = access.device.or_roles
+        state.devices.enforce(access.device, lambda: _admin_allowed(roles))
+        return None
+    if not state.enabled:
         return None
     if request.method in STATE_CHANGING and _authenticated_by_cookie():
         _check_origin()
-    # An unmarked route stays closed: admin only.
-    access = access_of(current_app.view_functions[request.endpoint]) or _ADMIN_ONLY
     if access.is_public:
         return None
     try:
@@ -118,6 +133,19 @@ def _enforce_access() -> BaseResponse | None:
     if not principal.may(access.roles):
         raise Forbidden("your roles do not allow this", {"roles": sorted(principal.roles)})
     return None
+
+
+def _admin_allowed(roles: frozenset[Role]) -> bool:
+    """For a route that admits a device or these roles: is the caller logged in with one?"""
+    if auth().enabled and request.method in STATE_CHANGING and _authenticated_by_cookie():
+        _check_origin()
+    try:
+        principal = current_principal()
+    except Unauthorized:
+        return False
+    if not principal.may(roles):
+        raise Forbidden("your roles do not allow this", {"roles": sorted(principal.roles)})
+    return True
 
 
 def current_principal() -> Principal:

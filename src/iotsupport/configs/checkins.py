@@ -31,6 +31,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from iotsupport.background import Periodic
 from iotsupport.configs.tables import ConfigHistory
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
@@ -52,6 +53,7 @@ class PendingFetch:
     forwarded_for: str | None
     user_agent: str | None
     firmware_version: str | None
+    with_credential: bool
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Networks) -> str | None:
@@ -114,13 +116,11 @@ class CheckinRecorder:
     ) -> None:
         self._session_factory = session_factory
         self._metrics = metrics
-        self._interval = interval
         self._trusted = trusted_proxies
         self._pending: dict[int, PendingFetch] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._writer = Periodic("checkin-flush", interval, self.flush)
 
     def record(
         self,
@@ -131,6 +131,7 @@ class CheckinRecorder:
         forwarded_for: str | None,
         user_agent: str | None,
         firmware_version: str | None,
+        with_credential: bool = False,
     ) -> None:
         """Note a fetch; cheap enough for every device request."""
         now = time.time()
@@ -138,29 +139,22 @@ class CheckinRecorder:
             previous = self._pending.get(config_id)
             first = previous.first_fetched_at if previous and previous.version == version else now
             self._pending[config_id] = PendingFetch(
-                version, first, now, peer, forwarded_for, user_agent, firmware_version
+                version,
+                first,
+                now,
+                peer,
+                forwarded_for,
+                user_agent,
+                firmware_version,
+                with_credential,
             )
 
     def start(self) -> None:
-        if self._thread is None:
-            self._stopped.clear()
-            self._thread = threading.Thread(target=self._run, name="checkin-flush", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def stop(self) -> None:
         """Stop the background thread and write what is still pending."""
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-        self.flush()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                self.flush()
-            except Exception:  # the thread must outlive any surprise
-                log.exception("check-in flush failed")
+        self._writer.stop()
 
     def flush(self) -> int:
         """Write the pending fetches now; returns how many configs were written."""
@@ -221,6 +215,7 @@ class CheckinRecorder:
             "client_address": address[:64] if address else None,
             "user_agent": fetch.user_agent[:255] if fetch.user_agent else None,
             "firmware_version": fetch.firmware_version[:64] if fetch.firmware_version else None,
+            "with_credential": fetch.with_credential,
         }
 
     def _requeue(self, batch: dict[int, PendingFetch]) -> None:

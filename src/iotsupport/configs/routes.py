@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
+from flask import g
 from flask import request
 
 from iotsupport.api import json_response
 from iotsupport.api.spec import operation
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
-from iotsupport.auth.access import public
 from iotsupport.auth.access import requires
+from iotsupport.auth.access import requires_device
 from iotsupport.configs.history import HistoryService
 from iotsupport.configs.schemas import ConfigCreateSchema
 from iotsupport.configs.schemas import ConfigListQuery
@@ -22,6 +23,7 @@ from iotsupport.configs.schemas import config_json
 from iotsupport.configs.schemas import config_list_json
 from iotsupport.configs.service import UNSET
 from iotsupport.configs.service import ConfigService
+from iotsupport.configs.service import DeviceDocument
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import get_session
 from iotsupport.extensions import state
@@ -29,13 +31,14 @@ from iotsupport.extensions import state
 
 def config_service() -> ConfigService:
     """The request's config service; its changes are recorded as made by the caller."""
-    settings = state().settings
+    app_state = state()
     return ConfigService(
         get_session(),
-        state().publisher,
+        app_state.publisher,
         actor=current_actor(),
-        keep_versions=settings.history_keep_versions,
-        validation_timeout=settings.schema_validation_timeout_seconds,
+        keep_versions=app_state.settings.history_keep_versions,
+        validation_timeout=app_state.settings.schema_validation_timeout_seconds,
+        accounts=app_state.accounts,
     )
 
 
@@ -127,20 +130,22 @@ def delete_config(config_id: int) -> Response:
 
 
 @bp.get("/<mac>.json")
-@public
+@requires_device(mac_arg="mac")
 @operation(
-    "Device endpoint: the stored config verbatim (public)",
+    "Device endpoint: the stored config verbatim (the device's token, as DEVICE_AUTH says)",
     tag="devices",
     responses={
         200: "The config exactly as saved",
         304: "Unchanged since the ETag sent in If-None-Match",
         400: "Malformed MAC",
-        404: "Unknown MAC",
+        401: "No valid token for this device, or no such device (one answer for both)",
+        404: "Unknown MAC (DEVICE_AUTH=off only)",
+        429: "Too many failed tokens from this address",
     },
 )
 def device_config(mac: str) -> Response:
-    known = request.if_none_match
-    document = config_service().device_document(mac, known.as_set(include_weak=True))
+    # The access hook has read the document (with the device's credential) already.
+    document: DeviceDocument = g.device_document
     environ = request.environ  # read directly: this runs on every device request
     state().checkins.record(
         document.config_id,
@@ -149,8 +154,9 @@ def device_config(mac: str) -> Response:
         forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
         user_agent=environ.get("HTTP_USER_AGENT"),
         firmware_version=environ.get("HTTP_X_FIRMWARE_VERSION"),
+        with_credential="device" in g,
     )
-    if document.content is None or known.star_tag:
+    if document.content is None or request.if_none_match.star_tag:
         response = Response(status=304)
     else:
         response = json_response(document.content)

@@ -85,6 +85,16 @@ def _utc_iso(value: datetime) -> str:
 Timestamp = t.Annotated[datetime, PlainSerializer(_utc_iso, return_type=str)]
 
 
+class CredentialSummarySchema(BaseModel):
+    """That the device has a credential, and its use; never the token."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    issued_at: Timestamp = Field(description="When the newest token was issued.")
+    last_used_at: Timestamp | None = Field(description="The device's last authenticated request.")
+    last_used_from: str | None = Field(description="The address it came from.")
+
+
 class ConfigSummarySchema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -106,6 +116,13 @@ class ConfigSummarySchema(BaseModel):
     sync_state: SyncState = Field(
         description="in_sync: the device has the current version; pending: it has an older "
         "one; never: it never fetched. Device fetches are written every few seconds."
+    )
+    last_fetched_with_credential: bool | None = Field(
+        description="Whether the last fetch carried a valid device credential (false: the "
+        "device still fetches by MAC alone)."
+    )
+    credential: CredentialSummarySchema | None = Field(
+        description="The device's credential (never its token), or null."
     )
 
 

@@ -19,11 +19,17 @@ from iotsupport.configs.content import content_etag
 from iotsupport.configs.content import derive_fields
 from iotsupport.configs.content import normalize_mac
 from iotsupport.configs.content import parse_json_object
+from iotsupport.configs.desired import announce_desired
+from iotsupport.configs.desired import clear_desired
 from iotsupport.configs.history import HistoryService
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import HistoryEvent
 from iotsupport.configs.tables import sync_state_expression
+from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
+from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.credentials.tokens import CredentialState
 from iotsupport.db import after_commit
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
@@ -58,16 +64,26 @@ ModelChoice = str | None | Unset
 _CONFIGS = DeviceConfig.__table__
 _CHECKINS = DeviceCheckin.__table__
 _MODELS = DeviceModel.__table__
+_CREDENTIALS = DeviceCredential.__table__
 # When the device already holds the current version, the content is not even read.
-_DEVICE_DOCUMENT = select(
-    _CONFIGS.c.id,
-    _CONFIGS.c.version,
-    _CONFIGS.c.etag,
-    case(
-        (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
-        else_=_CONFIGS.c.content,
-    ).label("content"),
-).where(_CONFIGS.c.mac_address == bindparam("mac"))
+# The device's credential comes in the same statement: a fetch stays one round trip.
+_DEVICE_DOCUMENT = (
+    select(
+        _CONFIGS.c.id,
+        _CONFIGS.c.version,
+        _CONFIGS.c.etag,
+        case(
+            (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
+            else_=_CONFIGS.c.content,
+        ).label("content"),
+        _CREDENTIALS.c.token_hash,
+        _CREDENTIALS.c.previous_hash,
+        _CREDENTIALS.c.previous_expires_at,
+        _CREDENTIALS.c.broker_hash,
+    )
+    .select_from(_CONFIGS.outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id))
+    .where(_CONFIGS.c.mac_address == bindparam("mac"))
+)
 _SUMMARIES = (
     select(
         _CONFIGS.c.id,
@@ -84,25 +100,31 @@ _SUMMARIES = (
         type_coerce(_CHECKINS.c.fetched_at, DateTime(timezone=True)).label("last_fetched_at"),
         _CHECKINS.c.fetched_version.label("last_fetched_version"),
         sync_state_expression(_CONFIGS.c.version, _CHECKINS.c.fetched_version).label("sync_state"),
+        _CHECKINS.c.with_credential.label("last_fetched_with_credential"),
+        type_coerce(_CREDENTIALS.c.issued_at, DateTime(timezone=True)).label("issued_at"),
+        type_coerce(_CREDENTIALS.c.last_used_at, DateTime(timezone=True)).label("last_used_at"),
+        _CREDENTIALS.c.last_used_from,
     )
     .select_from(
-        _CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id).outerjoin(
-            _MODELS, _MODELS.c.id == _CONFIGS.c.model_id
-        )
+        _CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id)
+        .outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id)
+        .outerjoin(_MODELS, _MODELS.c.id == _CONFIGS.c.model_id)
     )
     .order_by(_CONFIGS.c.mac_address)
 )
+_CREDENTIAL_COLUMNS = ("issued_at", "last_used_at", "last_used_from")
 
 
 @dataclass(slots=True)
 class DeviceDocument:
     """What a device fetch needs: the ETag, and the content unless the device has it;
-    plus the config and version, for the device's check-in."""
+    plus the config and version, for the device's check-in, and its credential."""
 
     config_id: int
     version: int
     etag: str
     content: str | None
+    credential: CredentialState | None
 
 
 class ConfigService:
@@ -114,13 +136,18 @@ class ConfigService:
         actor: str = ANONYMOUS_ACTOR,
         keep_versions: int = 50,
         validation_timeout: float = 1.0,
+        accounts: BrokerAccounts = NO_BROKER_ACCOUNTS,
     ) -> None:
-        """`actor` is who makes the changes, recorded as `updated_by` and in the history."""
+        """`actor` is who makes the changes, recorded as `updated_by` and in the history.
+
+        `accounts`: the devices' broker accounts (MQTT_DEVICE_ACCOUNTS), told of deletes.
+        """
         self.session = session
         self.publisher = publisher
         self.actor = actor
         self.keep_versions = keep_versions
         self.validation_timeout = validation_timeout
+        self.accounts = accounts
 
     @functools.cached_property
     def models(self) -> ModelService:
@@ -150,7 +177,7 @@ class ConfigService:
         rows = result.all()
         # Plain dicts: several times faster to build than Row._asdict().
         return (
-            [dict(zip(columns, row, strict=True)) for row in rows[start : start + size]]
+            [_summary(dict(zip(columns, row, strict=True))) for row in rows[start : start + size]]
             for start in range(0, len(rows), size)
         )
 
@@ -179,7 +206,17 @@ class ConfigService:
         row = self.session.execute(_DEVICE_DOCUMENT, params).one_or_none()
         if row is None:
             raise NotFound(f"no config for {mac}")
-        return DeviceDocument(row.id, row.version, row.etag, row.content)
+        credential = None
+        if row.token_hash is not None:
+            credential = CredentialState(
+                row.id,
+                mac,
+                row.token_hash,
+                row.previous_hash,
+                row.previous_expires_at,
+                row.broker_hash,
+            )
+        return DeviceDocument(row.id, row.version, row.etag, row.content, credential)
 
     def create(self, mac_address: str, content: str, model: str | None = None) -> DeviceConfig:
         mac = normalize_mac(mac_address)
@@ -228,6 +265,9 @@ class ConfigService:
         self.history.record_deletion(config, utcnow(), self.actor)
         self.session.delete(config)
         self.session.flush()
+        if config.credential is not None:  # kept for a restore; the broker account goes
+            self.accounts.forget(self.session, config_id, config.mac_address)
+        clear_desired(self.session, self.publisher, config.mac_address)
 
     def restore(self, mac_address: str) -> DeviceConfig:
         """Bring the MAC's last deleted config back: same id, its history, a new version."""
@@ -357,17 +397,7 @@ class ConfigService:
             raise Conflict(f"a config for {mac} already exists", {"mac_address": mac}) from None
 
     def _get_for_update(self, config_id: int) -> DeviceConfig:
-        # Row lock on PostgreSQL, so concurrent updates get consecutive versions.
-        # Only the config's row: its check-in is outer-joined, and is the devices' to write.
-        query = (
-            select(DeviceConfig)
-            .where(DeviceConfig.id == config_id)
-            .with_for_update(of=DeviceConfig.__table__)
-        )
-        config = self.session.scalars(query).one_or_none()
-        if config is None:
-            raise NotFound(f"config {config_id} does not exist")
-        return config
+        return config_for_update(self.session, config_id)
 
     def _locked_model(self, model: DeviceModel | None) -> DeviceModel | None:
         # Shared lock: a schema change of the model waits until this save has committed.
@@ -403,3 +433,26 @@ class ConfigService:
     def _announce(self, config: DeviceConfig) -> None:
         payload = {"filename": f"{config.mac_address}.json"}
         after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
+        announce_desired(self.session, self.publisher, config)
+
+
+def config_for_update(session: Session, config_id: int) -> DeviceConfig:
+    """The config, row-locked on PostgreSQL (so concurrent changes are serialized); 404."""
+    # Only the config's row: its check-in and credential are outer-joined, and are
+    # the devices' to write.
+    query = (
+        select(DeviceConfig)
+        .where(DeviceConfig.id == config_id)
+        .with_for_update(of=DeviceConfig.__table__)
+    )
+    config = session.scalars(query).one_or_none()
+    if config is None:
+        raise NotFound(f"config {config_id} does not exist")
+    return config
+
+
+def _summary(row: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A list row with its credential's columns as one `credential` object (or None)."""
+    credential = {name: row.pop(name) for name in _CREDENTIAL_COLUMNS}
+    row["credential"] = credential if credential["issued_at"] is not None else None
+    return row

@@ -19,6 +19,7 @@ from sqlalchemy.orm import foreign
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
+from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import Base
 from iotsupport.db.base import UTCDateTime
@@ -61,6 +62,8 @@ class DeviceCheckin(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     firmware_version: Mapped[str | None] = mapped_column(String(64))
+    # Whether that fetch carried a valid device credential (null: before credentials existed).
+    with_credential: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class DeviceConfig(Base):
@@ -101,6 +104,16 @@ class DeviceConfig(Base):
         lazy="joined",
         viewonly=True,
     )
+
+    credential: Mapped[DeviceCredential | None] = relationship(
+        primaryjoin=lambda: DeviceConfig.id == foreign(DeviceCredential.config_id),
+        lazy="joined",
+        viewonly=True,
+    )
+
+    @property
+    def last_fetched_with_credential(self) -> bool | None:
+        return self.checkin.with_credential if self.checkin else None
 
     @property
     def model(self) -> str | None:

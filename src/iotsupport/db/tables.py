@@ -7,6 +7,8 @@ from iotsupport.configs.tables import ConfigDeletion
 from iotsupport.configs.tables import ConfigHistory
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
+from iotsupport.credentials.tables import BrokerAccountChange
+from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.db.base import Base
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.releases.tables import StoredFile
@@ -16,6 +18,7 @@ __all__ = [
     "Base",
     "ChangeSet",
     "ChangeSetItem",
+    "BrokerAccountChange",
     "ConfigDeletion",
     "ConfigHistory",
     "DeviceCheckin",
@@ -23,5 +26,6 @@ __all__ = [
     "DeviceModel",
     "StoredFile",
     "StoredFileChunk",
+    "DeviceCredential",
     "UsedUploadSignature",
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
-from flask import request
 
 from iotsupport.api.spec import operation
-from iotsupport.auth.access import public
+from iotsupport.auth.access import requires_device
+from iotsupport.credentials.headers import upstream_header
 from iotsupport.errors import InvalidInput
 from iotsupport.extensions import state
 from iotsupport.images.schemas import LvglImageQuery
@@ -16,9 +16,10 @@ bp = Blueprint("images", __name__, url_prefix="/api/images")
 
 
 @bp.get("/lvgl")
-@public
+@requires_device()
 @operation(
-    "Fetch an image, fit it to a display and return it as an LVGL v9 image (public)",
+    "Fetch an image, fit it to a display and return it as an LVGL v9 image (a device token "
+    "as DEVICE_AUTH says; the upstream's token travels in X-Upstream-Authorization)",
     tag="devices",
     query=LvglImageQuery,
     responses={
@@ -32,9 +33,10 @@ bp = Blueprint("images", __name__, url_prefix="/api/images")
 def lvgl_image(query: LvglImageQuery) -> Response:
     forwarded = {}
     for name in query.header_names:
-        if name not in request.headers:
+        value = upstream_header(name)
+        if value is None:
             raise InvalidInput(f"the request has no {name} header to forward", {"header": name})
-        forwarded[name] = request.headers[name]
+        forwarded[name] = value
     image = state().image_proxy.lvgl_image(query.url, forwarded, query.box, query.format)
     response = Response(image.data, mimetype="application/octet-stream")
     response.headers["Cache-Control"] = "no-store"

@@ -5,6 +5,7 @@ import {
   api, ask, copyText, deviceUrl, el, formatDateTime, isMissingRoute, notify, onLeaveForLogin,
   rawMember, rememberDeleted, startPage, syncBadge, timeAgo, timeElement,
 } from "./common.js";
+import { renderCredential, setupCredential } from "./credential.js";
 import { lineDiff, parseUnified, prettyJson, renderDiff } from "./diff.js";
 import { formatJson, setupEditor } from "./editor.js";
 import { fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel } from "./schema.js";
@@ -86,6 +87,7 @@ function renderMeta() {
     metaRow("Created", timeElement(config.created_at)),
     metaRow("OTA", ota),
   );
+  renderCredential(config);
   dom.sync.hidden = !("sync_state" in config);
   if (!dom.sync.hidden) {
     const from = [config.last_fetched_from, config.last_fetched_firmware_version && `firmware ${config.last_fetched_firmware_version}`]
@@ -385,5 +387,14 @@ window.addEventListener("beforeunload", (event) => {
   if (isDirty() && !leavingForLogin) event.preventDefault();
 });
 
+/** After a credential change: the config body again (credential, last use), edits kept. */
+async function reloadMeta() {
+  const result = await api("GET", base);
+  if (!result.ok || !saved.config) return;
+  saved.config = { ...saved.config, credential: result.data.credential };
+  renderMeta();
+}
+
+setupCredential(configId, reloadMeta);
 startPage();
 load();

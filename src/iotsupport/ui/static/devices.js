@@ -23,6 +23,7 @@ const COLUMNS = [
   { key: "updated_at", label: "Updated", cls: "hide-narrow" },
   { key: "sync_state", label: "Sync", optional: true },
   { key: "last_fetched_at", label: "Last fetch", cls: "hide-narrow", optional: true },
+  { key: "credential", label: "Credential", optional: true },
 ];
 
 const dom = {
@@ -75,9 +76,23 @@ function cell(column, config) {
     }
     case "version":
       return String(value);
+    case "credential":
+      return credentialCell(config);
     default:
       return value === null || value === undefined || value === "" ? el("span", { class: "muted" }, "—") : value;
   }
+}
+
+/** A token or not, and a mark on devices that still fetch by MAC alone (left to migrate). */
+function credentialCell(config) {
+  const parts = [config.credential
+    ? el("span", { class: "badge credential-on", title: "has a device token" }, "token")
+    : el("span", { class: "muted", title: "no device token" }, "—")];
+  if (config.last_fetched_with_credential === false) {
+    parts.push(el("span", { class: "badge no-credential", title: "its last fetch carried no valid token" },
+      "fetched without a credential"));
+  }
+  return el("span", {}, ...parts);
 }
 
 function buildRow(config) {
@@ -122,6 +137,7 @@ function sortValue(config, key) {
   const value = config[key];
   if (key === "sync_state") return SYNC_RANK[value] ?? 3;
   if (key === "model") return value ? `${value} ${config.schema_valid === false ? 0 : 1}` : null;
+  if (key === "credential") return (value ? 2 : 0) + (config.last_fetched_with_credential === false ? 0 : 1);
   if (typeof value === "string") return value.toLowerCase();
   if (typeof value === "boolean") return value ? 1 : 0;
   return value;

@@ -1,0 +1,1 @@
+"""Device credentials: tokens, device authentication, provisioning bundles, broker accounts."""

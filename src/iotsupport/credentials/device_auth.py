@@ -1,0 +1,271 @@
+"""Device authentication: the device half of the one access hook (`auth._enforce_access`).
+
+A device sends `Authorization: Bearer iotd_...`, or HTTP Basic with its MAC as the
+user name and its token as the password. What a route needs depends on DEVICE_AUTH:
+
+| route | off | optional | required |
+|---|---|---|---|
+| config fetch (`mac_arg`) | MAC alone | its token, if it has a credential | its token |
+| other device routes | nothing | a valid token, if one is sent | a valid token |
+| `always` (own rotation) | a valid token | a valid token | a valid token |
+
+Every refusal is the same 401 (wrong token, unknown MAC, nothing sent) after the same
+work; from an address with too many failed tokens, 429. Whatever is not a device
+credential (an admin's JWT, a Home Assistant token for the image proxy) is not one:
+it is ignored in `off`/`optional`, refused in `required`, and on a route that also
+admits roles it is checked as an admin's login.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as t
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Request
+from flask import g
+from flask import request
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from sqlalchemy import bindparam
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from iotsupport.auth.access import DeviceAccess
+from iotsupport.configs.checkins import client_address
+from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.service import ConfigService
+from iotsupport.configs.service import DeviceDocument
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.credentials.accounts import BrokerAccounts
+from iotsupport.credentials.headers import Presented
+from iotsupport.credentials.headers import presented_credential
+from iotsupport.credentials.limits import FailureLimiter
+from iotsupport.credentials.service import CredentialService
+from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.credentials.tokens import CredentialState
+from iotsupport.credentials.tokens import Verdict
+from iotsupport.credentials.tokens import check
+from iotsupport.credentials.tokens import token_hash
+from iotsupport.credentials.usage import CredentialUseRecorder
+from iotsupport.db import READ_ONLY_METHODS
+from iotsupport.db import Database
+from iotsupport.db import commit
+from iotsupport.db import get_session
+from iotsupport.db.base import utcnow
+from iotsupport.errors import DeviceUnauthorized
+from iotsupport.errors import NotFound
+from iotsupport.errors import TooManyRequests
+from iotsupport.notifications import Publisher
+from iotsupport.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CREDENTIALS = DeviceCredential.__table__.c
+_CONFIGS = DeviceConfig.__table__.c
+_STATE = select(
+    _CREDENTIALS.config_id,
+    _CONFIGS.mac_address,
+    _CREDENTIALS.token_hash,
+    _CREDENTIALS.previous_hash,
+    _CREDENTIALS.previous_expires_at,
+    _CREDENTIALS.broker_hash,
+).select_from(
+    DeviceCredential.__table__.join(
+        DeviceConfig.__table__, _CONFIGS.id == _CREDENTIALS.config_id
+    )  # a deleted config's credential opens nothing
+)
+_STATE_BY_HASH = _STATE.where(
+    or_(
+        _CREDENTIALS.token_hash == bindparam("hash"),
+        _CREDENTIALS.previous_hash == bindparam("hash"),
+    )
+)
+_STATE_BY_MAC = _STATE.where(_CONFIGS.mac_address == bindparam("mac"))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedDevice:
+    """`g.device`: the device that proved who it is on this request."""
+
+    config_id: int
+    mac_address: str
+    token_hash: str
+
+
+class DeviceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "iotsupport_device_requests",
+            "Device requests by route and credential: valid, none (served without one, "
+            "DEVICE_AUTH=optional), refused (401), limited (429).",
+            ["route", "credential"],
+            registry=registry,
+        )
+        # The labelled children, looked up once each: this runs on every device request.
+        self._children: dict[tuple[str, str], t.Any] = {}
+
+    def count(self, route: str, credential: str) -> None:
+        child = self._children.get((route, credential))
+        if child is None:
+            child = self._children[(route, credential)] = self.requests.labels(route, credential)
+        child.inc()
+
+
+class DeviceGate:
+    """Per app: decides device routes (one instance, built by create_app)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        publisher: Publisher,
+        accounts: BrokerAccounts,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.mode = settings.device_auth
+        self.grace = timedelta(hours=settings.device_token_grace_hours)
+        self.database = database
+        self.publisher = publisher
+        self.accounts = accounts
+        self.trusted = settings.trusted_networks
+        self.limiter = FailureLimiter(
+            settings.device_auth_max_failures, settings.device_auth_failure_window_seconds
+        )
+        self.uses = CredentialUseRecorder(
+            database.session,
+            interval=settings.checkin_flush_seconds,
+            trusted_proxies=settings.trusted_networks,
+        )
+        self.metrics = DeviceMetrics(registry)
+
+    def enforce(self, access: DeviceAccess, admin_allowed: t.Callable[[], bool]) -> None:
+        """Let the request through (`g.device` set when a device proved itself), or raise.
+
+        `admin_allowed` checks the caller's login against `access.or_roles`.
+        """
+        # The objects behind the proxies, read once: this runs on every device request.
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        context = g._get_current_object()
+        presented = presented_credential(req.headers.get("Authorization"))
+        if access.mac_arg is not None:
+            self._enforce_for_mac(req, context, access.mac_arg, presented)
+            return
+        if self.mode == "off" and not access.always:
+            return
+        if presented.kind == "token":
+            with self._lookup_session(req) as session:
+                if presented.mac is not None:
+                    row = session.execute(_STATE_BY_MAC, {"mac": presented.mac}).one_or_none()
+                else:
+                    hashed = token_hash(presented.token)
+                    row = session.execute(_STATE_BY_HASH, {"hash": hashed}).one_or_none()
+            state = CredentialState(*row) if row is not None else None
+            self._decide(req, context, state, presented)
+            return
+        if access.or_roles and admin_allowed():
+            return
+        if access.always or self.mode == "required":
+            self._refuse(req, counted=False)
+        self._count(req, "none")
+
+    def _enforce_for_mac(
+        self, req: Request, context: t.Any, arg: str, presented: Presented
+    ) -> None:
+        mac = normalize_mac(str((req.view_args or {}).get(arg, "")))
+        known = req.if_none_match.as_set(include_weak=True)
+        try:
+            document: DeviceDocument | None = ConfigService(
+                get_session(), self.publisher
+            ).device_document(mac, known)
+        except NotFound:
+            document = None
+        context.device_document = document
+        if self.mode == "off":
+            if document is None:
+                raise NotFound(f"no config for {mac}")
+            return
+        if presented.kind == "token":
+            state = document.credential if document is not None else None
+            if presented.mac is not None and presented.mac != mac:
+                state = None  # another device's user name: refused after the same work
+            self._decide(req, context, state, presented)
+            return
+        if self.mode == "optional" and document is not None and document.credential is None:
+            self._count(req, "none")
+            return
+        self._refuse(req, counted=False)
+
+    def _decide(
+        self, req: Request, context: t.Any, state: CredentialState | None, presented: Presented
+    ) -> None:
+        hashed = token_hash(presented.token)
+        verdict = check(state, hashed, utcnow())
+        if not verdict.accepted or state is None:
+            self._refuse(req, counted=True)
+            return
+        context.device = AuthenticatedDevice(state.config_id, state.mac_address, hashed)
+        environ = req.environ
+        self.uses.record(
+            state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+        )
+        self._count(req, "valid")
+        if verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled):
+            self._after_first_use(state, presented.token, verdict)
+
+    def _after_first_use(self, state: CredentialState, token: str, verdict: Verdict) -> None:
+        """The rare write of a device request: retire the previous token, update the broker."""
+        with self.database.session() as session:
+            service = CredentialService(session, self.accounts, grace=self.grace)
+            service.after_first_use(
+                state,
+                token,
+                retire=verdict.retire_previous,
+                broker=verdict.broker_behind and self.accounts.enabled,
+            )
+            commit(session)
+
+    def _refuse(self, req: Request, *, counted: bool) -> t.NoReturn:
+        environ = req.environ
+        address = (
+            client_address(
+                environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted
+            )
+            or "unknown"
+        )
+        now = time.monotonic()
+        wait = self.limiter.retry_after(address, now)
+        if counted:
+            self.limiter.fail(address, now)
+            log.info("device token refused from %s on %s", address, req.path[:128])
+        if wait is not None:
+            self._count(req, "limited")
+            raise TooManyRequests(
+                "too many failed device logins from this address; try again later", wait
+            )
+        self._count(req, "refused")
+        raise DeviceUnauthorized()
+
+    def _count(self, req: Request, credential: str) -> None:
+        rule = req.url_rule
+        self.metrics.count(rule.rule if rule else "unmatched", credential)
+
+    @contextmanager
+    def _lookup_session(self, req: Request) -> Iterator[Session]:
+        """A read without a transaction; never the request's write session, which would
+        hold SQLite's write lock while `_after_first_use` needs it."""
+        if req.method in READ_ONLY_METHODS:
+            yield get_session()
+            return
+        with self.database.session(read_only=True) as session:
+            yield session
+
+
+def current_device() -> AuthenticatedDevice | None:
+    device: AuthenticatedDevice | None = g.get("device")
+    return device
