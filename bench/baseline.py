@@ -1,9 +1,10 @@
 """The code before a change, checked out beside this one, so a benchmark can serve both.
 
 `source_of(rev)` makes (once) a detached git worktree of `rev` in the temp
-folder (outside this tree, so linters never see it) and returns its folder; `Server(..., source=folder)` then runs
-that tree's `iotsupport serve` with this venv's packages. Both servers get the
-same database, so the figures compare code, not data.
+folder (outside this tree, so linters never see it) and returns its folder;
+`Server(..., source=folder)` then runs that tree's `iotsupport serve` with this
+venv's packages. Both servers get the same database, so the figures compare
+code, not data.
 """
 
 from __future__ import annotations
