@@ -46,6 +46,7 @@ ACCESS_COOKIE = "iotsupport_access"
 REFRESH_COOKIE = "iotsupport_refresh"
 LOGIN_COOKIE = "iotsupport_login"
 LOGIN_COOKIE_PATH = "/api/auth/"
+AUTH_COOKIES = (ACCESS_COOKIE, REFRESH_COOKIE, LOGIN_COOKIE)
 LOGIN_SECONDS = 600  # time to finish a login at the provider
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Without login every caller acts as this admin (GET /api/auth/self says so).
