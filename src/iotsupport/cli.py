@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from sqlalchemy import inspect
 
 from iotsupport import migrate
 from iotsupport.assets.signing import load_signing_key
-from iotsupport.assets.signing import sign_timestamp
+from iotsupport.assets.signing import sign_upload
 from iotsupport.configs.files import export_configs
 from iotsupport.configs.files import import_configs
 from iotsupport.configs.service import ConfigService
@@ -167,25 +168,28 @@ def export_dir(directory: Path) -> None:
 def upload_asset(
     file: Path, url: str, key_path: Path, name: str | None, token: str | None, timeout: float
 ) -> None:
-    """Sign a fresh timestamp and upload FILE (what a CI job runs)."""
+    """Sign FILE's name, SHA-256 and a fresh timestamp, and upload it (what a CI job runs)."""
     import httpx  # here, not at the top: server workers import this module too
 
     try:
         key = load_signing_key(key_path)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    stored_as = name or file.name
+    sha256 = _sha256_of(file)
     # Microseconds: PKCS#1 v1.5 signatures are deterministic, and the server accepts
     # each (timestamp, signature) pair once, so two uploads must never share a timestamp.
     timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
+    signature = sign_upload(key, timestamp=timestamp, name=stored_as, sha256=sha256)
     base = url.rstrip("/")
     endpoint = base if base.endswith("/api/assets") else f"{base}/api/assets"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with file.open("rb") as content:  # httpx streams it in chunks
+    with file.open("rb") as content:  # httpx streams it in chunks, after the fields
         try:
             response = httpx.post(
                 endpoint,
-                data={"timestamp": timestamp, "signature": sign_timestamp(key, timestamp)},
-                files={"file": (name or file.name, content, "application/octet-stream")},
+                data={"timestamp": timestamp, "sha256": sha256, "signature": signature},
+                files={"file": (stored_as, content, "application/octet-stream")},
                 headers=headers,
                 timeout=timeout,
             )
@@ -196,6 +200,14 @@ def upload_asset(
         return
     click.echo(response.text, err=True)
     raise click.ClickException(f"the server refused the upload: HTTP {response.status_code}")
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _import(directory: Path, *, dry_run: bool) -> None:

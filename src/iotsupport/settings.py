@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     signing_key_path: Path | None = None
     timestamp_tolerance_seconds: int = Field(default=300, ge=1)
     asset_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Also accept the old signature over the timestamp alone (CI scripts not yet updated).
+    asset_legacy_signatures: bool = False
 
     @field_validator("database_url")
     @classmethod

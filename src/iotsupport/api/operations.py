@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from iotsupport.api import json_response
 from iotsupport.api.schemas import HealthSchema
 from iotsupport.api.spec import operation
-from iotsupport.assets.service import FOLDER_PROBLEMS
+from iotsupport.assets.store import FOLDER_PROBLEMS
 from iotsupport.auth.access import public
 from iotsupport.extensions import state
 

@@ -87,16 +87,19 @@ def parse_json_body(model: type[BodyModel]) -> BodyModel:
     return model.model_validate(data, context={"raw_body": text})
 
 
-def _path_and_parameters(rule: str) -> tuple[str, list[dict[str, t.Any]]]:
-    parameters = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "integer" if converter == "int" else "string"},
-        }
-        for converter, name in _RULE_ARGUMENT.findall(rule)
-    ]
+def _path_and_parameters(
+    rule: str, converters: t.Mapping[str, type[t.Any]]
+) -> tuple[str, list[dict[str, t.Any]]]:
+    """The OpenAPI path and its parameters; a converter's `openapi` attribute is its schema."""
+    parameters = []
+    for converter, name in _RULE_ARGUMENT.findall(rule):
+        schema = dict(
+            getattr(converters.get(converter or "default"), "openapi", {"type": "string"})
+        )
+        parameter = {"name": name, "in": "path", "required": True}
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        parameters.append({**parameter, "schema": schema})
     return _RULE_ARGUMENT.sub(r"{\2}", rule), parameters
 
 
@@ -149,7 +152,7 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
 
     paths: dict[str, dict[str, t.Any]] = {}
     for rule_text, method, endpoint, spec in sorted(routes):
-        path, parameters = _path_and_parameters(rule_text)
+        path, parameters = _path_and_parameters(rule_text, app.url_map.converters)
         if spec.query is not None:
             parameters += _query_parameters(refs[(spec.query, "validation")], definitions)
         responses: dict[str, t.Any] = {}

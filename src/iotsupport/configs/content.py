@@ -10,7 +10,9 @@ from hashlib import blake2b
 from iotsupport.errors import InvalidInput
 from iotsupport.json_text import load_object
 
-_MAC = re.compile(r"[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}", re.IGNORECASE)
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}$"
+MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
+_MAC = re.compile(MAC_PATTERN)
 
 
 def normalize_mac(raw: str) -> str:

@@ -100,7 +100,7 @@ def delete_config(config_id: int) -> Response:
     return Response(status=204)
 
 
-@bp.get("/<mac>.json")
+@bp.get("/<mac:mac>.json")
 @public
 @operation(
     "Device endpoint: the stored config verbatim (public)",

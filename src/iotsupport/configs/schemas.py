@@ -10,15 +10,17 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PlainSerializer
+from pydantic import StringConstraints
 from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 
+from iotsupport.configs.content import MAC_DESCRIPTION
+from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import SyncState
 from iotsupport.json_text import raw_member
 
-MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
 CONTENT_DESCRIPTION = (
     "The config: a JSON object, or a string holding one. Stored exactly as sent, "
     "formatting and key order included."
@@ -36,6 +38,13 @@ def _content_as_text(value: object, info: ValidationInfo) -> str:
     raise ValueError("content must be a JSON object or a string holding a JSON object")
 
 
+# Checked by the service (400 with the rule); the pattern is for the OpenAPI document.
+MacText = t.Annotated[
+    str,
+    StringConstraints(max_length=64),
+    WithJsonSchema({"type": "string", "maxLength": 64, "pattern": MAC_PATTERN}),
+]
+
 # Arrives as an object or a string; the view always gets the verbatim text.
 ContentText = t.Annotated[
     str,
@@ -46,14 +55,14 @@ ContentText = t.Annotated[
 
 
 class ConfigCreateSchema(BaseModel):
-    mac_address: str = Field(description=MAC_DESCRIPTION, max_length=64)
+    mac_address: MacText = Field(description=MAC_DESCRIPTION)
     content: ContentText
 
 
 class ConfigUpdateSchema(BaseModel):
     content: ContentText
-    mac_address: str | None = Field(
-        default=None, max_length=64, description="Optional; if sent, the config's own MAC."
+    mac_address: MacText | None = Field(
+        default=None, description="Optional; if sent, the config's own MAC."
     )
 
 
