@@ -18,6 +18,7 @@ EXPECTED_PUBLIC = {
     "docs.openapi_document",
     "docs.docs_page",
     "docs.docs_asset",
+    "docs.docs_init",
     "auth.login",
     "auth.callback",
     "auth.whoami",

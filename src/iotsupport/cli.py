@@ -31,6 +31,8 @@ from iotsupport.extensions import state
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
+# Twice the app's own header limit (api/protections.py), so that the app answers first.
+SERVER_HEAD_BYTES = 64 * 1024
 CONFIRM = click.option("--yes-i-am-sure", "confirmed", is_flag=True, help="Confirm data loss.")
 
 
@@ -46,6 +48,7 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
     """Run the production server (Granian, multi-process and multi-threaded)."""
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     settings = state().settings
     if not settings.oidc_enabled:
@@ -69,6 +72,9 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
         blocking_threads=threads or settings.threads,
         respawn_failed_workers=True,
         log_access=False,
+        # The request head the server itself accepts; beyond it, it answers 431 with no
+        # body (README "Security"). Our own limit, answered in JSON, is lower.
+        http1_settings=HTTP1Settings(max_buffer_size=SERVER_HEAD_BYTES),
     ).serve()
 
 

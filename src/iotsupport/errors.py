@@ -127,7 +127,13 @@ _SHORT_MESSAGES = {
 }
 
 
+# The same refusal as our own PayloadTooLarge, whichever layer made it.
+_CODES = {413: PayloadTooLarge.code}
+
+
 def _http_code(exc: HTTPException) -> str:
+    if exc.code in _CODES:
+        return _CODES[exc.code]
     name = exc.name or "error"
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 

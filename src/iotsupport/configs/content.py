@@ -26,13 +26,8 @@ def normalize_mac(raw: str) -> str:
 
 
 def parse_json_object(text: str) -> dict[str, t.Any]:
-    """The content as a dict; refused unless it is a strict JSON object in valid UTF-8."""
-    value = load_object(text, "content")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput("content contains characters that are not valid UTF-8") from None
-    return value
+    """The content as a dict; refused unless it is a strict JSON object of valid Unicode."""
+    return load_object(text, "content")
 
 
 @dataclass(frozen=True)
@@ -43,8 +38,15 @@ class DerivedFields:
 
 
 def _text_or_none(value: object) -> str | None:
-    # NUL cannot be stored in a PostgreSQL text column; treat it as the wrong type.
-    return value if isinstance(value, str) and "\x00" not in value else None
+    # NUL cannot be stored in a PostgreSQL text column, nor a lone surrogate anywhere:
+    # treat them as the wrong type.
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def derive_fields(content: dict[str, t.Any]) -> DerivedFields:

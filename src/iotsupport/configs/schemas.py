@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 
+from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.content import MAC_DESCRIPTION
 from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.configs.tables import DeviceConfig
@@ -54,12 +55,12 @@ ContentText = t.Annotated[
 ]
 
 
-class ConfigCreateSchema(BaseModel):
+class ConfigCreateSchema(RequestBody):
     mac_address: MacText = Field(description=MAC_DESCRIPTION)
     content: ContentText
 
 
-class ConfigUpdateSchema(BaseModel):
+class ConfigUpdateSchema(RequestBody):
     content: ContentText
     mac_address: MacText | None = Field(
         default=None, description="Optional; if sent, the config's own MAC."

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import QueryInt
 from iotsupport.images.forwarding import FORWARDABLE_HEADERS
 from iotsupport.images.lvgl import MAX_SIDE
 from iotsupport.images.lvgl import ColorFormat
@@ -16,10 +16,8 @@ from iotsupport.images.lvgl import ColorFormat
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
-class LvglImageQuery(BaseModel):
+class LvglImageQuery(Query):
     """Where the image is and how the display wants it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="The image to fetch (http or https).")
     headers: str = Field(
@@ -29,8 +27,8 @@ class LvglImageQuery(BaseModel):
         + ", ".join(FORWARDABLE_HEADERS)
         + " can be forwarded, and never a credential of this server.",
     )
-    width: int = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest width.")
-    height: int = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest height.")
+    width: QueryInt = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest width.")
+    height: QueryInt = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest height.")
     format: ColorFormat = Field(
         default=ColorFormat.ARGB8888, description="LVGL color format of the result."
     )
