@@ -423,6 +423,59 @@ def test_cookie_changes_need_our_origin(
         assert oidc_client.get("/api/configs").get_json()["count"] == 0
 
 
+LOOK_ALIKES = [
+    {"Origin": "http://iot.test.evil.example"},
+    {"Origin": "http://iot.testevil.example"},
+    {"Origin": "http://evil.example/iot.test"},
+    {"Origin": "http://iot.test:8080"},
+    {"Origin": "https://iot.test"},
+    {"Origin": "http://user@iot.test"},
+    {"Origin": "http://iot.test@evil.example"},
+    {"Origin": "http://iot.test."},
+    {"Origin": "iot.test"},
+    {"Origin": ""},
+    {"Origin": "http://iot.test, http://evil.example"},
+    {"Referer": "http://iot.test.evil.example/configs"},
+    {"Referer": "http://iot.test:8080/configs"},
+    {"Referer": "https://iot.test/configs"},
+    {"Referer": "http://iot.test@evil.example/configs"},
+    {"Referer": "http://evil.example/?http://iot.test/"},
+    {"Referer": "//iot.test/configs"},
+    {"Origin": "null", "Referer": BASEURL + "/configs"},
+    {"Origin": "http://evil.example", "Referer": BASEURL + "/configs"},
+]
+
+
+@pytest.mark.parametrize("headers", LOOK_ALIKES, ids=lambda headers: repr(headers))
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("POST", "/api/configs", CONFIG), ("POST", "/api/auth/logout", None)],
+)
+def test_look_alike_origins_are_refused(
+    oidc_client: FlaskClient,
+    issuer: LocalIssuer,
+    headers: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, t.Any] | None,
+) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    response = oidc_client.open(path, method=method, json=body, headers=headers)
+    body_sent = assert_error(response, 403, "forbidden")
+    assert body_sent["details"] == {"expected_origin": BASEURL}
+    assert oidc_client.get("/api/configs").get_json()["count"] == 0
+    assert oidc_client.get_cookie(ACCESS_COOKIE) is not None  # the logout did not happen
+
+
+@pytest.mark.parametrize("origin", ["http://IOT.TEST", "HTTP://iot.test"])
+def test_the_origin_compares_without_regard_to_case(
+    oidc_client: FlaskClient, issuer: LocalIssuer, origin: str
+) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    response = oidc_client.post("/api/configs", json=CONFIG, headers={"Origin": origin})
+    assert response.status_code == 201
+
+
 def test_bearer_changes_need_no_origin(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
     oidc_client.set_cookie(ACCESS_COOKIE, "stale")
     response = oidc_client.post("/api/configs", json=CONFIG, headers=bearer(issuer.token()))

@@ -68,7 +68,12 @@ def _reason(exc: Exception) -> str:
 
 @bp.get("/api/health/live")
 @public
-@operation("Liveness: 200 while the process answers", tag="operations", responses={200: "Alive"})
+@operation(
+    "Liveness: 200 while the process answers",
+    tag="operations",
+    responses={200: "Alive"},
+    database=False,
+)
 def live() -> Response:
     return jsonify(status="alive")
 

@@ -23,6 +23,7 @@ from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
 from iotsupport.api.schemas import ErrorResponse
+from iotsupport.auth.access import Access
 from iotsupport.auth.access import access_of
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import PayloadTooLarge
@@ -32,6 +33,7 @@ View = t.Callable[..., ResponseReturnValue]
 ResponseSpec = type[BaseModel] | str
 
 _RULE_ARGUMENT = re.compile(r"<(?:([a-z]+)[^:<>]*:)?(\w+)>")
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Operation:
     responses: dict[int, ResponseSpec] = field(default_factory=dict)
     form: type[BaseModel] | None = None  # multipart fields, documented only
     query: type[BaseModel] | None = None
+    database: bool = True  # uses the database (so may answer 503, and 409 on a write)
 
 
 def operation(
@@ -52,12 +55,15 @@ def operation(
     responses: dict[int, ResponseSpec] | None = None,
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    database: bool = True,
 ) -> t.Callable[[View], View]:
     """Declare a route's schemas; with `body` or `query`, the view receives the validated model.
 
-    `form` documents a multipart/form-data body that the view reads itself.
+    `form` documents a multipart/form-data body that the view reads itself. `responses`
+    are the route's own answers; `common_answers` adds those every route of its kind
+    can give.
     """
-    spec = Operation(summary, tag, body, responses or {}, form, query)
+    spec = Operation(summary, tag, body, responses or {}, form, query, database)
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -137,6 +143,30 @@ def _query_parameters(
     return parameters
 
 
+def common_answers(spec: Operation, method: str, access: Access | None) -> dict[int, str]:
+    """What an operation can answer besides its own responses: the request limits
+    (api/protections.py), validation, the access hook and the unit of work."""
+    answers = {
+        414: "The URL is longer than 8 KiB",
+        431: "The request headers are larger than 32 KiB",
+    }
+    if spec.body is not None or spec.query is not None or spec.form is not None:
+        answers[400] = "The request is not valid; the details name each field"
+    if spec.body is not None:
+        answers[413] = "The body is larger than MAX_REQUEST_BYTES"
+    protected = access is None or not access.is_public
+    if protected:
+        answers[401] = "Login is on and no valid token or login cookie came"
+        answers[503] = "The identity provider is not reachable"
+    if protected or method.upper() in STATE_CHANGING:
+        answers[403] = "Roles that do not allow this, or a change by cookie from another site"
+    if spec.database:
+        answers[503] = "The database (or the identity provider) is not reachable"
+        if method.upper() in STATE_CHANGING:
+            answers[409] = "The change conflicts with one made at the same time"
+    return answers
+
+
 def _media(schema: dict[str, t.Any]) -> dict[str, t.Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -173,8 +203,10 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         path, parameters = _path_and_parameters(rule_text, app.url_map.converters)
         if spec.query is not None:
             parameters += _query_parameters(refs[(spec.query, "validation")], definitions)
+        access = access_of(app.view_functions[endpoint])
+        answers = {**common_answers(spec, method, access), **spec.responses}
         responses: dict[str, t.Any] = {}
-        for status, answer in sorted(spec.responses.items()):
+        for status, answer in sorted(answers.items()):
             if not isinstance(answer, str):
                 description = answer.__doc__ or answer.__name__
                 responses[str(status)] = {
@@ -194,7 +226,6 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
         }
         if parameters:
             entry["parameters"] = parameters
-        access = access_of(app.view_functions[endpoint])
         if access is not None and not access.is_public:
             entry["security"] = [{"bearerAuth": []}]
             entry["description"] = "Roles: " + ", ".join(sorted(access.roles))

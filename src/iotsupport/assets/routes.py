@@ -32,6 +32,7 @@ bp = Blueprint("assets", __name__, url_prefix="/api/assets")
 TAG = "assets"
 # `filename` (a path), so that a name with a slash reaches the check and gets its 400.
 FILENAME = "<filename:filename>"
+NOT_CONFIGURED = "ASSETS_DIR not set, or the folder is unavailable"
 
 
 def configured_assets() -> Assets:
@@ -82,7 +83,12 @@ def upload_asset() -> Response:
 
 @bp.get("")
 @requires(Role.ADMIN)
-@operation("List assets, sorted by name", tag=TAG, responses={200: AssetListSchema})
+@operation(
+    "List assets, sorted by name",
+    tag=TAG,
+    responses={200: AssetListSchema, 503: NOT_CONFIGURED},
+    database=False,
+)
 def list_assets() -> Response:
     stored = configured_assets().store.list()
     items = [AssetSchema.model_validate(asset, from_attributes=True) for asset in stored]
@@ -100,8 +106,11 @@ def list_assets() -> Response:
         304: "Unchanged since the ETag sent in If-None-Match",
         400: "Unsafe filename",
         404: "Unknown filename",
+        412: "If-Match names another version",
         416: "Range not satisfiable",
+        503: NOT_CONFIGURED,
     },
+    database=False,
 )
 def download_asset(filename: str) -> Response:
     assets = configured_assets()
@@ -132,7 +141,13 @@ def download_asset(filename: str) -> Response:
 @operation(
     "Delete an asset",
     tag=TAG,
-    responses={204: "Deleted", 400: "Unsafe filename", 404: "Unknown filename"},
+    responses={
+        204: "Deleted",
+        400: "Unsafe filename",
+        404: "Unknown filename",
+        503: NOT_CONFIGURED,
+    },
+    database=False,
 )
 def delete_asset(filename: str) -> Response:
     configured_assets().store.delete(check_filename(filename), actor=current_actor())

@@ -30,6 +30,7 @@ bp = Blueprint("images", __name__, url_prefix="/api/images")
         502: "No usable answer upstream: unreachable, non-2xx, too slow, too large",
         503: "Too many conversions at once in this worker (Retry-After)",
     },
+    database=False,
 )
 def lvgl_image(query: LvglImageQuery) -> Response:
     settings = state().settings
