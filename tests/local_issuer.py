@@ -47,6 +47,8 @@ class LocalIssuer:
         self.published = [self.key]
         self.jwks_fetches = 0
         self.jwks_broken = False  # answer 500 on /jwks, as an issuer in trouble would
+        self.token_calls = 0  # POSTs to /token (code exchanges and renewals)
+        self.valid_refresh_tokens: set[str] = set()  # renewed with a fresh access token
         self._server = ThreadedServer(self._wsgi)
         self.url = self._server.url
 
@@ -65,6 +67,15 @@ class LocalIssuer:
                 "authorization_endpoint": self.url + "/authorize",
                 "token_endpoint": self.url + "/token",
             }
+        elif request.path == "/token" and request.method == "POST":
+            self.token_calls += 1
+            refresh = request.form.get("refresh_token", "")
+            if refresh not in self.valid_refresh_tokens:
+                body = {"error": "invalid_grant"}
+                return Response(json.dumps(body), status=400, mimetype="application/json")(
+                    environ, start_response
+                )
+            body = {"access_token": self.token(), "refresh_token": refresh}
         elif request.path == "/jwks":
             self.jwks_fetches += 1
             if self.jwks_broken:

@@ -20,6 +20,7 @@ from conftest import assert_error
 from conftest import console_script
 from conftest import free_port
 from conftest import make_settings
+from conftest import race
 from conftest import run_script
 from conftest import script_environment
 from conftest import wait_until
@@ -41,6 +42,10 @@ from iotsupport.auth import REFRESH_COOKIE
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
+from iotsupport.auth.oidc import Tokens
+from iotsupport.auth.renewal import RenewalGate
+from iotsupport.auth.tokens import Principal
+from iotsupport.auth.tokens import TokenRejected
 from iotsupport.auth.tokens import roles_in
 from iotsupport.cli import main
 from iotsupport.settings import Settings
@@ -618,3 +623,101 @@ def test_without_oidc_logout_clears_cookies(client: FlaskClient) -> None:
     assert response.get_json() == {"end_session_url": None}
     assert client.get_cookie(ACCESS_COOKIE) is None
     assert client.get_cookie(REFRESH_COOKIE) is None
+
+
+# --- renewal: a refresh cookie cannot drive the provider --------------------------------
+
+
+def test_a_bogus_refresh_cookie_reaches_the_provider_once(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    calls = issuer.token_calls
+    for _ in range(200):
+        oidc_client.set_cookie(REFRESH_COOKIE, "bogus-refresh-token")  # a client that insists
+        response = oidc_client.get("/api/configs")
+        assert_error(response, 401, "unauthorized")
+    assert issuer.token_calls == calls + 1
+
+
+def test_many_bogus_refresh_cookies_are_rate_limited(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    calls = issuer.token_calls
+    statuses: dict[int, int] = {}
+    for number in range(200):
+        oidc_client.set_cookie(REFRESH_COOKIE, f"bogus-{number}")
+        response = oidc_client.get("/api/configs")
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if response.status_code == 503:
+            body = assert_error(response, 503, "renewal_busy")
+            assert response.headers["Retry-After"] == "5"
+            assert body["details"] == {"retry_after_seconds": 5}
+            assert oidc_client.get_cookie(REFRESH_COOKIE) is not None  # kept for the retry
+    assert set(statuses) == {401, 503}
+    assert issuer.token_calls - calls <= 15  # a burst of 10, then one a second
+
+
+def test_parallel_requests_share_one_renewal(oidc_app: Flask, issuer: LocalIssuer) -> None:
+    issuer.valid_refresh_tokens.add("good-refresh-token")
+    expired = issuer.token(exp=int(time.time()) - 120)
+    calls = issuer.token_calls
+
+    def fetch(client: FlaskClient) -> tuple[int, str | None]:
+        client.set_cookie(ACCESS_COOKIE, expired)
+        client.set_cookie(REFRESH_COOKIE, "good-refresh-token")
+        response = client.get("/api/configs")
+        cookie = client.get_cookie(ACCESS_COOKIE)
+        return response.status_code, cookie.value if cookie else None
+
+    results = race(oidc_app, [fetch] * 6)
+    assert [status for status, _ in results] == [200] * 6
+    assert len({cookie for _, cookie in results}) == 1  # the same new tokens for all
+    assert issuer.token_calls == calls + 1
+
+
+def test_the_renewal_gate_remembers_for_a_while() -> None:
+    now = [0.0]
+    calls: list[str] = []
+    renewed = (Tokens("access", "refresh", None), Principal("alice", None, None, frozenset()))
+
+    def refresh(token: str) -> tuple[Tokens, Principal]:
+        calls.append(token)
+        if token.startswith("bad"):
+            raise TokenRejected("invalid_grant")
+        return renewed
+
+    gate = RenewalGate(refresh, clock=lambda: now[0])
+    assert gate.renew("good") == renewed
+    assert gate.renew("good") is renewed
+    for _ in range(3):
+        with pytest.raises(TokenRejected):
+            gate.renew("bad")
+    assert calls == ["good", "bad"]
+    now[0] = 31.0  # new tokens are shared for 30 s, a refusal is kept for 10 min
+    gate.renew("good")
+    with pytest.raises(TokenRejected):
+        gate.renew("bad")
+    assert calls == ["good", "bad", "good"]
+    now[0] = 700.0
+    with pytest.raises(TokenRejected):
+        gate.renew("bad")
+    assert calls == ["good", "bad", "good", "bad"]
+
+
+# --- the login's redirect ----------------------------------------------------------------
+
+
+def test_a_long_redirect_is_refused(oidc_client: FlaskClient) -> None:
+    longest = "/" + "a" * 2047
+    assert oidc_client.get("/api/auth/login", query_string={"redirect": longest}).status_code == 302
+    cookie = oidc_client.get_cookie(LOGIN_COOKIE, path="/api/auth/")
+    assert cookie is not None and len(cookie.value) < 4000
+    response = oidc_client.get("/api/auth/login", query_string={"redirect": longest + "a"})
+    body = assert_error(response, 400, "invalid_input")
+    assert body["details"] == {"max_chars": 2048}
+
+
+def test_a_page_with_a_long_query_returns_to_its_path(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/page", query_string={"q": "x" * 5000})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/api/auth/login?redirect=%2Fpage"

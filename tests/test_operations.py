@@ -24,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from iotsupport import create_app
+from iotsupport.assets.names import FILENAME_PATTERN
+from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.extensions import state
 
 MAC = "aa:bb:cc:dd:ee:ff"
@@ -503,3 +505,36 @@ def test_no_log_line_carries_config_content(
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
         assert marker not in text, f"{record.name}: {text[:300]}"
+
+
+def test_openapi_states_the_mac_and_filename_rules_as_patterns(client: FlaskClient) -> None:
+    document = openapi(client)
+    paths = document["paths"]
+
+    def parameter(path: str, method: str, name: str) -> dict[str, t.Any]:
+        found: dict[str, t.Any] = next(
+            p for p in paths[path][method]["parameters"] if p["name"] == name
+        )
+        return found
+
+    for path, method in (
+        ("/api/configs/{mac}.json", "get"),
+        ("/api/configs/deleted/{mac}/restore", "post"),
+    ):
+        schema = parameter(path, method, "mac")["schema"]
+        assert schema["pattern"] == MAC_PATTERN
+    create = resolve(
+        document,
+        paths["/api/configs"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+    )
+    assert create["properties"]["mac_address"]["pattern"] == MAC_PATTERN
+    for method in ("get", "delete"):
+        schema = parameter("/api/assets/{filename}", method, "filename")["schema"]
+        assert schema["pattern"] == FILENAME_PATTERN
+    mac = re.compile(MAC_PATTERN)
+    for good in ("aa:bb:cc:dd:ee:ff", "AA-BB-CC-DD-EE-FF", "aA:bB-cC:dD-eE:fF"):
+        assert mac.fullmatch(good)
+    for bad in ("aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg", "aabbccddeeff", "aa:bb:cc:dd:ee:ff\n"):
+        assert not mac.fullmatch(bad)
+    for bad in ("aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg", "aabbccddeeff", "aa:bb:cc:dd:ee:ff%0A"):
+        assert_error(client.get(f"/api/configs/{bad}.json"), 400)

@@ -377,3 +377,23 @@ def test_the_server_recovers_when_the_database_returns(
         == 201
     )
     assert config_count(client) == 2
+
+
+def test_an_idle_worker_survives_a_database_restart(
+    proxied_pg_app: tuple[Flask, TcpProxy],
+) -> None:
+    """Pooled connections the database closed while the worker was idle are replaced
+    before use: the first requests after the restart succeed, no 503."""
+    app, proxy = proxied_pg_app
+    client = app.test_client()
+    client.post("/api/configs", json={"mac_address": MAC, "content": {"v": 1}})
+    # Several connections in the pool, as after a busy moment.
+    race(app, [lambda c: c.get(f"/api/configs/{MAC}.json")] * 4)
+    proxy.stop()  # the database restarts while nobody asks anything
+    proxy.start()
+    for _ in range(4):
+        assert client.get(f"/api/configs/{MAC}.json").data == b'{"v": 1}'
+    assert client.get("/api/health").status_code == 200
+    created = client.post("/api/configs", json={"mac_address": "aa:bb:cc:dd:ee:01", "content": {}})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert config_count(client) == 2

@@ -574,3 +574,21 @@ def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: Flas
             page.goto(path)
             page.wait_for_selector(ready, state="attached")
             screenshot(page, f"{name}-{scheme}-{size}")
+
+
+def test_the_api_docs_run_under_their_strict_policy(page: Page) -> None:
+    """Swagger UI renders the document with no inline script allowed and nothing refused."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text)
+            if "Content Security Policy" in message.text or "Refused to" in message.text
+            else None
+        ),
+    )
+    page.goto("/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("IoTSupport")
+    expect(page.locator(".opblock-tag", has_text="configs")).to_be_visible()
+    assert refused == []
+    screenshot(page, "api-docs")
