@@ -61,6 +61,7 @@ class Figures:
     p99_ms: float
     served: str
     errors: int
+    busy: int = 0  # of the errors: 503 answers (the image proxy's conversion limit)
 
 
 def sample_content(index: int) -> str:
@@ -262,6 +263,7 @@ def run_wrk(
             f"(min {result['min_per_connection']}, max {result['max_per_connection']})"
         ),
         errors=result["unexpected_status"] + result["socket_errors"],
+        busy=result.get("busy", 0),
     )
 
 
@@ -312,12 +314,12 @@ def print_checkins(url: str) -> None:
 def print_table(rows: list[Figures]) -> None:
     print(
         f"{'scenario':<44} {'conn':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6}  connections served"
+        f"{'errors':>6} {'503':>6}  connections served"
     )
     for row in rows:
         print(
             f"{row.name:<44} {row.connections:>4} {row.requests_per_second:>8.0f} "
-            f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6}  {row.served}"
+            f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6} {row.busy:>6}  {row.served}"
         )
 
 

@@ -49,11 +49,12 @@ class ImageProxyBusy(ServiceUnavailable):
 
 
 class ConversionSlots:
-    """At most `size` decodes at once per process; one more is refused, never queued.
+    """At most `size` conversions (download, decode, encode) at once per process; one
+    more is refused, never queued.
 
-    A decoded image is the proxy's big allocation: bounding how many exist at once
-    bounds a worker's memory, and refusing (rather than queueing) keeps the
-    worker's threads free for the devices' own requests.
+    The downloaded body and the decoded image are the proxy's big allocations:
+    bounding how many exist at once bounds a worker's memory, and refusing (rather
+    than queueing) keeps the worker's threads free for the devices' own requests.
     """
 
     def __init__(self, size: int) -> None:
@@ -154,14 +155,15 @@ class ImageProxy:
         color_format: ColorFormat,
     ) -> LvglImage:
         parsed = parse_url(url)
-        started = time.perf_counter()
-        data = self._fetcher.fetch(parsed, headers)
-        fetched = time.perf_counter()
-        self._metrics.fetch_seconds.observe(fetched - started)
+        # The slot covers the download too: the body is the other big allocation.
         with self._slots.taken():
+            started = time.perf_counter()
+            body = self._fetcher.fetch(parsed, headers)
+            fetched = time.perf_counter()
+            self._metrics.fetch_seconds.observe(fetched - started)
             try:
-                image = fitted_image(data, box, self._max_pixels)
-                del data
+                image = fitted_image(body, box, self._max_pixels)
+                del body
                 parts = lvgl.encode_parts(image, color_format)
                 width, height = image.size
                 del image

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import io
 import math
 import typing as t
 
@@ -55,9 +54,9 @@ def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def _open(data: t.BinaryIO, max_pixels: int) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data), formats=FORMATS)
+        return Image.open(data, formats=FORMATS)
     except UnidentifiedImageError:
         raise UnprocessableImage(
             f"the URL did not return an image in a supported format ({', '.join(FORMATS)})",
@@ -85,7 +84,7 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def fitted_image(data: bytes, box: tuple[int, int], max_pixels: int) -> Image.Image:
+def fitted_image(data: t.BinaryIO, box: tuple[int, int], max_pixels: int) -> Image.Image:
     """The image in `data`, upright, in mode RGBA (when it has transparency) or RGB.
 
     At most two full-size buffers exist at any time (the decoded image and its

@@ -13,6 +13,7 @@ non-HTTP ports apart.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -88,7 +89,7 @@ class Fetcher:
                 self._lazy_client.close()
                 self._lazy_client = None
 
-    def fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> bytes:
+    def fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> io.BytesIO:
         """The body of `url`, following up to MAX_REDIRECTS redirects to allowed hosts."""
         deadline = time.monotonic() + self.limits.total_timeout
         origin = _origin(url)
@@ -101,7 +102,7 @@ class Fetcher:
             # Forwarded headers (a device's token) never leave the origin it asked for.
             sent = headers if _origin(url) == origin else {}
             location = self._get(url, sent, deadline)
-            if isinstance(location, bytes):
+            if isinstance(location, io.BytesIO):
                 return location
             url = location
         raise UpstreamFailed(
@@ -123,7 +124,7 @@ class Fetcher:
 
     def _get(
         self, url: httpx.URL, headers: Mapping[str, str], deadline: float
-    ) -> bytes | httpx.URL:
+    ) -> io.BytesIO | httpx.URL:
         """The body, or where a redirect points."""
         answered = False
         try:
@@ -155,20 +156,22 @@ class Fetcher:
                 f"no usable answer from {host_of(url)}", {"reason": "unreachable"}
             ) from None
 
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: float) -> io.BytesIO:
+        """The body in memory (once: the image is decoded from this very buffer)."""
         cap = self.limits.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise self._too_large()
-        body = bytearray()
+        body = io.BytesIO()
         # Decoded bytes are counted, so a compressed body cannot expand past the cap.
         for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > cap:
+            if body.tell() + len(chunk) > cap:
                 raise self._too_large()
+            body.write(chunk)
             if time.monotonic() > deadline:
                 raise self._timed_out()
-        return bytes(body)
+        body.seek(0)
+        return body
 
     def _too_large(self) -> UpstreamFailed:
         return UpstreamFailed(
