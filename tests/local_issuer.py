@@ -55,6 +55,18 @@ class LocalIssuer:
     def close(self) -> None:
         self._server.close()
 
+    def login_settings(self, baseurl: str = "http://iot.test") -> dict[str, t.Any]:
+        """Settings overrides for an app that logs in against this issuer (its key published)."""
+        self.publish(self.key)
+        return {
+            "oidc_enabled": True,
+            "baseurl": baseurl,
+            "oidc_issuer_url": self.url,
+            "oidc_client_id": self.CLIENT_ID,
+            "oidc_client_secret": "client-secret",
+            "oidc_audience": self.AUDIENCE,
+        }
+
     def publish(self, *keys: RSAKey) -> None:
         self.published = list(keys)
 

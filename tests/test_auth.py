@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import subprocess
 import time
 import typing as t
 from collections.abc import Iterator
@@ -12,17 +11,15 @@ from pathlib import Path
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import RecordingPublisher
 from conftest import assert_error
-from conftest import console_script
 from conftest import free_port
 from conftest import make_settings
 from conftest import race
 from conftest import run_script
-from conftest import script_environment
+from conftest import serving
 from conftest import wait_until
 from flask import Blueprint
 from flask import Flask
@@ -56,17 +53,7 @@ CONFIG = {"mac_address": "aa:bb:cc:dd:ee:01", "content": {"deviceName": "Lamp"}}
 
 @pytest.fixture
 def oidc_settings(database_url: str, issuer: LocalIssuer) -> Settings:
-    issuer.publish(issuer.key)
-    return make_settings(
-        database_url,
-        oidc_enabled=True,
-        baseurl=BASEURL,
-        oidc_issuer_url=issuer.url,
-        oidc_client_id=LocalIssuer.CLIENT_ID,
-        oidc_client_secret="client-secret",
-        oidc_audience=LocalIssuer.AUDIENCE,
-        oidc_clock_skew_seconds=30,
-    )
+    return make_settings(database_url, **issuer.login_settings(BASEURL), oidc_clock_skew_seconds=30)
 
 
 def extra_routes() -> Blueprint:
@@ -136,31 +123,12 @@ def test_serve_exits_naming_the_missing_settings(tmp_path: Path) -> None:
 
 
 def test_serve_without_oidc_warns_once_per_server(tmp_path: Path) -> None:
-    port = free_port()
-    env = script_environment(WORKERS="2", THREADS="1", PORT=str(port))
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [console_script(), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/api/health/live"
-        assert wait_until(lambda: _answers(url), timeout=30), log_path.read_text()
+    with serving(tmp_path, WORKERS="2", THREADS="1") as (_port, log_path):
         # Each worker logs this line as it starts: wait until both have.
         started = "change notifications are off"
         assert wait_until(lambda: log_path.read_text().count(started) == 2, timeout=30)
-    finally:
-        server.terminate()
-        server.wait(30)
     output = log_path.read_text()
     assert output.count("runs WITHOUT authentication") == 1, output
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # --- Bearer tokens -----------------------------------------------------------------

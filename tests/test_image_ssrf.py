@@ -18,19 +18,15 @@ from collections.abc import Iterator
 
 import httpcore
 import pytest
-from conftest import RecordingPublisher
+from conftest import ClientWith
 from conftest import assert_error
 from conftest import free_port
-from conftest import make_settings
-from flask import Flask
 from flask.testing import FlaskClient
 from local_issuer import LocalIssuer
 from PIL import Image
-from prometheus_client import CollectorRegistry
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from iotsupport import create_app
 from iotsupport.auth import ACCESS_COOKIE
 from iotsupport.auth import REFRESH_COOKIE
 from iotsupport.errors import HostNotAllowed
@@ -61,27 +57,25 @@ def upstream(httpserver_ipv4: HTTPServer) -> Iterator[HTTPServer]:
     httpserver_ipv4.clear()
 
 
-Build = t.Callable[..., FlaskClient]
+Build = ClientWith
 
 
 @pytest.fixture
-def build(database_url: str) -> Iterator[Build]:
-    apps: list[Flask] = []
-
-    def make(**overrides: t.Any) -> FlaskClient:
-        settings = make_settings(database_url, **overrides)
-        app = create_app(settings, publisher=RecordingPublisher(), registry=CollectorRegistry())
-        apps.append(app)
-        return app.test_client()
-
-    yield make
-    for app in apps:
-        app.extensions["iotsupport"].image_proxy.close()
-        app.extensions["iotsupport"].database.dispose()
+def build(client_with: ClientWith) -> Build:
+    return client_with
 
 
 def lvgl(client: FlaskClient, url: str, **query: str) -> t.Any:
     return client.get(LVGL, query_string={"url": url, **query})
+
+
+def forwarding(client: FlaskClient, upstream: HTTPServer, name: str, value: str) -> t.Any:
+    """Ask the proxy to forward the request's header `name`, sent with `value`."""
+    return client.get(
+        LVGL,
+        query_string={"url": upstream.url_for("/a.png"), "headers": name},
+        headers={name: value} if name.lower() not in {"host", "content-length"} else {},
+    )
 
 
 # --- which headers go upstream ----------------------------------------------------------
@@ -118,11 +112,7 @@ def test_only_safe_listed_headers_are_forwarded(
 ) -> None:
     client = build(image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}")
     client.set_cookie(ACCESS_COOKIE, "the-admins-access-token")
-    response = client.get(
-        LVGL,
-        query_string={"url": upstream.url_for("/a.png"), "headers": name},
-        headers={name: "value"} if name.lower() not in {"host", "content-length"} else {},
-    )
+    response = forwarding(client, upstream, name, "value")
     body = assert_error(response, 400, "header_not_forwardable")
     assert body["details"] == {"header": name, "forwardable": list(FORWARDABLE_HEADERS)}
     assert upstream.log == []
@@ -176,11 +166,7 @@ def test_credentials_of_this_server_are_never_forwarded(
 ) -> None:
     client = build(image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}")
     client.set_cookie(ACCESS_COOKIE, "the-admins-access-token")
-    response = client.get(
-        LVGL,
-        query_string={"url": upstream.url_for("/a.png"), "headers": "Authorization"},
-        headers={"Authorization": value},
-    )
+    response = forwarding(client, upstream, "Authorization", value)
     body = assert_error(response, 400, "header_not_forwardable")
     assert body["details"] == {"header": "Authorization"}
     assert upstream.log == []
@@ -190,12 +176,7 @@ def test_an_admin_token_of_our_issuer_is_never_forwarded(
     build: Build, upstream: HTTPServer, issuer: LocalIssuer
 ) -> None:
     client = build(
-        image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}",
-        oidc_enabled=True,
-        baseurl="http://iot.test",
-        oidc_issuer_url=issuer.url,
-        oidc_client_id=LocalIssuer.CLIENT_ID,
-        oidc_client_secret="client-secret",
+        image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}", **issuer.login_settings()
     )
     ours = issuer.token()
     response = client.get(

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from collections.abc import Iterator
 
 import pytest
+from conftest import ClientWith
 from conftest import assert_error
 from conftest import free_port
 from conftest import make_settings
-from flask import Flask
 from flask.testing import FlaskClient
 from lvglimg.decoder import _bit_extend
 from lvglimg.decoder import decode
@@ -30,13 +30,11 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFile
 from PIL import ImageOps
-from prometheus_client import CollectorRegistry
 from pytest_httpserver import HTTPServer
 from werkzeug import Request
 from werkzeug import Response
 from werkzeug.test import TestResponse
 
-from iotsupport import create_app
 from iotsupport.images import lvgl
 from iotsupport.images.convert import fitted_image
 from iotsupport.settings import Settings
@@ -209,20 +207,14 @@ AppFactory = Callable[..., FlaskClient]
 
 
 @pytest.fixture
-def proxy(database_url: str, httpserver_ipv4: HTTPServer) -> Iterator[AppFactory]:
+def proxy(client_with: ClientWith, httpserver_ipv4: HTTPServer) -> AppFactory:
     """Build a client for an app with some image proxy settings changed."""
-    apps: list[Flask] = []
 
     def build(**overrides: t.Any) -> FlaskClient:
         overrides.setdefault("image_proxy_allowed_hosts", local_upstream(httpserver_ipv4))
-        app = create_app(make_settings(database_url, **overrides), registry=CollectorRegistry())
-        apps.append(app)
-        return app.test_client()
+        return client_with(**overrides)
 
-    yield build
-    for app in apps:
-        app.extensions["iotsupport"].image_proxy.close()
-        app.extensions["iotsupport"].database.dispose()
+    return build
 
 
 def serve(upstream: HTTPServer, path: str, data: bytes, content_type: str = "image/jpeg") -> str:

@@ -274,19 +274,8 @@ def test_login_off_with_and_without_assets(
 
 
 def test_login_on(database_url: str, tmp_path: Path, upstream: str, issuer: LocalIssuer) -> None:
-    issuer.publish(issuer.key)
     observed: Observed = defaultdict(set)
-    app = build(
-        database_url,
-        tmp_path,
-        upstream,
-        oidc_enabled=True,
-        baseurl="http://iot.test",
-        oidc_issuer_url=issuer.url,
-        oidc_client_id=LocalIssuer.CLIENT_ID,
-        oidc_client_secret="client-secret",
-        oidc_audience=LocalIssuer.AUDIENCE,
-    )
+    app = build(database_url, tmp_path, upstream, **issuer.login_settings())
     for headers in (
         {},
         {"Authorization": f"Bearer {issuer.token(roles=None)}"},

@@ -144,16 +144,7 @@ def configured_logging() -> Iterator[None]:
 
 @pytest.fixture
 def oidc_app(database_url: str, issuer: LocalIssuer) -> Iterator[Flask]:
-    issuer.publish(issuer.key)
-    settings = make_settings(
-        database_url,
-        oidc_enabled=True,
-        baseurl="http://iot.test",
-        oidc_issuer_url=issuer.url,
-        oidc_client_id=LocalIssuer.CLIENT_ID,
-        oidc_client_secret="client-secret",
-        oidc_audience=LocalIssuer.AUDIENCE,
-    )
+    settings = make_settings(database_url, **issuer.login_settings())
     app = create_app(settings, publisher=RecordingPublisher(), registry=CollectorRegistry())
     yield app
     app.extensions["iotsupport"].database.dispose()

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import typing as t
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import console_script
-from conftest import free_port
 from conftest import run_script
-from conftest import script_environment
-from conftest import wait_until
+from conftest import serving
 
 from iotsupport.api.protections import MAX_HEADER_BYTES
 from iotsupport.api.protections import MAX_URL_BYTES
@@ -57,32 +52,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("served")
     assert run_script(folder, "upgrade-db").returncode == 0
     metrics_dir = folder / "not" / "yet" / "there"
-    port = free_port()
-    env = script_environment(
-        WORKERS="1",
-        THREADS="2",
-        PORT=str(port),
-        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    )
-    log_path = folder / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [console_script(), "serve"], cwd=folder, env=env, stdout=log, stderr=log
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/api/health/live"
-        assert wait_until(lambda: _answers(url), timeout=30), log_path.read_text()
+    env = {"WORKERS": "1", "THREADS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with serving(folder, **env) as (port, _log):
         yield Served(port, metrics_dir)
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_serve_makes_the_metrics_folder(served: Served) -> None:
