@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from assets_support import BOUNDARY
+from assets_support import multipart
+from assets_support import rsa_key
+from assets_support import signed_fields
+from assets_support import write_private_key
 from conftest import run_script
 from conftest import serving
 
@@ -52,7 +57,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("served")
     assert run_script(folder, "upgrade-db").returncode == 0
     metrics_dir = folder / "not" / "yet" / "there"
-    env = {"WORKERS": "1", "THREADS": "2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    (folder / "assets").mkdir()
+    env = {
+        "WORKERS": "1",
+        "THREADS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "ASSETS_DIR": str(folder / "assets"),
+        "SIGNING_KEY_PATH": str(write_private_key(folder / "ci.pem", rsa_key())),
+    }
     with serving(folder, **env) as (port, _log):
         yield Served(port, metrics_dir)
 
@@ -157,3 +169,33 @@ def test_every_answer_carries_the_security_headers(served: Served) -> None:
         assert "frame-ancestors 'none'" in headers["content-security-policy"], path
     _, headers, _ = served.exchange(get("/api/configs"))
     assert headers["cache-control"] == "no-store"
+
+
+def test_a_refused_upload_is_answered_before_its_body_is_sent(served: Served) -> None:
+    """A bad signature on a 60 MiB upload: the answer comes while the client is still
+    sending, and nothing reached the assets folder."""
+    fields = signed_fields("fw.bin", b"other bytes", key=rsa_key("other"))
+    head, content_type = multipart(fields, "fw.bin", b"")
+    head = head.removesuffix(f"\r\n--{BOUNDARY}--\r\n".encode())  # up to the file's bytes
+    size = 60 * 1024 * 1024
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /api/assets HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(head) + size + len(tail)}\r\n\r\n".encode()
+            + head
+        )
+        sock.setblocking(False)
+        sent, answer, chunk = 0, b"", b"\0" * 65536
+        while sent < size and b"\r\n\r\n" not in answer:
+            try:
+                sent += sock.send(chunk)
+            except BlockingIOError:
+                pass
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert sent < 8 * 1024 * 1024, f"{sent} bytes sent before the refusal"
+    assert list((served.metrics_dir.parents[2] / "assets").iterdir()) == []
