@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     image_proxy_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     # Pixels decoded (a JPEG after its reduced-scale decode); sized for the worker memory goal.
     image_proxy_max_pixels: int = Field(default=8_388_608, ge=1)  # 4096 x 2048: 4K UHD fits
-    # Decodes at once per worker process; one more is refused with 503 and Retry-After.
+    # Conversions (download to encode) at once per worker; one more: 503 and Retry-After.
     image_proxy_max_conversions: int = Field(default=2, ge=1)
     # Hosts, networks and `public`, each with an optional port (images/destinations.py);
     # empty: public addresses only, on any port.
