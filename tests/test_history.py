@@ -400,7 +400,8 @@ def test_retention_keeps_the_first_and_the_newest(keep_three: FlaskClient) -> No
     assert versions(client, config_id) == [7, 6, 1]
     assert client.get(f"/api/configs/{config_id}/history/1").get_json()["content"] == {"v": 1}
     assert_error(client.post(f"/api/configs/{config_id}/rollback", json={"version": 4}), 404)
-    assert client.post(f"/api/configs/{config_id}/rollback", json={"version": 1}).status_code == 200
+    rolled = client.post(f"/api/configs/{config_id}/rollback", json={"version": 1})
+    assert (rolled.status_code, rolled.get_json()["content"]) == (200, {"v": 1})
     assert versions(client, config_id) == [8, 7, 1]
 
 
@@ -474,6 +475,14 @@ def test_restore_and_history_on_postgresql(pg_app: Flask) -> None:
     assert restored.status_code == 201
     assert restored.get_json()["id"] == created["id"]
     assert versions(client, created["id"]) == [3, 2, 1]
-    assert client.get(f"/api/configs/{created['id']}/diff?from=1").get_json()["diff"]
+    diff = client.get(f"/api/configs/{created['id']}/diff?from=1").get_json()
+    assert (diff["from_version"], diff["to_version"]) == (1, 3)
+    assert [line for line in diff["diff"].splitlines() if line[:1] in "+-"] == [
+        "--- version 1",
+        "+++ version 3",
+        '-  "v": 1',
+        '+  "v": 2',
+    ]
+    assert client.get(f"/api/configs/{MAC}.json").get_data() == b'{"v": 2}'
     # The id sequence is untouched: the next config gets a fresh id.
     assert create(client, mac="aa:bb:cc:dd:ee:01")["id"] > created["id"]
