@@ -1,11 +1,21 @@
 """Benchmark the LVGL image proxy as production runs it.
 
-Serves a 1920x1080 JPEG (a camera snapshot) from a separate `python -m
-http.server` process, starts `iotsupport serve` (Granian) on a SQLite
-database, and drives GET /api/images/lvgl with wrk, converting the JPEG to
-fit 320x240 in ARGB8888 and in RGB565. Prints conversions/s, p50/p99 and the
-machine's load average before and after (the figures mean little on a busy
-machine).
+Serves images from a separate `python -m http.server` process, starts
+`iotsupport serve` (Granian) on a SQLite database, and drives GET
+/api/images/lvgl with wrk.
+
+- throughput: a 1920x1080 JPEG (a camera snapshot) converted to fit 320x240
+  in ARGB8888 and in RGB565: conversions/s, p50/p99, server CPU per conversion.
+- worst-case: eight requests at once, again and again, for the worst images a
+  stranger can send, while a second wrk fetches a device config: each worker's
+  peak memory (VmHWM, a fresh server per image), its memory once the load has
+  stopped, and the device endpoint's p99 meanwhile (and without the load, for
+  comparison). The images: a 9000x9000 PNG of about 300 KB (81 million pixels,
+  refused from its header), and the largest PNG the default limit admits
+  (4096x2048, with transparency).
+
+Prints the machine's load average before and after: the figures mean little on
+a busy machine.
 
     .venv/bin/python bench/images.py      # --help for the knobs
 
@@ -20,6 +30,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -59,6 +71,112 @@ def snapshot(path: Path) -> int:
     return path.stat().st_size
 
 
+def posters(folder: Path) -> dict[str, Path]:
+    """The worst images: one refused from its header, the largest one admitted."""
+    huge = folder / "poster-9000.png"
+    Image.new("RGB", (9000, 9000), (30, 60, 90)).save(huge, "PNG")
+    largest = folder / "poster-4096x2048.png"
+    image = Image.merge(
+        "RGBA",
+        (
+            Image.linear_gradient("L").resize((4096, 2048)),
+            Image.effect_noise((4096, 2048), 24),
+            Image.radial_gradient("L").resize((4096, 2048)),
+            Image.linear_gradient("L").rotate(90).resize((4096, 2048)),
+        ),
+    )
+    image.save(largest, "PNG", compress_level=1)
+    return {"9000x9000 PNG (refused)": huge, "4096x2048 RGBA PNG": largest}
+
+
+def rss_mb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def mbs(values: list[float]) -> str:
+    return " / ".join(f"{value:.0f}" for value in values)
+
+
+def is_worker(pid: int) -> bool:
+    """A Granian worker, not multiprocessing's resource tracker beside them."""
+    try:
+        return b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def create_device(port: int) -> str:
+    """One device config; the path wrk fetches it by."""
+    import httpx
+
+    mac = "24:0a:c4:99:00:01"
+    body = {"mac_address": mac, "content": {"deviceName": "bench", "padding": "x" * 900}}
+    response = httpx.post(f"http://127.0.0.1:{port}/api/configs", json=body, timeout=10)
+    if response.status_code != 409:  # made already, by the previous scenario's server
+        response.raise_for_status()
+    return f"/api/configs/{mac}.json"
+
+
+def worst_case(args: argparse.Namespace, folder: Path, options: list[str], log: Path) -> None:
+    database = f"sqlite:///{folder / 'worst.db'}"
+    engine = create_engine(database)
+    migrate.upgrade(engine)
+    engine.dispose()
+    env = {"IMAGE_PROXY_ALLOWED_HOSTS": f"127.0.0.1:{args.upstream_port}"}
+    device_paths = folder / "device.txt"
+    rows: list[Figures] = []
+    memory: list[str] = []
+    for name, poster in posters(folder).items():
+        size_kib = poster.stat().st_size // 1024
+        query = urlencode(
+            {"url": f"http://127.0.0.1:{args.upstream_port}/{poster.name}", "width": 320}
+        )
+        image_paths = folder / f"{poster.stem}.txt"
+        image_paths.write_text(f"/api/images/lvgl?{query} -\n")
+        server = Server(database, args.port, options, log, env=env)
+        try:
+            device_paths.write_text(f"{create_device(args.port)} -\n")
+            workers = [pid for pid in server.worker_pids() if is_worker(pid)]
+            before = [rss_mb(pid, "VmRSS") for pid in workers]
+            expected = 422 if "refused" in name else 200
+            if not rows:
+                rows.append(run_wrk("device alone", args.port, device_paths, 8, args.seconds, 200))
+            with ThreadPoolExecutor(2) as pool:
+                images = pool.submit(
+                    run_wrk,
+                    f"{name}, {size_kib} KiB",
+                    args.port,
+                    image_paths,
+                    8,
+                    args.seconds,
+                    expected,
+                )
+                device = pool.submit(
+                    run_wrk, "  device meanwhile", args.port, device_paths, 8, args.seconds, 200
+                )
+                rows += [images.result(), device.result()]
+            peaks = [rss_mb(pid, "VmHWM") for pid in workers]
+            time.sleep(5)  # the load has stopped: what the workers give back
+            after = [rss_mb(pid, "VmRSS") for pid in workers]
+            memory.append(
+                f"{name}, MB per worker: {mbs(before)} before, peak {mbs(peaks)}, "
+                f"{mbs(after)} 5 s after"
+            )
+        finally:
+            server.stop()
+    print(
+        "\nworst case: 8 image requests at once (expected: 422 for the refused poster, 200 "
+        "for the other; 'errors' counts any other answer, of which '503' the refusals of "
+        "a worker whose conversion slots are taken) and 8 device fetches"
+    )
+    print_table(rows)
+    for line in memory:
+        print(line)
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User plus system CPU time the processes have used so far."""
     ticks = 0
@@ -71,6 +189,38 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def throughput(
+    args: argparse.Namespace, paths: dict[str, Path], database: str, options: list[str], log: Path
+) -> None:
+    env = {"IMAGE_PROXY_ALLOWED_HOSTS": f"127.0.0.1:{args.upstream_port}"}
+    server = Server(database, args.port, options, log, env=env)
+    try:
+        run_wrk("warm-up", args.port, paths["ARGB8888"], 2, 2, 200)
+        rows: list[Figures] = []
+        cpu_per_conversion = []
+        pids = [server.process.pid, *server.worker_pids()]
+        for connections in [int(value) for value in args.connections.split(",")]:
+            for color_format, path in paths.items():
+                used = cpu_seconds(pids)
+                row = run_wrk(
+                    f"LVGL {color_format} 320x180 from 1920x1080 JPEG",
+                    args.port,
+                    path,
+                    connections,
+                    args.seconds,
+                    200,
+                )
+                conversions = row.requests_per_second * args.seconds
+                used = cpu_seconds(pids) - used
+                cpu_per_conversion.append(f"{1000 * used / max(conversions, 1):.1f}")
+                rows.append(row)
+        print_table(rows)
+        # Independent of how busy the machine is: what one conversion costs the server.
+        print("server CPU ms per conversion (same order): " + ", ".join(cpu_per_conversion))
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,6 +231,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="default: the server's (THREADS)")
     parser.add_argument("--port", type=int, default=3298)
     parser.add_argument("--upstream-port", type=int, default=3297)
+    parser.add_argument("--scenario", choices=["throughput", "worst-case", "all"], default="all")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -120,32 +271,10 @@ def main() -> None:
                 f"wrk {args.seconds}s per scenario"
             )
             print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-            server = Server(database, args.port, options, log)
-            try:
-                run_wrk("warm-up", args.port, paths["ARGB8888"], 2, 2, 200)
-                rows: list[Figures] = []
-                cpu_per_conversion = []
-                pids = [server.process.pid, *server.worker_pids()]
-                for connections in [int(value) for value in args.connections.split(",")]:
-                    for color_format, path in paths.items():
-                        used = cpu_seconds(pids)
-                        row = run_wrk(
-                            f"LVGL {color_format} 320x180 from 1920x1080 JPEG",
-                            args.port,
-                            path,
-                            connections,
-                            args.seconds,
-                            200,
-                        )
-                        conversions = row.requests_per_second * args.seconds
-                        used = cpu_seconds(pids) - used
-                        cpu_per_conversion.append(f"{1000 * used / max(conversions, 1):.1f}")
-                        rows.append(row)
-                print_table(rows)
-                # Independent of how busy the machine is: what one conversion costs the server.
-                print("server CPU ms per conversion (same order): " + ", ".join(cpu_per_conversion))
-            finally:
-                server.stop()
+            if args.scenario != "worst-case":
+                throughput(args, paths, database, options, log)
+            if args.scenario != "throughput":
+                worst_case(args, folder, options, log)
             print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         finally:
             upstream.terminate()

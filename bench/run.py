@@ -66,6 +66,7 @@ class Figures:
     served: str
     errors: int
     megabytes_per_second: float = 0.0  # response bytes, headers included (10**6 bytes)
+    busy: int = 0  # of the errors: 503 answers (the image proxy's conversion limit)
 
 
 def sample_content(index: int) -> str:
@@ -328,6 +329,7 @@ def run_wrk(
         ),
         errors=result["unexpected_status"] + result["socket_errors"],
         megabytes_per_second=result["bytes"] / result["duration_us"],
+        busy=result.get("busy", 0),
     )
 
 
@@ -378,12 +380,12 @@ def print_checkins(url: str) -> None:
 def print_table(rows: list[Figures]) -> None:
     print(
         f"{'scenario':<44} {'conn':>4} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6}  connections served"
+        f"{'errors':>6} {'503':>6}  connections served"
     )
     for row in rows:
         print(
             f"{row.name:<44} {row.connections:>4} {row.requests_per_second:>8.0f} "
-            f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6}  {row.served}"
+            f"{row.p50_ms:>7.2f} {row.p99_ms:>7.2f} {row.errors:>6} {row.busy:>6}  {row.served}"
         )
 
 

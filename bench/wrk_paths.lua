@@ -23,7 +23,7 @@ function init(args)
   end
   expected = tonumber(args[2])
   conditional = args[3] == "conditional"
-  responses, unexpected = 0, 0
+  responses, unexpected, busy = 0, 0, 0
   math.randomseed(seed * 7919 + os.time())
 end
 
@@ -43,24 +43,26 @@ function response(status, headers, body)
   responses = responses + 1
   if status ~= expected then
     unexpected = unexpected + 1
+    if status == 503 then busy = busy + 1 end
   end
 end
 
 function done(summary, latency, requests)
-  local served, least, most, bad = 0, math.huge, 0, 0
+  local served, least, most, bad, refused = 0, math.huge, 0, 0, 0
   for _, thread in ipairs(threads) do
     local count = thread:get("responses")
     if count > 0 then served = served + 1 end
     least = math.min(least, count)
     most = math.max(most, count)
     bad = bad + thread:get("unexpected")
+    refused = refused + thread:get("busy")
   end
   local e = summary.errors
   io.write(string.format(
     'RESULT {"connections": %d, "served_connections": %d, "min_per_connection": %d, ' ..
     '"max_per_connection": %d, "requests": %d, "duration_us": %d, "unexpected_status": %d, ' ..
-    '"socket_errors": %d, "p50_us": %.0f, "p99_us": %.0f, "bytes": %d}\n',
-    #threads, served, least, most, summary.requests, summary.duration, bad,
+    '"busy": %d, "socket_errors": %d, "p50_us": %.0f, "p99_us": %.0f, "bytes": %d}\n',
+    #threads, served, least, most, summary.requests, summary.duration, bad, refused,
     e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99),
     summary.bytes))
 end

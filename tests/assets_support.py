@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import typing as t
 import uuid
 from datetime import UTC
@@ -23,6 +24,7 @@ from werkzeug.test import TestResponse
 
 from iotsupport import create_app
 from iotsupport.assets.signing import sign_timestamp
+from iotsupport.assets.signing import sign_upload
 
 BOUNDARY = "----iotsupport-test-boundary"
 
@@ -57,10 +59,37 @@ def iso_now(shift_seconds: float = 0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=shift_seconds)).isoformat()
 
 
-def signed(timestamp: str | None = None, key: RSAPrivateKey | None = None) -> dict[str, str]:
-    """The `timestamp` and `signature` fields a CI job sends."""
+def signed_fields(
+    name: str, content: bytes, timestamp: str | None = None, key: RSAPrivateKey | None = None
+) -> dict[str, str]:
+    """The `timestamp`, `sha256` and `signature` fields a CI job sends for this file."""
+    timestamp = iso_now() if timestamp is None else timestamp
+    sha256 = hashlib.sha256(content).hexdigest()
+    signature = sign_upload(key or rsa_key(), timestamp=timestamp, name=name, sha256=sha256)
+    return {"timestamp": timestamp, "sha256": sha256, "signature": signature}
+
+
+def legacy_fields(timestamp: str | None = None, key: RSAPrivateKey | None = None) -> dict[str, str]:
+    """The fields of the old scheme: a signature over the timestamp alone."""
     timestamp = iso_now() if timestamp is None else timestamp
     return {"timestamp": timestamp, "signature": sign_timestamp(key or rsa_key(), timestamp)}
+
+
+class Unsigned(dict[str, str]):
+    """Fields signed once `multipart` knows the file's name and bytes (see `signed`)."""
+
+    def __init__(self, timestamp: str | None, key: RSAPrivateKey | None) -> None:
+        super().__init__()
+        self.timestamp = iso_now() if timestamp is None else timestamp
+        self.key = key
+
+    def bound(self, name: str, content: bytes) -> dict[str, str]:
+        return signed_fields(name, content, self.timestamp, self.key)
+
+
+def signed(timestamp: str | None = None, key: RSAPrivateKey | None = None) -> Unsigned:
+    """Correct fields for whatever file they are sent with, signed at `timestamp` with `key`."""
+    return Unsigned(timestamp, key)
 
 
 def unique_name(suffix: str = ".bin") -> str:
@@ -76,6 +105,8 @@ def multipart(
     An unusual filename goes in RFC 5987 form (filename*=UTF-8''...), which
     carries slashes, NUL and control characters through the part headers intact.
     """
+    if isinstance(fields, Unsigned):
+        fields = fields.bound(filename or "", content)
     parts = []
     for name, value in fields.items():
         parts.append(

@@ -7,6 +7,7 @@ created and migrated once per session, emptied before each test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import typing as t
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +142,26 @@ def app(settings: Settings, publisher: RecordingPublisher) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+ClientWith = t.Callable[..., FlaskClient]
+
+
+@pytest.fixture
+def client_with(database_url: str) -> Iterator[ClientWith]:
+    """A test client of a fresh app with these settings changed; closed afterwards."""
+    apps: list[Flask] = []
+
+    def build(**overrides: t.Any) -> FlaskClient:
+        settings = make_settings(database_url, **overrides)
+        app = create_app(settings, publisher=RecordingPublisher(), registry=CollectorRegistry())
+        apps.append(app)
+        return app.test_client()
+
+    yield build
+    for app in apps:
+        app.extensions["iotsupport"].image_proxy.close()
+        app.extensions["iotsupport"].database.dispose()
 
 
 @pytest.fixture
@@ -434,6 +456,36 @@ def run_script(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
         timeout=60,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def serving(folder: Path, **env: str) -> Iterator[tuple[int, Path]]:
+    """`iotsupport serve` in `folder` on a free port, until the block ends: (port, log file)."""
+    port = free_port()
+    log_path = folder / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [console_script(), "serve"],
+            cwd=folder,
+            env=script_environment(PORT=str(port), **env),
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/api/health/live"
+        assert wait_until(lambda: answers(url), timeout=30), log_path.read_text()
+        yield port, log_path
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def free_port() -> int:

@@ -47,11 +47,25 @@ class LocalIssuer:
         self.published = [self.key]
         self.jwks_fetches = 0
         self.jwks_broken = False  # answer 500 on /jwks, as an issuer in trouble would
+        self.token_calls = 0  # POSTs to /token (code exchanges and renewals)
+        self.valid_refresh_tokens: set[str] = set()  # renewed with a fresh access token
         self._server = ThreadedServer(self._wsgi)
         self.url = self._server.url
 
     def close(self) -> None:
         self._server.close()
+
+    def login_settings(self, baseurl: str = "http://iot.test") -> dict[str, t.Any]:
+        """Settings overrides for an app that logs in against this issuer (its key published)."""
+        self.publish(self.key)
+        return {
+            "oidc_enabled": True,
+            "baseurl": baseurl,
+            "oidc_issuer_url": self.url,
+            "oidc_client_id": self.CLIENT_ID,
+            "oidc_client_secret": "client-secret",
+            "oidc_audience": self.AUDIENCE,
+        }
 
     def publish(self, *keys: RSAKey) -> None:
         self.published = list(keys)
@@ -65,6 +79,15 @@ class LocalIssuer:
                 "authorization_endpoint": self.url + "/authorize",
                 "token_endpoint": self.url + "/token",
             }
+        elif request.path == "/token" and request.method == "POST":
+            self.token_calls += 1
+            refresh = request.form.get("refresh_token", "")
+            if refresh not in self.valid_refresh_tokens:
+                body = {"error": "invalid_grant"}
+                return Response(json.dumps(body), status=400, mimetype="application/json")(
+                    environ, start_response
+                )
+            body = {"access_token": self.token(), "refresh_token": refresh}
         elif request.path == "/jwks":
             self.jwks_fetches += 1
             if self.jwks_broken:

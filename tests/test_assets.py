@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import tracemalloc
 import typing as t
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
@@ -20,11 +22,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from assets_support import BOUNDARY
 from assets_support import build_assets_app
 from assets_support import iso_now
+from assets_support import legacy_fields
 from assets_support import multipart
 from assets_support import rsa_key
 from assets_support import signed
+from assets_support import signed_fields
 from assets_support import temp_files
 from assets_support import upload
 from assets_support import write_private_key
@@ -38,12 +43,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
+from iotsupport.assets.names import FILENAME_PATTERN
+from iotsupport.assets.names import UnsafeFilename
+from iotsupport.assets.names import check_filename
 from iotsupport.assets.signing import sign_timestamp
+from iotsupport.assets.signing import sign_upload
 from iotsupport.errors import StartupError
 from iotsupport.extensions import state
 from iotsupport.notifications import Payload
 
 TOPIC = "iotsupport/updates/assets"
+SHA_OF_X = hashlib.sha256(b"x").hexdigest()
 FIRMWARE = bytes(range(256)) * 40  # 10,240 bytes, every byte value
 
 
@@ -218,11 +228,12 @@ def test_the_upload_streams_to_the_assets_folder_not_memory(
 @pytest.mark.parametrize(
     ("fields", "filename", "missing"),
     [
-        ({**signed()}, None, ["file"]),
-        ({"signature": "c2ln"}, "fw.bin", ["timestamp"]),
-        ({"timestamp": iso_now()}, "fw.bin", ["signature"]),
-        ({}, None, ["file", "timestamp", "signature"]),
-        ({**signed(), "file": "not a file part"}, None, ["file"]),
+        (signed_fields("fw.bin", b"data"), None, ["file"]),
+        ({"signature": "c2ln"}, "fw.bin", ["timestamp", "sha256"]),
+        ({"timestamp": iso_now()}, "fw.bin", ["sha256", "signature"]),
+        ({"timestamp": iso_now(), "signature": "c2ln"}, "fw.bin", ["sha256"]),
+        ({}, None, ["file", "timestamp", "sha256", "signature"]),
+        ({**signed_fields("fw.bin", b"data"), "file": "not a file part"}, None, ["file"]),
     ],
 )
 def test_missing_fields(
@@ -239,12 +250,25 @@ def test_missing_fields(
 
 
 def test_a_body_that_is_not_multipart_is_missing_every_field(client: FlaskClient) -> None:
-    response = client.post("/api/assets", json={"file": "x", **signed()})
+    response = client.post("/api/assets", json={"file": "x", **signed_fields("x", b"")})
     assert assert_error(response, 400, "missing_field")["details"]["missing"] == [
         "file",
         "timestamp",
+        "sha256",
         "signature",
     ]
+
+
+def test_the_signed_fields_must_come_before_the_file(client: FlaskClient, assets_dir: Path) -> None:
+    fields = signed_fields("fw.bin", b"data")
+    head, content_type = multipart({}, "fw.bin", b"data")
+    tail, _ = multipart(fields)
+    body = head.removesuffix(f"--{BOUNDARY}--\r\n".encode()) + tail  # file part, then fields
+    response = client.post("/api/assets", data=body, content_type=content_type)
+    error = assert_error(response, 400, "missing_field")
+    assert error["details"] == {"missing": ["timestamp", "sha256", "signature"]}
+    assert "before the file" in error["error"]
+    assert list(assets_dir.iterdir()) == []
 
 
 UNSAFE_NAMES = [
@@ -262,6 +286,21 @@ UNSAFE_NAMES = [
     "tab\t.bin",
     "del\x7f.bin",
     "c1\x85.bin",
+    "fw\u202e.nib.exe",  # shows as "fwexe.bin"
+    "a\u2066b\u2069.bin",
+    "zero\u200bwidth.bin",
+    "joiner\u200d.bin",
+    "\ufeffbom.bin",
+    "nbsp\u00a0.bin",
+    "ideographic\u3000space.bin",
+    "line\u2028sep.bin",
+    "soft\u00adhyphen.bin",
+    "private\ue000.bin",
+    "tag\U000e0041.bin",
+    "filler\u3164.bin",
+    "grapheme\u034fjoiner.bin",
+    "variation\ufe0f.bin",
+    "unassigned\u0378.bin",
     ".upload-in-progress.part",
     "x" * 256,
     "é" * 128,  # 128 characters, 256 bytes
@@ -275,9 +314,35 @@ def test_unsafe_filenames_are_refused(client: FlaskClient, assets_dir: Path, nam
     assert list(assets_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["x" * 255, "é" * 127 + "x", "fw-1.2.3_ü.bin", "a b.bin"])
+SAFE_NAMES = ["x" * 255, "é" * 127 + "x", "fw-1.2.3_ü.bin", "a b.bin", "日本語.bin", "fw-😀.bin"]
+
+
+@pytest.mark.parametrize("name", SAFE_NAMES)
 def test_names_up_to_255_bytes_are_safe(client: FlaskClient, name: str) -> None:
     assert stored(client, name, b"ok")["filename"] == name
+
+
+def test_a_bidi_name_in_the_url_is_400(client: FlaskClient, assets_dir: Path) -> None:
+    (assets_dir / "fw\u202e.nib.exe").write_bytes(b"placed by hand")
+    for path in ("fw%E2%80%AE.nib.exe", "a%E2%80%8Bb.bin"):
+        assert_error(client.get(f"/api/assets/{path}"), 400, "unsafe_filename")
+        assert_error(client.delete(f"/api/assets/{path}"), 400, "unsafe_filename")
+
+
+def test_the_documented_pattern_agrees_with_the_rule() -> None:
+    """The OpenAPI pattern, for every name it can express (assigned characters of the
+    Basic Multilingual Plane, up to 255 bytes)."""
+    for name in UNSAFE_NAMES + SAFE_NAMES:
+        if len(name.encode("utf-8")) > 255 or any(
+            ord(char) > 0xFFFF or unicodedata.category(char) == "Cn" for char in name
+        ):
+            continue
+        try:
+            check_filename(name)
+            safe = True
+        except UnsafeFilename:
+            safe = False
+        assert bool(re.fullmatch(FILENAME_PATTERN, name)) is safe, repr(name)
 
 
 @pytest.mark.parametrize(
@@ -315,14 +380,20 @@ def tampered(signature: str) -> str:
     return first + signature[1:]
 
 
+def signature_over(timestamp: str, key: str = "server", name: str = "fw.bin") -> str:
+    return sign_upload(rsa_key(key), timestamp=timestamp, name=name, sha256=SHA_OF_X)
+
+
 @pytest.mark.parametrize(
     ("make_signature", "code"),
     [
-        (lambda ts: sign_timestamp(rsa_key("other"), ts), "signature_mismatch"),
-        (lambda ts: tampered(sign_timestamp(rsa_key(), ts)), "signature_mismatch"),
-        (lambda ts: sign_timestamp(rsa_key(), iso_now(-1) + " "), "signature_mismatch"),
-        (lambda ts: sign_timestamp(rsa_key(), ts)[:-1], "invalid_signature_encoding"),
-        (lambda ts: "!!" + sign_timestamp(rsa_key(), ts)[2:], "invalid_signature_encoding"),
+        (lambda ts: signature_over(ts, key="other"), "signature_mismatch"),
+        (lambda ts: tampered(signature_over(ts)), "signature_mismatch"),
+        (lambda ts: signature_over(iso_now(-1) + " "), "signature_mismatch"),
+        (lambda ts: signature_over(ts, name="other.bin"), "signature_mismatch"),
+        (lambda ts: sign_timestamp(rsa_key(), ts), "signature_mismatch"),
+        (lambda ts: signature_over(ts)[:-1], "invalid_signature_encoding"),
+        (lambda ts: "!!" + signature_over(ts)[2:], "invalid_signature_encoding"),
         (lambda ts: "not base64 at all", "invalid_signature_encoding"),
         (lambda ts: "", "invalid_signature_encoding"),
         (lambda ts: "QUJD" * 2000, "invalid_signature_encoding"),
@@ -331,6 +402,8 @@ def tampered(signature: str) -> str:
         "another-key",
         "tampered-byte",
         "other-text",
+        "other-name",
+        "legacy-scheme",
         "truncated",
         "bad-chars",
         "words",
@@ -342,7 +415,7 @@ def test_bad_signatures(
     client: FlaskClient, assets_dir: Path, make_signature: t.Callable[[str], str], code: str
 ) -> None:
     timestamp = iso_now()
-    fields = {"timestamp": timestamp, "signature": make_signature(timestamp)}
+    fields = {"timestamp": timestamp, "sha256": SHA_OF_X, "signature": make_signature(timestamp)}
     assert_error(upload(client, "fw.bin", b"x", fields), 400, code)
     assert list(assets_dir.iterdir()) == []
 
@@ -350,10 +423,24 @@ def test_bad_signatures(
 @pytest.mark.parametrize(
     ("fields", "filename", "code"),
     [
-        ({"timestamp": "bad", "signature": "bad"}, None, "missing_field"),
-        ({"timestamp": "bad", "signature": "bad"}, "../x", "unsafe_filename"),
-        ({"timestamp": "bad", "signature": "bad"}, "ok.bin", "invalid_timestamp"),
-        ({"timestamp": iso_now(), "signature": "bad!"}, "ok.bin", "invalid_signature_encoding"),
+        ({"timestamp": "bad", "sha256": "bad", "signature": "bad"}, None, "missing_field"),
+        ({"timestamp": "bad", "sha256": "bad", "signature": "bad"}, "../x", "unsafe_filename"),
+        ({"timestamp": "bad", "sha256": "bad", "signature": "bad"}, "ok.bin", "invalid_timestamp"),
+        (
+            {"timestamp": iso_now(), "sha256": "bad", "signature": "bad!"},
+            "ok.bin",
+            "invalid_sha256",
+        ),
+        (
+            {"timestamp": iso_now(), "sha256": SHA_OF_X, "signature": "bad!"},
+            "ok.bin",
+            "invalid_signature_encoding",
+        ),
+        (
+            {"timestamp": iso_now(), "sha256": SHA_OF_X, "signature": "c2lnbmF0dXJl"},
+            "ok.bin",
+            "signature_mismatch",
+        ),
     ],
 )
 def test_checks_run_in_the_contract_order(
@@ -363,19 +450,111 @@ def test_checks_run_in_the_contract_order(
     assert_error(client.post("/api/assets", data=body, content_type=content_type), 400, code)
 
 
-def test_a_replayed_pair_is_refused_and_changes_nothing(
+def test_a_captured_signature_uploads_nothing_else(
     client: FlaskClient, assets_dir: Path, publisher: RecordingPublisher
 ) -> None:
-    fields = signed()
+    """The race of the issue: a pair seen on the wire while CI's own upload is under
+    way, sent first with other bytes or under another name."""
+    fields = signed_fields("fw.bin", b"genuine")
+    other_bytes = upload(client, "fw.bin", b"malicious", fields)
+    body = assert_error(other_bytes, 400, "sha256_mismatch")
+    assert body["details"] == {
+        "signed": hashlib.sha256(b"genuine").hexdigest(),
+        "received": hashlib.sha256(b"malicious").hexdigest(),
+    }
+    assert_error(upload(client, "other.bin", b"genuine", fields), 400, "signature_mismatch")
+    retargeted = {**fields, "sha256": hashlib.sha256(b"malicious").hexdigest()}
+    assert_error(upload(client, "fw.bin", b"malicious", retargeted), 400, "signature_mismatch")
+    assert list(assets_dir.iterdir()) == []
+    assert publisher.messages == []
+    # CI's own upload still goes through (refusals did not use the pair up), once.
     assert upload(client, "fw.bin", b"genuine", fields).status_code == 200
-    replay = upload(client, "fw.bin", b"malicious", fields)
-    assert_error(replay, 409, "signature_already_used")
-    other_name = upload(client, "other.bin", b"malicious", fields)
-    assert_error(other_name, 409, "signature_already_used")
+    assert_error(upload(client, "fw.bin", b"genuine", fields), 409, "signature_already_used")
     assert (assets_dir / "fw.bin").read_bytes() == b"genuine"
     assert sorted(path.name for path in assets_dir.iterdir()) == ["fw.bin"]
     assert publisher.messages == [(TOPIC, {"filename": "fw.bin"})]
     assert upload(client, "fw.bin", b"next build").status_code == 200  # fresh pair: fine
+
+
+class CountingStream(io.BytesIO):
+    """A request body that remembers how much of it the server read."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.consumed = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"timestamp": iso_now(-3600)},
+        {"signature": "c2lnbmF0dXJl"},
+        {"sha256": "0" * 64},
+        {"signature": "not base64"},
+    ],
+    ids=["too-old", "wrong-signature", "other-sha256", "bad-encoding"],
+)
+def test_a_refusal_reads_no_more_than_the_fields(
+    client: FlaskClient, assets_dir: Path, fields: dict[str, str]
+) -> None:
+    content = b"\xa5" * (16 * 1024 * 1024)
+    good = signed_fields("fw.bin", content)
+    if "timestamp" in fields:
+        good = signed_fields("fw.bin", content, fields["timestamp"])
+    body, content_type = multipart({**good, **fields}, "fw.bin", content)
+    stream = CountingStream(body)
+    response = client.post(
+        "/api/assets",
+        input_stream=stream,
+        content_length=len(body),
+        content_type=content_type,
+    )
+    assert_error(response, 400)
+    assert stream.consumed < 256 * 1024, f"{stream.consumed} bytes read before refusing"
+    assert list(assets_dir.iterdir()) == []
+
+
+def test_a_used_pair_is_refused_before_the_file_is_read(client: FlaskClient) -> None:
+    fields = signed_fields("fw.bin", b"\x01" * 1024)
+    assert upload(client, "fw.bin", b"\x01" * 1024, fields).status_code == 200
+    body, content_type = multipart(fields, "fw.bin", b"\x01" * 1024 + b"\x02" * (8 << 20))
+    stream = CountingStream(body)
+    response = client.post(
+        "/api/assets", input_stream=stream, content_length=len(body), content_type=content_type
+    )
+    assert_error(response, 409, "signature_already_used")
+    assert stream.consumed < 256 * 1024
+
+
+def test_the_legacy_scheme_is_off_by_default(client: FlaskClient, assets_dir: Path) -> None:
+    response = upload(client, "fw.bin", b"x", legacy_fields())
+    body = assert_error(response, 400, "missing_field")
+    assert body["details"] == {"missing": ["sha256"]}
+    assert list(assets_dir.iterdir()) == []
+
+
+def test_the_legacy_scheme_behind_its_setting(
+    make_app: t.Callable[..., Flask], assets_dir: Path, key_path: Path
+) -> None:
+    client = make_app(assets_dir, key_path, asset_legacy_signatures=True).test_client()
+    assert upload(client, "old-ci.bin", b"v1", legacy_fields()).status_code == 200
+    # Old clients may send the fields after the file; they are checked at the end.
+    head, content_type = multipart({}, "late.bin", b"v1")
+    tail, _ = multipart(legacy_fields())
+    late = head.removesuffix(f"--{BOUNDARY}--\r\n".encode()) + tail
+    assert client.post("/api/assets", data=late, content_type=content_type).status_code == 200
+    wrong = legacy_fields(key=rsa_key("other"))
+    assert_error(upload(client, "x.bin", b"v1", wrong), 400, "signature_mismatch")
+    # The new scheme works as well, and keeps its checks.
+    assert upload(client, "new-ci.bin", b"v2").status_code == 200
+    fields = signed_fields("new-ci.bin", b"v2")
+    assert_error(upload(client, "new-ci.bin", b"v3", fields), 400, "sha256_mismatch")
+    assert (assets_dir / "new-ci.bin").read_bytes() == b"v2"
 
 
 def test_used_pairs_are_kept_in_the_database_and_old_ones_pruned(
@@ -748,7 +927,8 @@ def test_the_openapi_document_describes_the_upload_form(client: FlaskClient) -> 
     upload_doc = document["paths"]["/api/assets"]["post"]
     form = upload_doc["requestBody"]["content"]["multipart/form-data"]["schema"]
     schema = document["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]
-    assert set(schema["required"]) == {"file", "timestamp", "signature"}
+    assert set(schema["required"]) == {"file", "timestamp", "sha256", "signature"}
+    assert list(schema["properties"]) == ["timestamp", "sha256", "signature", "file"]
     assert schema["properties"]["file"]["format"] == "binary"
     assert set(document["paths"]["/api/assets/{filename}"]) == {"get", "delete"}
 
@@ -761,7 +941,7 @@ def test_a_pair_is_accepted_once_across_replicas(
     pg_database_url: str, assets_dir: Path, key_path: Path
 ) -> None:
     replicas = [build_assets_app(pg_database_url, assets_dir, key_path) for _ in range(2)]
-    fields = signed()
+    fields = signed_fields("fw.bin", b"one build")
     barrier = threading.Barrier(4)
     statuses: list[int] = []
 
@@ -771,7 +951,7 @@ def test_a_pair_is_accepted_once_across_replicas(
         statuses.append(upload(client, "fw.bin", content, fields).status_code)
 
     threads = [
-        threading.Thread(target=send, args=(replicas[index % 2], b"copy %d" % index))
+        threading.Thread(target=send, args=(replicas[index % 2], b"one build"))
         for index in range(4)
     ]
     for thread in threads:
@@ -781,5 +961,5 @@ def test_a_pair_is_accepted_once_across_replicas(
     for app in replicas:
         state(app).database.dispose()
     assert sorted(statuses) == [200, 409, 409, 409]
-    assert (assets_dir / "fw.bin").read_bytes().startswith(b"copy ")
+    assert (assets_dir / "fw.bin").read_bytes() == b"one build"
     assert temp_files(assets_dir) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import subprocess
 import time
 import typing as t
 from collections.abc import Iterator
@@ -12,16 +11,15 @@ from pathlib import Path
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import RecordingPublisher
 from conftest import assert_error
-from conftest import console_script
 from conftest import free_port
 from conftest import make_settings
+from conftest import race
 from conftest import run_script
-from conftest import script_environment
+from conftest import serving
 from conftest import wait_until
 from flask import Blueprint
 from flask import Flask
@@ -41,6 +39,10 @@ from iotsupport.auth import REFRESH_COOKIE
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
+from iotsupport.auth.oidc import Tokens
+from iotsupport.auth.renewal import RenewalGate
+from iotsupport.auth.tokens import Principal
+from iotsupport.auth.tokens import TokenRejected
 from iotsupport.auth.tokens import roles_in
 from iotsupport.cli import main
 from iotsupport.settings import Settings
@@ -51,17 +53,7 @@ CONFIG = {"mac_address": "aa:bb:cc:dd:ee:01", "content": {"deviceName": "Lamp"}}
 
 @pytest.fixture
 def oidc_settings(database_url: str, issuer: LocalIssuer) -> Settings:
-    issuer.publish(issuer.key)
-    return make_settings(
-        database_url,
-        oidc_enabled=True,
-        baseurl=BASEURL,
-        oidc_issuer_url=issuer.url,
-        oidc_client_id=LocalIssuer.CLIENT_ID,
-        oidc_client_secret="client-secret",
-        oidc_audience=LocalIssuer.AUDIENCE,
-        oidc_clock_skew_seconds=30,
-    )
+    return make_settings(database_url, **issuer.login_settings(BASEURL), oidc_clock_skew_seconds=30)
 
 
 def extra_routes() -> Blueprint:
@@ -131,31 +123,12 @@ def test_serve_exits_naming_the_missing_settings(tmp_path: Path) -> None:
 
 
 def test_serve_without_oidc_warns_once_per_server(tmp_path: Path) -> None:
-    port = free_port()
-    env = script_environment(WORKERS="2", THREADS="1", PORT=str(port))
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [console_script(), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/api/health/live"
-        assert wait_until(lambda: _answers(url), timeout=30), log_path.read_text()
+    with serving(tmp_path, WORKERS="2", THREADS="1") as (_port, log_path):
         # Each worker logs this line as it starts: wait until both have.
         started = "change notifications are off"
         assert wait_until(lambda: log_path.read_text().count(started) == 2, timeout=30)
-    finally:
-        server.terminate()
-        server.wait(30)
     output = log_path.read_text()
     assert output.count("runs WITHOUT authentication") == 1, output
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # --- Bearer tokens -----------------------------------------------------------------
@@ -431,6 +404,59 @@ def test_cookie_changes_need_our_origin(
         assert oidc_client.get("/api/configs").get_json()["count"] == 0
 
 
+LOOK_ALIKES = [
+    {"Origin": "http://iot.test.evil.example"},
+    {"Origin": "http://iot.testevil.example"},
+    {"Origin": "http://evil.example/iot.test"},
+    {"Origin": "http://iot.test:8080"},
+    {"Origin": "https://iot.test"},
+    {"Origin": "http://user@iot.test"},
+    {"Origin": "http://iot.test@evil.example"},
+    {"Origin": "http://iot.test."},
+    {"Origin": "iot.test"},
+    {"Origin": ""},
+    {"Origin": "http://iot.test, http://evil.example"},
+    {"Referer": "http://iot.test.evil.example/configs"},
+    {"Referer": "http://iot.test:8080/configs"},
+    {"Referer": "https://iot.test/configs"},
+    {"Referer": "http://iot.test@evil.example/configs"},
+    {"Referer": "http://evil.example/?http://iot.test/"},
+    {"Referer": "//iot.test/configs"},
+    {"Origin": "null", "Referer": BASEURL + "/configs"},
+    {"Origin": "http://evil.example", "Referer": BASEURL + "/configs"},
+]
+
+
+@pytest.mark.parametrize("headers", LOOK_ALIKES, ids=lambda headers: repr(headers))
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("POST", "/api/configs", CONFIG), ("POST", "/api/auth/logout", None)],
+)
+def test_look_alike_origins_are_refused(
+    oidc_client: FlaskClient,
+    issuer: LocalIssuer,
+    headers: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, t.Any] | None,
+) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    response = oidc_client.open(path, method=method, json=body, headers=headers)
+    body_sent = assert_error(response, 403, "forbidden")
+    assert body_sent["details"] == {"expected_origin": BASEURL}
+    assert oidc_client.get("/api/configs").get_json()["count"] == 0
+    assert oidc_client.get_cookie(ACCESS_COOKIE) is not None  # the logout did not happen
+
+
+@pytest.mark.parametrize("origin", ["http://IOT.TEST", "HTTP://iot.test"])
+def test_the_origin_compares_without_regard_to_case(
+    oidc_client: FlaskClient, issuer: LocalIssuer, origin: str
+) -> None:
+    oidc_client.set_cookie(ACCESS_COOKIE, issuer.token())
+    response = oidc_client.post("/api/configs", json=CONFIG, headers={"Origin": origin})
+    assert response.status_code == 201
+
+
 def test_bearer_changes_need_no_origin(oidc_client: FlaskClient, issuer: LocalIssuer) -> None:
     oidc_client.set_cookie(ACCESS_COOKIE, "stale")
     response = oidc_client.post("/api/configs", json=CONFIG, headers=bearer(issuer.token()))
@@ -573,3 +599,101 @@ def test_without_oidc_logout_clears_cookies(client: FlaskClient) -> None:
     assert response.get_json() == {"end_session_url": None}
     assert client.get_cookie(ACCESS_COOKIE) is None
     assert client.get_cookie(REFRESH_COOKIE) is None
+
+
+# --- renewal: a refresh cookie cannot drive the provider --------------------------------
+
+
+def test_a_bogus_refresh_cookie_reaches_the_provider_once(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    calls = issuer.token_calls
+    for _ in range(200):
+        oidc_client.set_cookie(REFRESH_COOKIE, "bogus-refresh-token")  # a client that insists
+        response = oidc_client.get("/api/configs")
+        assert_error(response, 401, "unauthorized")
+    assert issuer.token_calls == calls + 1
+
+
+def test_many_bogus_refresh_cookies_are_rate_limited(
+    oidc_client: FlaskClient, issuer: LocalIssuer
+) -> None:
+    calls = issuer.token_calls
+    statuses: dict[int, int] = {}
+    for number in range(200):
+        oidc_client.set_cookie(REFRESH_COOKIE, f"bogus-{number}")
+        response = oidc_client.get("/api/configs")
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        if response.status_code == 503:
+            body = assert_error(response, 503, "renewal_busy")
+            assert response.headers["Retry-After"] == "5"
+            assert body["details"] == {"retry_after_seconds": 5}
+            assert oidc_client.get_cookie(REFRESH_COOKIE) is not None  # kept for the retry
+    assert set(statuses) == {401, 503}
+    assert issuer.token_calls - calls <= 15  # a burst of 10, then one a second
+
+
+def test_parallel_requests_share_one_renewal(oidc_app: Flask, issuer: LocalIssuer) -> None:
+    issuer.valid_refresh_tokens.add("good-refresh-token")
+    expired = issuer.token(exp=int(time.time()) - 120)
+    calls = issuer.token_calls
+
+    def fetch(client: FlaskClient) -> tuple[int, str | None]:
+        client.set_cookie(ACCESS_COOKIE, expired)
+        client.set_cookie(REFRESH_COOKIE, "good-refresh-token")
+        response = client.get("/api/configs")
+        cookie = client.get_cookie(ACCESS_COOKIE)
+        return response.status_code, cookie.value if cookie else None
+
+    results = race(oidc_app, [fetch] * 6)
+    assert [status for status, _ in results] == [200] * 6
+    assert len({cookie for _, cookie in results}) == 1  # the same new tokens for all
+    assert issuer.token_calls == calls + 1
+
+
+def test_the_renewal_gate_remembers_for_a_while() -> None:
+    now = [0.0]
+    calls: list[str] = []
+    renewed = (Tokens("access", "refresh", None), Principal("alice", None, None, frozenset()))
+
+    def refresh(token: str) -> tuple[Tokens, Principal]:
+        calls.append(token)
+        if token.startswith("bad"):
+            raise TokenRejected("invalid_grant")
+        return renewed
+
+    gate = RenewalGate(refresh, clock=lambda: now[0])
+    assert gate.renew("good") == renewed
+    assert gate.renew("good") is renewed
+    for _ in range(3):
+        with pytest.raises(TokenRejected):
+            gate.renew("bad")
+    assert calls == ["good", "bad"]
+    now[0] = 31.0  # new tokens are shared for 30 s, a refusal is kept for 10 min
+    gate.renew("good")
+    with pytest.raises(TokenRejected):
+        gate.renew("bad")
+    assert calls == ["good", "bad", "good"]
+    now[0] = 700.0
+    with pytest.raises(TokenRejected):
+        gate.renew("bad")
+    assert calls == ["good", "bad", "good", "bad"]
+
+
+# --- the login's redirect ----------------------------------------------------------------
+
+
+def test_a_long_redirect_is_refused(oidc_client: FlaskClient) -> None:
+    longest = "/" + "a" * 2047
+    assert oidc_client.get("/api/auth/login", query_string={"redirect": longest}).status_code == 302
+    cookie = oidc_client.get_cookie(LOGIN_COOKIE, path="/api/auth/")
+    assert cookie is not None and len(cookie.value) < 4000
+    response = oidc_client.get("/api/auth/login", query_string={"redirect": longest + "a"})
+    body = assert_error(response, 400, "invalid_input")
+    assert body["details"] == {"max_chars": 2048}
+
+
+def test_a_page_with_a_long_query_returns_to_its_path(oidc_client: FlaskClient) -> None:
+    response = oidc_client.get("/page", query_string={"q": "x" * 5000})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/api/auth/login?redirect=%2Fpage"

@@ -24,20 +24,10 @@ BASEURL = "http://iot.test"
 
 @pytest.fixture
 def app(database_url: str, tmp_path: Path, issuer: LocalIssuer) -> Iterator[Flask]:
-    issuer.publish(issuer.key)
     assets = tmp_path / "assets"
     assets.mkdir()
-    app = build_assets_app(
-        database_url,
-        assets,
-        write_private_key(tmp_path / "ci.pem", rsa_key()),
-        oidc_enabled=True,
-        baseurl=BASEURL,
-        oidc_issuer_url=issuer.url,
-        oidc_client_id=LocalIssuer.CLIENT_ID,
-        oidc_client_secret="client-secret",
-        oidc_audience=LocalIssuer.AUDIENCE,
-    )
+    key = write_private_key(tmp_path / "ci.pem", rsa_key())
+    app = build_assets_app(database_url, assets, key, **issuer.login_settings(BASEURL))
     yield app
     app.extensions["iotsupport"].database.dispose()
 

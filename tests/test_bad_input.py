@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
 import typing as t
+from collections.abc import Iterator
 
 import pytest
 from conftest import RecordingPublisher
@@ -16,8 +18,11 @@ from conftest import post_raw
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
+from request_bodies import VALID_BODIES
+from werkzeug.test import TestResponse
 
 from iotsupport import create_app
+from iotsupport.api.spec import Operation
 
 MAC = "aa:bb:cc:dd:ee:01"
 M = f'"mac_address": "{MAC}"'
@@ -368,3 +373,111 @@ def test_large_but_allowed_config_roundtrips(client: FlaskClient) -> None:
     response = client.post("/api/configs", json={"mac_address": MAC, "content": content})
     assert response.status_code == 201
     assert client.get(f"/api/configs/{MAC}.json").get_data(as_text=True) == content
+
+
+# --- strict types: no boolean or string is ever taken for a number --------------------------
+
+
+def documented_operations(app: Flask) -> Iterator[tuple[str, str, Operation]]:
+    for rule in app.url_map.iter_rules():
+        spec: Operation | None = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if spec is None:
+            continue
+        path = re.sub(r"<int:\w+>", "1", rule.rule).replace("<mac:mac>", MAC)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            yield method, path, spec
+
+
+def takes(field: t.Any, kind: type) -> bool:
+    """Whether the field's type is `kind`, maybe optional or annotated."""
+    pending = [field.annotation]
+    while pending:
+        annotation = pending.pop()
+        if annotation is kind:
+            return True
+        arguments = t.get_args(annotation)
+        pending.extend(arguments[:1] if t.get_origin(annotation) is t.Annotated else arguments)
+    return False
+
+
+def test_every_body_is_strict(app: Flask, client: FlaskClient) -> None:
+    post_raw(client, with_content('{"v": 1}'))
+    checked = 0
+    for method, path, spec in documented_operations(app):
+        if spec.body is None:
+            continue
+        assert spec.body.model_config.get("strict") is True, spec.body.__name__
+        valid = VALID_BODIES[spec.body.__name__]
+        for name, field in spec.body.model_fields.items():
+            key = field.alias or name  # as the JSON spells it
+            wrong: list[t.Any] = []
+            if takes(field, int):
+                wrong = [True, False, "1", "01", 1.0, 1.5]
+            elif takes(field, str) and name != "content":
+                wrong = [1, True, 1.5]
+            for value in wrong:
+                checked += 1
+                response = client.open(path, method=method, json={**valid, key: value})
+                body = assert_error(response, 400, "validation_error")
+                assert key in {error["field"] for error in body["details"]["errors"]}
+    assert checked >= 10
+    assert client.get("/api/configs/1").get_json()["version"] == 1
+
+
+def test_every_query_number_is_plain_digits(app: Flask, client: FlaskClient) -> None:
+    post_raw(client, with_content('{"v": 1}'))
+    client.put("/api/configs/1", json={"content": {"v": 2}})
+    checked = 0
+    for method, path, spec in documented_operations(app):
+        if spec.query is None:
+            continue
+        base = (
+            {"from": "1"}
+            if "from" in {f.alias for f in spec.query.model_fields.values()}
+            else {"url": "http://127.0.0.1:9/a.png"}
+        )
+        for name, field in spec.query.model_fields.items():
+            if not takes(field, int):
+                continue
+            for value in ("true", "1.0", "+1", " 1", "1 ", "1e0", "0x1", "\uff11", "1_0", ""):
+                checked += 1
+                query = {**base, field.alias or name: value}
+                body = assert_error(client.open(path, method=method, query_string=query), 400)
+                assert body["code"] == "validation_error", (path, query)
+    assert checked >= 20
+
+
+# --- a body without Content-Length (chunked) is held to the same limit ------------------------
+
+
+def post_chunked(client: FlaskClient, body: bytes) -> TestResponse:
+    """As a server that de-chunks the body hands it over: no CONTENT_LENGTH, a stream
+    that ends with the body (wsgi.input_terminated)."""
+    return client.post(
+        "/api/configs",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+@pytest.mark.parametrize("extra", [1, 1000, 500_000, 1_000_000])
+def test_a_chunked_body_over_the_limit_is_413_never_cut_short(
+    client: FlaskClient, publisher: RecordingPublisher, extra: int
+) -> None:
+    head = b'{"mac_address": "' + MAC.encode() + b'", "content": {"blob": "'
+    tail = b'"}}'
+    raw = head + b"x" * (1024 * 1024 - len(head) - len(tail) + extra) + tail
+    error = assert_error(post_chunked(client, raw), 413, "payload_too_large")
+    assert error["details"] == {"max_bytes": 1024 * 1024}
+    assert config_count(client) == 0
+    assert publisher.messages == []
+
+
+def test_a_chunked_body_at_the_limit_is_read_whole(client: FlaskClient) -> None:
+    head = b'{"mac_address": "' + MAC.encode() + b'", "content": {"blob": "'
+    tail = b'"}}'
+    filler = b"x" * (1024 * 1024 - len(head) - len(tail))
+    response = post_chunked(client, head + filler + tail)
+    assert response.status_code == 201, response.get_data(as_text=True)[:200]
+    assert client.get(f"/api/configs/{MAC}.json").data == b'{"blob": "' + filler + b'"}'

@@ -570,7 +570,10 @@ def test_put_with_matching_if_match_succeeds(client: FlaskClient) -> None:
     etag = client.get(url).headers["ETag"]
     response = client.put(url, json={"content": {"v": 2}}, headers={"If-Match": etag})
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json()["version"] == 2
+    saved = response.get_json()
+    assert (saved["version"], saved["content"], saved["mac_address"]) == (2, {"v": 2}, MAC)
+    assert response.headers["ETag"] != etag
+    assert client.get(url).get_json() == saved
     assert client.get(device_url(MAC)).data == b'{"v": 2}'
 
 
@@ -581,6 +584,8 @@ def test_put_with_if_match_listing_the_current_etag_succeeds(client: FlaskClient
     header = f'"something-else", {etag}'
     response = client.put(url, json={"content": {"v": 2}}, headers={"If-Match": header})
     assert response.status_code == 200, response.get_data(as_text=True)
+    assert (response.get_json()["version"], response.get_json()["content"]) == (2, {"v": 2})
+    assert client.get(device_url(MAC)).data == b'{"v": 2}'
 
 
 def test_put_with_stale_if_match_is_412_and_changes_nothing(client: FlaskClient) -> None:
@@ -618,7 +623,8 @@ def test_put_with_if_match_star_succeeds(client: FlaskClient) -> None:
     url = f"/api/configs/{created['id']}"
     response = client.put(url, json={"content": {"v": 2}}, headers={"If-Match": "*"})
     assert response.status_code == 200
-    assert response.get_json()["version"] == 2
+    assert (response.get_json()["version"], response.get_json()["content"]) == (2, {"v": 2})
+    assert client.get(device_url(MAC)).data == b'{"v": 2}'
 
 
 def test_if_match_on_unknown_id_is_404(client: FlaskClient) -> None:

@@ -257,9 +257,9 @@ def test_optional_protects_devices_with_a_credential_and_serves_the_rest(
     assert rows[with_token]["last_fetched_with_credential"] is True
     assert rows[without]["last_fetched_with_credential"] is False  # still to migrate
     counted = device_requests(client)
-    assert counted[("/api/configs/<mac>.json", "none")] == 2
-    assert counted[("/api/configs/<mac>.json", "valid")] == 1
-    assert counted[("/api/configs/<mac>.json", "refused")] == 1
+    assert counted[("/api/configs/<mac:mac>.json", "none")] == 2
+    assert counted[("/api/configs/<mac:mac>.json", "valid")] == 1
+    assert counted[("/api/configs/<mac:mac>.json", "refused")] == 1
 
 
 def test_required_needs_a_token_from_every_device(device_app: DeviceAppFactory) -> None:
@@ -409,7 +409,7 @@ def test_repeated_failures_from_one_address_get_429_but_never_lock_out_a_device(
     assert ok.status_code == 200
     # Another address is not limited.
     refused(fetch(client, MAC, bearer(tokens.new_token())))
-    assert device_requests(client)[("/api/configs/<mac>.json", "limited")] == 1
+    assert device_requests(client)[("/api/configs/<mac:mac>.json", "limited")] == 1
 
 
 # --- tokens never leak ----------------------------------------------------------------------

@@ -82,9 +82,13 @@ def test_firmware_download_follows_device_auth(
 
 
 @pytest.fixture
-def proxy_app(database_url: str, publisher: RecordingPublisher) -> Iterator[t.Callable[..., Flask]]:
+def proxy_app(
+    database_url: str, publisher: RecordingPublisher, upstream: HTTPServer
+) -> Iterator[t.Callable[..., Flask]]:
+    """Apps whose image proxy may reach the local upstream (only public hosts by default)."""
     with apps_on(database_url, publisher) as build:
-        yield build
+        allowed = f"127.0.0.1:{upstream.port}"
+        yield lambda **settings: build(**{"image_proxy_allowed_hosts": allowed, **settings})
 
 
 def test_the_upstream_token_travels_in_x_upstream_authorization(

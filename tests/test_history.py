@@ -183,7 +183,34 @@ def test_diff_ignores_formatting_and_shows_real_changes(client: FlaskClient) -> 
 def test_diff_keeps_key_order(client: FlaskClient) -> None:
     config_id = create(client, '{"a": 1, "b": 2}')["id"]
     put(client, config_id, '{"b": 2, "a": 1}')
-    assert client.get(f"/api/configs/{config_id}/diff?from=1&to=2").get_json()["diff"] != ""
+    diff = client.get(f"/api/configs/{config_id}/diff?from=1&to=2").get_json()["diff"]
+    assert diff.splitlines() == [
+        "--- version 1",
+        "+++ version 2",
+        "@@ -1,4 +1,4 @@",
+        " {",
+        '-  "a": 1,',
+        '-  "b": 2',
+        '+  "b": 2,',
+        '+  "a": 1',
+        " }",
+    ]
+
+
+@pytest.mark.parametrize(
+    "query", ["?from=true", "?from=1.0", "?from=+1", "?from= 1", "?from=1e0", "?from=\uff11"]
+)
+def test_diff_versions_are_plain_digits(client: FlaskClient, query: str) -> None:
+    config_id = create(client)["id"]
+    put(client, config_id, {"v": 2})
+    body = assert_error(client.get(f"/api/configs/{config_id}/diff{query}"), 400)
+    assert body["code"] == "validation_error"
+
+
+def test_diff_refuses_unknown_parameters(client: FlaskClient) -> None:
+    config_id = create(client)["id"]
+    put(client, config_id, {"v": 2})
+    assert_error(client.get(f"/api/configs/{config_id}/diff?from=1&too=2"), 400)
 
 
 @pytest.mark.parametrize(
@@ -228,6 +255,40 @@ def test_rollback_saves_a_new_version_with_the_old_content(
         "bob",
     )
     assert publisher.messages == [(TOPIC, {"filename": f"{MAC}.json"})] * 3
+
+
+def test_rollback_brings_back_the_version_asked_for_not_the_one_before(
+    client: FlaskClient, publisher: RecordingPublisher
+) -> None:
+    raws = ['{"v": 1,  "a": "one"}', '{"v": 2, "b": "two"}', '{"v":3}', '{ "v": 4 }']
+    config_id = create(client, raws[0])["id"]
+    for raw in raws[1:]:
+        assert put(client, config_id, raw).status_code == 200
+    for target, expected_version in ((2, 5), (1, 6), (4, 7)):
+        response = client.post(f"/api/configs/{config_id}/rollback", json={"version": target})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.get_json()["version"] == expected_version
+        assert client.get(f"/api/configs/{MAC}.json").get_data(as_text=True) == raws[target - 1]
+        newest = history(client, config_id)["versions"][0]
+        assert (newest["version"], newest["event"], newest["source_version"]) == (
+            expected_version,
+            "rolled_back",
+            target,
+        )
+    assert versions(client, config_id) == [7, 6, 5, 4, 3, 2, 1]
+    assert len(publisher.messages) == 7
+
+
+@pytest.mark.parametrize("version", [True, False, "1", "2", 2.0, 1.5, None, [2], {"v": 2}])
+def test_rollback_version_must_be_an_integer(client: FlaskClient, version: t.Any) -> None:
+    """`true` is not version 1: booleans, strings and floats are refused, not converted."""
+    config_id = create(client, {"v": 1})["id"]
+    put(client, config_id, {"v": 2})
+    response = client.post(f"/api/configs/{config_id}/rollback", json={"version": version})
+    body = assert_error(response, 400, "validation_error")
+    assert [error["field"] for error in body["details"]["errors"]] == ["version"]
+    assert versions(client, config_id) == [2, 1]
+    assert client.get(f"/api/configs/{MAC}.json").get_data() == b'{"v": 2}'
 
 
 def test_rollback_refusals(client: FlaskClient, publisher: RecordingPublisher) -> None:
@@ -341,7 +402,8 @@ def test_retention_keeps_the_first_and_the_newest(keep_three: FlaskClient) -> No
     assert versions(client, config_id) == [7, 6, 1]
     assert client.get(f"/api/configs/{config_id}/history/1").get_json()["content"] == {"v": 1}
     assert_error(client.post(f"/api/configs/{config_id}/rollback", json={"version": 4}), 404)
-    assert client.post(f"/api/configs/{config_id}/rollback", json={"version": 1}).status_code == 200
+    rolled = client.post(f"/api/configs/{config_id}/rollback", json={"version": 1})
+    assert (rolled.status_code, rolled.get_json()["content"]) == (200, {"v": 1})
     assert versions(client, config_id) == [8, 7, 1]
 
 
@@ -416,6 +478,14 @@ def test_restore_and_history_on_postgresql(pg_app: Flask) -> None:
     assert restored.status_code == 201
     assert restored.get_json()["id"] == created["id"]
     assert versions(client, created["id"]) == [3, 2, 1]
-    assert client.get(f"/api/configs/{created['id']}/diff?from=1").get_json()["diff"]
+    diff = client.get(f"/api/configs/{created['id']}/diff?from=1").get_json()
+    assert (diff["from_version"], diff["to_version"]) == (1, 3)
+    assert [line for line in diff["diff"].splitlines() if line[:1] in "+-"] == [
+        "--- version 1",
+        "+++ version 3",
+        '-  "v": 1',
+        '+  "v": 2',
+    ]
+    assert client.get(f"/api/configs/{MAC}.json").get_data() == b'{"v": 2}'
     # The id sequence is untouched: the next config gets a fresh id.
     assert create(client, mac="aa:bb:cc:dd:ee:01")["id"] > created["id"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+import threading
 import time
 import typing as t
 import zlib
@@ -18,25 +19,24 @@ from collections.abc import Callable
 from collections.abc import Iterator
 
 import pytest
+from conftest import ClientWith
 from conftest import assert_error
 from conftest import free_port
 from conftest import make_settings
-from flask import Flask
 from flask.testing import FlaskClient
 from lvglimg.decoder import _bit_extend
 from lvglimg.decoder import decode
 from PIL import Image
 from PIL import ImageDraw
+from PIL import ImageFile
 from PIL import ImageOps
-from prometheus_client import CollectorRegistry
 from pytest_httpserver import HTTPServer
 from werkzeug import Request
 from werkzeug import Response
 from werkzeug.test import TestResponse
 
-from iotsupport import create_app
 from iotsupport.images import lvgl
-from iotsupport.images.fetch import HostAllowlist
+from iotsupport.images.convert import fitted_image
 from iotsupport.settings import Settings
 
 LVGL = "/api/images/lvgl"
@@ -193,23 +193,28 @@ def upstream(httpserver_ipv4: HTTPServer) -> Iterator[HTTPServer]:
     httpserver_ipv4.clear()
 
 
+def local_upstream(server: HTTPServer) -> str:
+    """The allowlist entry for the test's upstream: loopback is refused unless named."""
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+def settings(database_url: str, httpserver_ipv4: HTTPServer) -> Settings:
+    return make_settings(database_url, image_proxy_allowed_hosts=local_upstream(httpserver_ipv4))
+
+
 AppFactory = Callable[..., FlaskClient]
 
 
 @pytest.fixture
-def proxy(database_url: str) -> Iterator[AppFactory]:
+def proxy(client_with: ClientWith, httpserver_ipv4: HTTPServer) -> AppFactory:
     """Build a client for an app with some image proxy settings changed."""
-    apps: list[Flask] = []
 
     def build(**overrides: t.Any) -> FlaskClient:
-        app = create_app(make_settings(database_url, **overrides), registry=CollectorRegistry())
-        apps.append(app)
-        return app.test_client()
+        overrides.setdefault("image_proxy_allowed_hosts", local_upstream(httpserver_ipv4))
+        return client_with(**overrides)
 
-    yield build
-    for app in apps:
-        app.extensions["iotsupport"].image_proxy.close()
-        app.extensions["iotsupport"].database.dispose()
+    return build
 
 
 def serve(upstream: HTTPServer, path: str, data: bytes, content_type: str = "image/jpeg") -> str:
@@ -387,16 +392,17 @@ def test_a_named_header_that_is_missing_is_400_naming_it(
 def test_named_headers_are_forwarded(client: FlaskClient, upstream: HTTPServer) -> None:
     image = encoded(Image.new("RGB", (2, 2)), "PNG")
     upstream.expect_request(
-        "/camera", headers={"Authorization": "Bearer ha-token", "X-Extra": "1"}
+        "/camera", headers={"Authorization": "Bearer ha-token", "Accept": "image/png"}
     ).respond_with_data(image)
     response = client.get(
         LVGL,
-        query_string={"url": upstream.url_for("/camera"), "headers": "authorization, X-Extra"},
-        headers={"Authorization": "Bearer ha-token", "X-Extra": "1", "X-Private": "no"},
+        query_string={"url": upstream.url_for("/camera"), "headers": "authorization, ACCEPT"},
+        headers={"Authorization": "Bearer ha-token", "Accept": "image/png", "X-Private": "no"},
     )
     assert_lvgl(response, "ARGB8888", (2, 2))
     ((request, _),) = upstream.log
     assert request.headers["Authorization"] == "Bearer ha-token"
+    assert request.headers["Accept"] == "image/png"
     assert "X-Private" not in request.headers
 
 
@@ -407,23 +413,38 @@ def test_upstream_non_2xx_is_502(client: FlaskClient, upstream: HTTPServer) -> N
     assert "404" in body["error"]
 
 
-def test_unreachable_upstream_is_502(client: FlaskClient) -> None:
-    body = assert_error(get(client, f"http://127.0.0.1:{free_port()}/a.png"), 502)
-    assert body["details"] == {"reason": "connection"}
+def test_unreachable_upstream_is_502(proxy: AppFactory) -> None:
+    closed = free_port()
+    client = proxy(image_proxy_allowed_hosts=f"127.0.0.1:{closed}")
+    body = assert_error(get(client, f"http://127.0.0.1:{closed}/a.png"), 502)
+    assert body["details"] == {"reason": "unreachable"}
 
 
 def test_slow_upstream_is_502_after_the_total_timeout(
     proxy: AppFactory, upstream: HTTPServer
 ) -> None:
-    def slow(request: Request) -> Response:
+    def silent(request: Request) -> Response:
         time.sleep(1.0)
         return Response(b"late")
 
-    upstream.expect_request("/slow.png").respond_with_handler(slow)
+    def trickle(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            for _ in range(10):
+                time.sleep(0.1)
+                yield b"x" * 100
+
+        return Response(body())
+
+    upstream.expect_request("/silent.png").respond_with_handler(silent)
+    upstream.expect_request("/trickle.png").respond_with_handler(trickle)
     client = proxy(image_proxy_timeout_seconds=0.3)
-    body = assert_error(get(client, upstream.url_for("/slow.png")), 502)
+    # An answer whose body is too slow: the deadline is named.
+    body = assert_error(get(client, upstream.url_for("/trickle.png")), 502)
     assert body["details"] == {"reason": "timeout"}
     assert "0.3 s" in body["error"]
+    # No answer in time: the same answer as a refused or non-HTTP port.
+    body = assert_error(get(client, upstream.url_for("/silent.png")), 502)
+    assert body["details"] == {"reason": "unreachable"}
 
 
 def test_download_above_the_size_cap_is_502(proxy: AppFactory, upstream: HTTPServer) -> None:
@@ -471,7 +492,7 @@ def test_other_conversion_failures_are_500_without_internals(
     def broken(*args: object) -> bytes:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(lvgl, "encode", broken)
+    monkeypatch.setattr(lvgl, "encode_parts", broken)
     url = serve(upstream, "/a.png", encoded(Image.new("RGB", (2, 2)), "PNG"))
     response = get(client, url)
     body = assert_error(response, 500, "internal_error")
@@ -480,21 +501,30 @@ def test_other_conversion_failures_are_500_without_internals(
 
 
 # --- the allowlist ---------------------------------------------------------------------
+# (address classes, spellings, DNS and ports: tests/test_image_ssrf.py)
 
 
-@pytest.mark.parametrize("allowed", ["127.0.0.1", "127.0.0.0/8", "localhost,10.0.0.0/8,127.0.0.1"])
+@pytest.mark.parametrize(
+    "allowed", ["127.0.0.1:{port}", "127.0.0.0/8:{port}", "localhost,10.0.0.0/8,127.0.0.1:{port}"]
+)
 def test_allowed_hosts_admit(proxy: AppFactory, upstream: HTTPServer, allowed: str) -> None:
     url = serve(upstream, "/a.png", encoded(Image.new("RGB", (2, 2)), "PNG"))
-    assert_lvgl(get(proxy(image_proxy_allowed_hosts=allowed), url), "ARGB8888", (2, 2))
+    client = proxy(image_proxy_allowed_hosts=allowed.format(port=upstream.port))
+    assert_lvgl(get(client, url), "ARGB8888", (2, 2))
 
 
-@pytest.mark.parametrize("allowed", ["ha.example", "10.0.0.0/8", "::1/128,localhost"])
+@pytest.mark.parametrize(
+    "allowed",
+    ["ha.example", "10.0.0.0/8", "::1/128,localhost", "127.0.0.1", "127.0.0.1:{other}", "public"],
+)
 def test_other_hosts_are_403_before_any_request(
     proxy: AppFactory, upstream: HTTPServer, allowed: str
 ) -> None:
     url = serve(upstream, "/a.png", encoded(Image.new("RGB", (2, 2)), "PNG"))
-    body = assert_error(get(proxy(image_proxy_allowed_hosts=allowed), url), 403, "host_not_allowed")
+    client = proxy(image_proxy_allowed_hosts=allowed.format(other=upstream.port + 1))
+    body = assert_error(get(client, url), 403, "host_not_allowed")
     assert body["details"] == {"host": "127.0.0.1"}
+    assert body["error"] == "the image proxy may not fetch from 127.0.0.1"
     assert upstream.log == []
 
 
@@ -505,30 +535,29 @@ def redirect(upstream: HTTPServer, path: str, location: str) -> None:
 
 
 def test_redirects_are_followed_within_the_allowlist(
-    proxy: AppFactory, upstream: HTTPServer
+    client: FlaskClient, upstream: HTTPServer
 ) -> None:
     serve(upstream, "/final.png", encoded(Image.new("RGB", (4, 2)), "PNG"))
     redirect(upstream, "/start", "/middle")
     redirect(upstream, "/middle", upstream.url_for("/final.png"))
-    client = proxy(image_proxy_allowed_hosts="127.0.0.1")
     assert_lvgl(get(client, upstream.url_for("/start")), "ARGB8888", (4, 2))
     assert [request.path for request, _ in upstream.log] == ["/start", "/middle", "/final.png"]
 
 
-def test_a_redirect_to_a_disallowed_host_is_403(proxy: AppFactory, upstream: HTTPServer) -> None:
+def test_a_redirect_to_a_disallowed_host_is_403(client: FlaskClient, upstream: HTTPServer) -> None:
     serve(upstream, "/final.png", encoded(Image.new("RGB", (4, 2)), "PNG"))
-    # Same server, but named "localhost", which the list does not name.
-    redirect(upstream, "/start", f"http://localhost:{upstream.port}/final.png")
-    client = proxy(image_proxy_allowed_hosts="127.0.0.1")
+    # Loopback, but another address than the one the list names.
+    redirect(upstream, "/start", f"http://127.0.0.2:{upstream.port}/final.png")
     body = assert_error(get(client, upstream.url_for("/start")), 403)
-    assert body["details"] == {"host": "localhost"}
+    assert body["details"] == {"host": "127.0.0.2"}
     assert [request.path for request, _ in upstream.log] == ["/start"]
 
 
-def test_forwarded_headers_stay_with_the_origin(client: FlaskClient, upstream: HTTPServer) -> None:
+def test_forwarded_headers_stay_with_the_origin(proxy: AppFactory, upstream: HTTPServer) -> None:
     serve(upstream, "/final.png", encoded(Image.new("RGB", (4, 2)), "PNG"))
     redirect(upstream, "/same", "/other")
     redirect(upstream, "/other", f"http://localhost:{upstream.port}/final.png")
+    client = proxy(image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port},localhost:{upstream.port}")
     response = client.get(
         LVGL,
         query_string={"url": upstream.url_for("/same"), "headers": "Authorization"},
@@ -551,34 +580,26 @@ def test_a_redirect_to_another_scheme_is_502(client: FlaskClient, upstream: HTTP
     assert body["details"] == {"reason": "redirect"}
 
 
-def test_allowlist_matching() -> None:
-    allowlist = HostAllowlist.parse(["HA.Example.", "192.168.1.0/24", "fd00::/8"])
-    assert allowlist.admits("ha.example")
-    assert allowlist.admits("192.168.1.77")
-    assert allowlist.admits("fd00::1")
-    assert not allowlist.admits("sub.ha.example")
-    assert not allowlist.admits("192.168.2.1")
-    # Names are never resolved: numeric spellings of an address are names, not addresses.
-    assert not allowlist.admits("3232235853")
-    assert not allowlist.admits("192.168.1")
-    assert HostAllowlist.parse([]).admits("anything")
-
-
 def test_allowed_hosts_setting_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("IMAGE_PROXY_ALLOWED_HOSTS", " ha.local, 192.168.1.0/24 ,,")
-    assert Settings(_env_file=None).image_proxy_allowed_hosts == ["ha.local", "192.168.1.0/24"]
-    monkeypatch.setenv("IMAGE_PROXY_ALLOWED_HOSTS", "http://ha.local/")
-    with pytest.raises(ValueError, match="neither a host name nor a CIDR"):
-        Settings(_env_file=None)
+    monkeypatch.setenv("IMAGE_PROXY_ALLOWED_HOSTS", " ha.local:8123, 192.168.1.0/24 ,,public")
+    assert Settings(_env_file=None).image_proxy_allowed_hosts == [
+        "ha.local:8123",
+        "192.168.1.0/24",
+        "public",
+    ]
+    for bad in ("http://ha.local/", "ha.local:0", "ha.local:99999", "[fd00::1", "a b"):
+        monkeypatch.setenv("IMAGE_PROXY_ALLOWED_HOSTS", bad)
+        with pytest.raises(ValueError, match="IMAGE_PROXY_ALLOWED_HOSTS"):
+            Settings(_env_file=None)
 
 
 # --- metrics and docs ------------------------------------------------------------------
 
 
 def test_metrics_count_outcomes_and_time_the_work(proxy: AppFactory, upstream: HTTPServer) -> None:
-    client = proxy(image_proxy_allowed_hosts="127.0.0.1")
+    client = proxy()
     url = serve(upstream, "/a.png", encoded(Image.new("RGB", (2, 2)), "PNG"))
     upstream.expect_request("/gone").respond_with_data("", status=500)
     assert get(client, url).status_code == 200
@@ -610,3 +631,114 @@ def test_openapi_documents_the_query(client: FlaskClient) -> None:
     assert {"200", "400", "403", "422", "502"} <= set(operation["responses"])
     formats = document["components"]["schemas"]["ColorFormat"]["enum"]
     assert formats == ["ARGB8888", "RGB565", "RGB565A8", "RGB888"]
+
+
+# --- odd widths: rows are packed, whatever their length ----------------------------------
+
+
+@pytest.mark.parametrize("width", [1, 3, 5, 7, 13])
+@pytest.mark.parametrize("color_format", ["ARGB8888", "RGB565", "RGB565A8", "RGB888"])
+def test_odd_widths_are_packed_without_padding(
+    client: FlaskClient, upstream: HTTPServer, width: int, color_format: str
+) -> None:
+    """Rows of 3, 5 or 7 pixels are not a multiple of 4 bytes in RGB565 or RGB888: each
+    row must follow the previous one directly (stride = width x bytes per pixel)."""
+    height = 3
+    source = Image.new("RGBA", (width, height))
+    source.putdata(
+        [
+            (x * 40 % 256, y * 90 % 256, (x * y * 30) % 256, 255 - x * 17 % 256)
+            for y in range(3)
+            for x in range(width)
+        ]
+    )
+    url = serve(upstream, f"/odd{width}.png", encoded(source, "PNG"), "image/png")
+    response = get(client, url, format=color_format)
+    decoded = assert_lvgl(response, color_format, (width, height))
+    data = response.get_data()
+    bpp = BYTES_PER_PIXEL[color_format]
+    rows = [data[12 + y * width * bpp : 12 + (y + 1) * width * bpp] for y in range(height)]
+    for y, row in enumerate(rows):
+        for x in range(width):
+            red, green, blue, alpha = t.cast(tuple[int, int, int, int], source.getpixel((x, y)))
+            pixel = row[x * bpp : (x + 1) * bpp]
+            if color_format == "ARGB8888":
+                assert pixel == bytes((blue, green, red, alpha))
+            elif color_format == "RGB888":  # composited onto black
+                expected = on_black(source).getpixel((x, y))
+                assert isinstance(expected, tuple)
+                assert pixel == bytes((expected[2], expected[1], expected[0]))
+            else:
+                value = int.from_bytes(pixel, "little")
+                reference = source if color_format == "RGB565A8" else on_black(source)
+                expected = t.cast(tuple[int, int, int], reference.getpixel((x, y)))
+                assert value >> 11 == (expected[0] * 31 + 127) // 255
+                assert (value >> 5) & 0x3F == (expected[1] * 63 + 127) // 255
+                assert value & 0x1F == (expected[2] * 31 + 127) // 255
+    if color_format == "RGB565A8":
+        assert data[12 + width * height * 2 :] == source.getchannel("A").tobytes()
+    assert decoded.size == (width, height)
+
+
+# --- memory: what a worker may be asked to hold -----------------------------------------
+
+
+def test_pixels_are_counted_from_the_header_before_decoding(
+    proxy: AppFactory, upstream: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    real_load = ImageFile.ImageFile.load
+
+    def counting_load(image: ImageFile.ImageFile) -> t.Any:
+        loads.append(f"{image.width}x{image.height}")
+        return real_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    url = serve(upstream, "/poster.png", png_claiming(9000, 9000), "image/png")
+    body = assert_error(get(proxy(), url), 422, "unprocessable_image")
+    assert body["details"] == {"reason": "too_many_pixels", "max_pixels": 4096 * 2048}
+    assert loads == []
+
+
+def test_a_jpeg_counts_the_pixels_it_decodes_at_reduced_scale(
+    client: FlaskClient, upstream: HTTPServer
+) -> None:
+    photo = encoded(Image.new("RGB", (4000, 3000), (200, 10, 10)), "JPEG", quality=50)
+    url = serve(upstream, "/photo.jpg", photo)
+    assert_lvgl(get(client, url, width=320, height=240), "ARGB8888", (320, 240))
+    # At full size it would decode 12 million pixels: over the default limit.
+    body = assert_error(get(client, url, width=4096, height=4096), 422)
+    assert body["details"]["reason"] == "too_many_pixels"
+
+
+def test_conversions_beyond_the_limit_get_503_with_retry_after(
+    proxy: AppFactory, upstream: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def held(*args: t.Any) -> Image.Image:
+        started.set()
+        assert release.wait(10)
+        return fitted_image(*args)
+
+    # The name as the proxy module imported it.
+    monkeypatch.setattr("iotsupport.images.fitted_image", held)
+    client = proxy(image_proxy_max_conversions=1)
+    app = client.application
+    url = serve(upstream, "/a.png", encoded(Image.new("RGB", (4, 4)), "PNG"), "image/png")
+    first: list[TestResponse] = []
+    thread = threading.Thread(target=lambda: first.append(get(app.test_client(), url)))
+    thread.start()
+    try:
+        assert started.wait(10)
+        busy = get(app.test_client(), url)
+        body = assert_error(busy, 503, "image_proxy_busy")
+        assert busy.headers["Retry-After"] == "2"
+        assert body["details"] == {"retry_after_seconds": 2}
+    finally:
+        release.set()
+        thread.join(10)
+    assert_lvgl(first[0], "ARGB8888", (4, 4))
+    assert_lvgl(get(client, url), "ARGB8888", (4, 4))  # the slot is free again
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'iotsupport_image_conversions_total{format="ARGB8888",outcome="busy"} 1.0' in scraped

@@ -24,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from iotsupport import create_app
+from iotsupport.assets.names import FILENAME_PATTERN
+from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.extensions import state
 
 MAC = "aa:bb:cc:dd:ee:ff"
@@ -307,7 +309,7 @@ def test_openapi_documents_each_operation(client: FlaskClient, path: str, method
         assert answer.get("description"), status
         if int(status) >= 400:
             schema = resolve(document, answer["content"]["application/json"]["schema"])
-            if path == "/api/health":  # a 503 from health is the health body, with a reason
+            if (path, status) == ("/api/health", "503"):  # the health body, with a reason
                 assert {"status", "database", "mqtt", "reason"} <= set(schema["properties"])
             else:
                 assert {"error", "code", "details"} <= set(schema["properties"])
@@ -360,7 +362,11 @@ def test_docs_page_and_its_assets_load(client: FlaskClient) -> None:
     assert page.status_code == 200
     assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert "/api/openapi.json" in html
+    assert "<script>" not in html, "no inline script: the CSP forbids it"
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["X-Frame-Options"] == "DENY"
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert any(asset.endswith(".js") for asset in assets)
     assert any(asset.endswith(".css") for asset in assets)
@@ -368,7 +374,11 @@ def test_docs_page_and_its_assets_load(client: FlaskClient) -> None:
         assert not asset.startswith(("http://", "https://", "//")), "served locally, no CDN"
         response = client.get(asset)
         assert response.status_code == 200, asset
-        assert len(response.data) > 1000, asset
+        if asset == "/api/docs/init.js":
+            assert b'url: "/api/openapi.json"' in response.data
+            assert response.mimetype == "text/javascript"
+        else:
+            assert len(response.data) > 1000, asset
         response.close()
 
 
@@ -496,3 +506,36 @@ def test_no_log_line_carries_config_content(
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
         assert marker not in text, f"{record.name}: {text[:300]}"
+
+
+def test_openapi_states_the_mac_and_filename_rules_as_patterns(client: FlaskClient) -> None:
+    document = openapi(client)
+    paths = document["paths"]
+
+    def parameter(path: str, method: str, name: str) -> dict[str, t.Any]:
+        found: dict[str, t.Any] = next(
+            p for p in paths[path][method]["parameters"] if p["name"] == name
+        )
+        return found
+
+    for path, method in (
+        ("/api/configs/{mac}.json", "get"),
+        ("/api/configs/deleted/{mac}/restore", "post"),
+    ):
+        schema = parameter(path, method, "mac")["schema"]
+        assert schema["pattern"] == MAC_PATTERN
+    create = resolve(
+        document,
+        paths["/api/configs"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+    )
+    assert create["properties"]["mac_address"]["pattern"] == MAC_PATTERN
+    for method in ("get", "delete"):
+        schema = parameter("/api/assets/{filename}", method, "filename")["schema"]
+        assert schema["pattern"] == FILENAME_PATTERN
+    mac = re.compile(MAC_PATTERN)
+    for good in ("aa:bb:cc:dd:ee:ff", "AA-BB-CC-DD-EE-FF", "aA:bB-cC:dD-eE:fF"):
+        assert mac.fullmatch(good)
+    for bad in ("aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg", "aabbccddeeff", "aa:bb:cc:dd:ee:ff\n"):
+        assert not mac.fullmatch(bad)
+    for bad in ("aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg", "aabbccddeeff", "aa:bb:cc:dd:ee:ff%0A"):
+        assert_error(client.get(f"/api/configs/{bad}.json"), 400)

@@ -747,3 +747,21 @@ def test_the_list_marks_devices_that_fetch_without_a_credential(
 
 def ui_bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_api_docs_run_under_their_strict_policy(page: Page) -> None:
+    """Swagger UI renders the document with no inline script allowed and nothing refused."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text)
+            if "Content Security Policy" in message.text or "Refused to" in message.text
+            else None
+        ),
+    )
+    page.goto("/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("IoTSupport")
+    expect(page.locator(".opblock-tag", has_text="configs")).to_be_visible()
+    assert refused == []
+    screenshot(page, "api-docs")

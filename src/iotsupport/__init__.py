@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from pathlib import Path
 
 from flask import Flask
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,7 @@ from iotsupport import compression
 from iotsupport import db
 from iotsupport import errors
 from iotsupport import observability
+from iotsupport.api import protections
 from iotsupport.api import register_blueprints
 from iotsupport.assets.service import build_assets
 from iotsupport.configs.checkins import CheckinMetrics
@@ -46,6 +48,9 @@ def create_app(
     Raises StartupError when a setting is unusable (e.g. SIGNING_KEY_PATH).
     """
     settings = settings or Settings()
+    if settings.prometheus_multiproc_dir:
+        # Samples are written there from the first metric on; it may not exist yet.
+        Path(settings.prometheus_multiproc_dir).mkdir(parents=True, exist_ok=True)
     registry = registry or CollectorRegistry()
     assets = build_assets(settings, registry)
     database = Database(settings)
@@ -53,7 +58,10 @@ def create_app(
 
     app = Flask(__name__)
     app.config["VERSION"] = version("iotsupport")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["MAX_REQUEST_BYTES"] = settings.max_request_bytes
+    # One byte more, so that a chunked body over the limit is refused, never cut short
+    # (api/spec.py::request_body).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     def count_configs() -> int:
@@ -93,6 +101,7 @@ def create_app(
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
     observability.init_app(app, observability.RequestMetrics(registry))
+    protections.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     auth.init_app(app, settings)

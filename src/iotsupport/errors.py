@@ -34,6 +34,8 @@ import typing as t
 
 from flask import Flask
 from flask import Response
+from flask import current_app
+from flask import has_app_context
 from flask import jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
@@ -195,7 +197,13 @@ _SHORT_MESSAGES = {
 }
 
 
+# The same refusal as our own PayloadTooLarge, whichever layer made it.
+_CODES = {413: PayloadTooLarge.code}
+
+
 def _http_code(exc: HTTPException) -> str:
+    if exc.code in _CODES:
+        return _CODES[exc.code]
     name = exc.name or "error"
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
@@ -213,7 +221,10 @@ def _validation_details(exc: ValidationError) -> dict[str, t.Any]:
 def http_error_response(exc: HTTPException) -> Response:
     """A werkzeug HTTP error (404, 405, 413, 416 ...) in the JSON envelope."""
     message = _SHORT_MESSAGES.get(exc.code or 500, exc.description or exc.name)
-    response = error_response(exc.code or 500, message, _http_code(exc))
+    details = {}
+    if exc.code == 413 and has_app_context() and "MAX_REQUEST_BYTES" in current_app.config:
+        details["max_bytes"] = current_app.config["MAX_REQUEST_BYTES"]
+    response = error_response(exc.code or 500, message, _http_code(exc), details)
     # Keep what the status needs, e.g. Content-Range on a 416.
     for name, value in exc.get_headers():
         if name.lower() not in ("content-type", "content-length"):

@@ -11,6 +11,8 @@ from iotsupport.errors import InvalidInput
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+# A \uD800-\uDFFF escape: only a high one followed by a low one makes a character.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def _refuse_constant(name: str) -> t.NoReturn:
@@ -37,7 +39,40 @@ def load_object(text: str, subject: str) -> dict[str, t.Any]:
         raise InvalidInput(f"{subject} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{subject} must be a JSON object")
+    if _has_lone_surrogate(text, value):
+        raise InvalidInput(
+            f"{subject} contains a lone UTF-16 surrogate (a \\ud800-\\udfff escape that is "
+            "not half of a pair): it is not a character and cannot be stored as UTF-8"
+        )
     return value
+
+
+def _has_lone_surrogate(text: str, value: object) -> bool:
+    """Whether any string of the parsed document (keys included) is not valid Unicode."""
+    if not _encodes(text):
+        return True
+    if not _SURROGATE_ESCAPE.search(text):
+        return False  # no escape, so every string came from valid UTF-8 text
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not _encodes(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _skip(text: str, index: int) -> int:

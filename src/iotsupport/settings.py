@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import typing as t
 from ipaddress import IPv4Network
 from ipaddress import IPv6Network
@@ -19,7 +17,6 @@ from pydantic_settings import NoDecode
 from pydantic_settings import SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///iotsupport.db"
-_HOST_NAME = re.compile(r"[^\s/:@?#\[\]]+")
 
 
 class Settings(BaseSettings):
@@ -70,8 +67,12 @@ class Settings(BaseSettings):
     image_proxy_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     image_proxy_timeout_seconds: float = Field(default=15.0, gt=0)
     image_proxy_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    image_proxy_max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's own default
-    # Comma-separated host names and CIDRs; empty: any http(s) URL may be fetched.
+    # Pixels decoded (a JPEG after its reduced-scale decode); sized for the worker memory goal.
+    image_proxy_max_pixels: int = Field(default=8_388_608, ge=1)  # 4096 x 2048: 4K UHD fits
+    # Conversions (download to encode) at once per worker; one more: 503 and Retry-After.
+    image_proxy_max_conversions: int = Field(default=2, ge=1)
+    # Hosts, networks and `public`, each with an optional port (images/destinations.py);
+    # empty: public addresses only, on any port.
     image_proxy_allowed_hosts: t.Annotated[list[str], NoDecode] = []
     log_level: str = "INFO"
 
@@ -94,6 +95,8 @@ class Settings(BaseSettings):
     # here (default: a folder in the system temp dir), up to this many bytes (0: off).
     release_cache_dir: Path | None = None
     release_cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # Also accept the old signature over the timestamp alone (CI scripts not yet updated).
+    asset_legacy_signatures: bool = False
 
     @field_validator("database_url")
     @classmethod
@@ -154,15 +157,16 @@ class Settings(BaseSettings):
             value = value.split(",")
         if not isinstance(value, list):
             return value
+        # Imported here: the images package imports this module.
+        from iotsupport.images.destinations import Entry
+        from iotsupport.images.destinations import EntryError
+
         entries = [str(entry).strip() for entry in value if str(entry).strip()]
         for entry in entries:
             try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                if not _HOST_NAME.fullmatch(entry):
-                    raise ValueError(
-                        f"IMAGE_PROXY_ALLOWED_HOSTS: {entry!r} is neither a host name nor a CIDR"
-                    ) from None
+                Entry.parse(entry)
+            except EntryError as exc:
+                raise ValueError(f"IMAGE_PROXY_ALLOWED_HOSTS: {exc}") from None
         return entries
 
     @field_validator("trusted_proxies")

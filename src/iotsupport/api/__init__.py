@@ -11,8 +11,14 @@ from flask import Flask
 from flask import Response
 from pydantic import BaseModel
 from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 from werkzeug.routing import IntegerConverter
+from werkzeug.routing import PathConverter
 
+from iotsupport.assets.names import FILENAME_DESCRIPTION
+from iotsupport.assets.names import FILENAME_PATTERN
+from iotsupport.configs.content import MAC_DESCRIPTION
+from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.db.base import MAX_INT
 
 
@@ -31,6 +37,8 @@ class DatabaseIntConverter(IntegerConverter):
     misleading 405 when another method of the same path exists.
     """
 
+    openapi: t.ClassVar[dict[str, t.Any]] = {"type": "integer", "minimum": 0, "maximum": MAX_INT}
+
     def to_python(self, value: str) -> int:
         number: int = super().to_python(value)
         if number > MAX_INT:
@@ -38,8 +46,32 @@ class DatabaseIntConverter(IntegerConverter):
         return number
 
 
+class MacConverter(BaseConverter):
+    """`<mac:...>`: any one segment reaches the view, which answers 400 for a malformed
+    MAC (never a 404); the OpenAPI document states the rule as a pattern."""
+
+    openapi: t.ClassVar[dict[str, t.Any]] = {
+        "type": "string",
+        "pattern": MAC_PATTERN,
+        "description": MAC_DESCRIPTION,
+    }
+
+
+class FilenameConverter(PathConverter):
+    """`<filename:...>`: slashes included, so that such a name gets its 400 from the rule."""
+
+    openapi: t.ClassVar[dict[str, t.Any]] = {
+        "type": "string",
+        "pattern": FILENAME_PATTERN,
+        "description": FILENAME_DESCRIPTION,
+    }
+
+
 def register_blueprints(app: Flask) -> None:
-    app.url_map.converters["int"] = DatabaseIntConverter  # before any rule is added
+    # Before any rule is added.
+    app.url_map.converters.update(
+        int=DatabaseIntConverter, mac=MacConverter, filename=FilenameConverter
+    )
     from iotsupport import ui
     from iotsupport.api import docs
     from iotsupport.api import operations

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from iotsupport.api import json_response
 from iotsupport.api.schemas import HealthSchema
 from iotsupport.api.spec import operation
-from iotsupport.assets.service import FOLDER_PROBLEMS
+from iotsupport.assets.store import FOLDER_PROBLEMS
 from iotsupport.auth.access import public
 from iotsupport.extensions import state
 
@@ -75,7 +75,12 @@ def _reason(exc: Exception) -> str:
 
 @bp.get("/api/health/live")
 @public
-@operation("Liveness: 200 while the process answers", tag="operations", responses={200: "Alive"})
+@operation(
+    "Liveness: 200 while the process answers",
+    tag="operations",
+    responses={200: "Alive"},
+    database=False,
+)
 def live() -> Response:
     return jsonify(status="alive")
 

@@ -1,11 +1,39 @@
-"""Bodies shared by every domain: the error envelope, health."""
+"""Bodies shared by every domain: the request and query bases, the error envelope, health."""
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 from pydantic import BaseModel
+from pydantic import BeforeValidator
+from pydantic import ConfigDict
 from pydantic import Field
+
+_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+class RequestBody(BaseModel):
+    """Every JSON request body: strict types, so `true`, `"2"` or `2.0` is not an integer
+    and `1` is not a string."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class Query(BaseModel):
+    """Every query string: unknown parameters are refused (a misspelt one is not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _query_int(value: object) -> object:
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be a whole number written with the digits 0-9")
+    return int(value) if isinstance(value, str) else value
+
+
+# An integer in a query string: ASCII digits only (no sign, space, point, exponent).
+QueryInt = t.Annotated[int, BeforeValidator(_query_int)]
 
 
 class ErrorResponse(BaseModel):

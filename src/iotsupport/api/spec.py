@@ -15,6 +15,7 @@ from dataclasses import field
 from functools import wraps
 
 from flask import Flask
+from flask import current_app
 from flask import request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
@@ -22,14 +23,17 @@ from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
 from iotsupport.api.schemas import ErrorResponse
+from iotsupport.auth.access import Access
 from iotsupport.auth.access import access_of
 from iotsupport.errors import InvalidInput
+from iotsupport.errors import PayloadTooLarge
 from iotsupport.json_text import load_object
 
 View = t.Callable[..., ResponseReturnValue]
 ResponseSpec = type[BaseModel] | str
 
 _RULE_ARGUMENT = re.compile(r"<(?:([a-z]+)[^:<>]*:)?(\w+)>")
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Operation:
     responses: dict[int, ResponseSpec] = field(default_factory=dict)
     form: type[BaseModel] | None = None  # multipart fields, documented only
     query: type[BaseModel] | None = None
+    database: bool = True  # uses the database (so may answer 503, and 409 on a write)
 
 
 def operation(
@@ -50,12 +55,15 @@ def operation(
     responses: dict[int, ResponseSpec] | None = None,
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    database: bool = True,
 ) -> t.Callable[[View], View]:
     """Declare a route's schemas; with `body` or `query`, the view receives the validated model.
 
-    `form` documents a multipart/form-data body that the view reads itself.
+    `form` documents a multipart/form-data body that the view reads itself. `responses`
+    are the route's own answers; `common_answers` adds those every route of its kind
+    can give.
     """
-    spec = Operation(summary, tag, body, responses or {}, form, query)
+    spec = Operation(summary, tag, body, responses or {}, form, query, database)
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -75,8 +83,24 @@ def operation(
 BodyModel = t.TypeVar("BodyModel", bound=BaseModel)
 
 
-def parse_json_body(model: type[BodyModel]) -> BodyModel:
+def request_body() -> bytes:
+    """The whole request body, or 413 when it is larger than MAX_REQUEST_BYTES.
+
+    Flask is allowed one byte more (see create_app): a chunked body, which has no
+    Content-Length, is cut there rather than refused, so one byte too many is how
+    a larger one shows.
+    """
     raw = request.get_data(cache=True)
+    limit: int = current_app.config["MAX_REQUEST_BYTES"]
+    if len(raw) > limit:
+        raise PayloadTooLarge(
+            f"the request body is larger than {limit} bytes", {"max_bytes": limit}
+        )
+    return raw
+
+
+def parse_json_body(model: type[BodyModel]) -> BodyModel:
+    raw = request_body()
     if not raw:
         raise InvalidInput("the request body is empty; send a JSON object")
     try:
@@ -87,16 +111,19 @@ def parse_json_body(model: type[BodyModel]) -> BodyModel:
     return model.model_validate(data, context={"raw_body": text})
 
 
-def _path_and_parameters(rule: str) -> tuple[str, list[dict[str, t.Any]]]:
-    parameters = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "integer" if converter == "int" else "string"},
-        }
-        for converter, name in _RULE_ARGUMENT.findall(rule)
-    ]
+def _path_and_parameters(
+    rule: str, converters: t.Mapping[str, type[t.Any]]
+) -> tuple[str, list[dict[str, t.Any]]]:
+    """The OpenAPI path and its parameters; a converter's `openapi` attribute is its schema."""
+    parameters = []
+    for converter, name in _RULE_ARGUMENT.findall(rule):
+        schema = dict(
+            getattr(converters.get(converter or "default"), "openapi", {"type": "string"})
+        )
+        parameter = {"name": name, "in": "path", "required": True}
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        parameters.append({**parameter, "schema": schema})
     return _RULE_ARGUMENT.sub(r"{\2}", rule), parameters
 
 
@@ -114,6 +141,30 @@ def _query_parameters(
         parameter["schema"] = {k: v for k, v in field_schema.items() if k != "description"}
         parameters.append(parameter)
     return parameters
+
+
+def common_answers(spec: Operation, method: str, access: Access | None) -> dict[int, str]:
+    """What an operation can answer besides its own responses: the request limits
+    (api/protections.py), validation, the access hook and the unit of work."""
+    answers = {
+        414: "The URL is longer than 8 KiB",
+        431: "The request headers are larger than 32 KiB",
+    }
+    if spec.body is not None or spec.query is not None or spec.form is not None:
+        answers[400] = "The request is not valid; the details name each field"
+    if spec.body is not None:
+        answers[413] = "The body is larger than MAX_REQUEST_BYTES"
+    protected = access is None or not access.is_public
+    if protected:
+        answers[401] = "Login is on and no valid token or login cookie came"
+        answers[503] = "The identity provider is not reachable"
+    if protected or method.upper() in STATE_CHANGING:
+        answers[403] = "Roles that do not allow this, or a change by cookie from another site"
+    if spec.database:
+        answers[503] = "The database (or the identity provider) is not reachable"
+        if method.upper() in STATE_CHANGING:
+            answers[409] = "The change conflicts with one made at the same time"
+    return answers
 
 
 def _media(schema: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -149,11 +200,13 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
 
     paths: dict[str, dict[str, t.Any]] = {}
     for rule_text, method, endpoint, spec in sorted(routes):
-        path, parameters = _path_and_parameters(rule_text)
+        path, parameters = _path_and_parameters(rule_text, app.url_map.converters)
         if spec.query is not None:
             parameters += _query_parameters(refs[(spec.query, "validation")], definitions)
+        access = access_of(app.view_functions[endpoint])
+        answers = {**common_answers(spec, method, access), **spec.responses}
         responses: dict[str, t.Any] = {}
-        for status, answer in sorted(spec.responses.items()):
+        for status, answer in sorted(answers.items()):
             if not isinstance(answer, str):
                 description = answer.__doc__ or answer.__name__
                 responses[str(status)] = {

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import typing as t
-
 from flask import Blueprint
 from flask import Response
 from flask import request
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import FormDataParser
 from werkzeug.wsgi import wrap_file
 
 from iotsupport.api import json_response
 from iotsupport.api.spec import operation
+from iotsupport.assets.names import check_filename
 from iotsupport.assets.schemas import AssetListSchema
 from iotsupport.assets.schemas import AssetSchema
 from iotsupport.assets.schemas import AssetUploadedSchema
@@ -21,11 +18,8 @@ from iotsupport.assets.schemas import AssetUploadForm
 from iotsupport.assets.service import Assets
 from iotsupport.assets.service import AssetService
 from iotsupport.assets.service import AssetsNotConfigured
-from iotsupport.assets.service import StagedFile
-from iotsupport.assets.service import Staging
-from iotsupport.assets.service import Upload
-from iotsupport.assets.service import check_filename
-from iotsupport.assets.service import too_large
+from iotsupport.assets.tables import UsedUploadSignature
+from iotsupport.assets.upload import read_upload
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
@@ -36,13 +30,9 @@ from iotsupport.extensions import state
 bp = Blueprint("assets", __name__, url_prefix="/api/assets")
 
 TAG = "assets"
-# `path`, so that a name with a slash reaches the check and gets its 400, not a 404.
-FILENAME = "<path:filename>"
-# Room for the boundaries, part headers and the two text fields around the file.
-FORM_OVERHEAD_BYTES = 64 * 1024
-# Caps each text field, and werkzeug applies it to its read buffer too (64 KiB chunks).
-MAX_FIELD_BYTES = 256 * 1024
-MAX_FORM_PARTS = 16
+# `filename` (a path), so that a name with a slash reaches the check and gets its 400.
+FILENAME = "<filename:filename>"
+NOT_CONFIGURED = "ASSETS_DIR not set, or the folder is unavailable"
 
 
 def configured_assets() -> Assets:
@@ -52,52 +42,22 @@ def configured_assets() -> Assets:
     return assets
 
 
-def read_upload(staging: Staging, max_file_bytes: int) -> Upload:
-    """Parse the multipart body, streaming each file part into the assets folder.
-
-    The app-wide MAX_REQUEST_BYTES does not apply here: this parser reads the
-    body itself, with the asset limit (the file's own size is checked exactly as
-    it is written).
-    """
-
-    def stream_factory(
-        total_content_length: int | None,
-        content_type: str | None,
-        filename: str | None,
-        content_length: int | None = None,
-    ) -> t.IO[bytes]:
-        # A StagedFile has the write, seek and read the parser uses.
-        return t.cast(t.IO[bytes], staging.new_file())
-
-    parser = FormDataParser(
-        stream_factory=stream_factory,
-        max_form_memory_size=MAX_FIELD_BYTES,
-        max_content_length=max_file_bytes + FORM_OVERHEAD_BYTES,
-        max_form_parts=MAX_FORM_PARTS,
-    )
-    try:
-        _, form, files = parser.parse_from_environ(request.environ)
-    except RequestEntityTooLarge:
-        raise too_large(max_file_bytes) from None
-    part = files.get("file")
-    staged = part.stream if part is not None else None
-    return Upload(
-        file=staged if isinstance(staged, StagedFile) else None,
-        filename=part.filename if part is not None else None,
-        timestamp=form.get("timestamp"),
-        signature=form.get("signature"),
-    )
+def _used(digest: str) -> bool:
+    """Read on a connection of its own, so no write lock is held while the file streams."""
+    with state().database.session(read_only=True) as session:
+        return session.get(UsedUploadSignature, digest) is not None
 
 
 @bp.post("")
 @requires(Role.ASSET_UPLOADER)
 @operation(
-    "Upload a signed firmware image (CI)",
+    "Upload a signed firmware image (CI): timestamp, sha256 and signature, then the file",
     tag=TAG,
     form=AssetUploadForm,
     responses={
         200: AssetUploadedSchema,
-        400: "A field is missing, the filename is unsafe, the timestamp or signature is bad",
+        400: "A field is missing or bad, the filename is unsafe, the timestamp, signature or "
+        "SHA-256 does not match, or the body is not valid multipart",
         409: "This timestamp and signature were used already",
         413: "Larger than ASSET_MAX_BYTES",
         503: "Assets or signing not configured, or the folder is unavailable",
@@ -105,10 +65,11 @@ def read_upload(staging: Staging, max_file_bytes: int) -> Upload:
 )
 def upload_asset() -> Response:
     assets = configured_assets()
-    verifier = assets.upload_verifier()
+    service = AssetService(
+        get_session(), assets.store, assets.upload_verifier(), state().publisher, used=_used
+    )
     with assets.metrics.counting_upload(), assets.store.staging() as staging:
-        upload = read_upload(staging, assets.store.max_bytes)
-        service = AssetService(get_session(), assets.store, verifier, state().publisher)
+        upload = read_upload(request.environ, staging, assets.store.max_bytes, service.precheck)
         stored = service.accept(upload, actor=current_actor())
     return json_response(
         AssetUploadedSchema(
@@ -122,7 +83,12 @@ def upload_asset() -> Response:
 
 @bp.get("")
 @requires(Role.ADMIN)
-@operation("List assets, sorted by name", tag=TAG, responses={200: AssetListSchema})
+@operation(
+    "List assets, sorted by name",
+    tag=TAG,
+    responses={200: AssetListSchema, 503: NOT_CONFIGURED},
+    database=False,
+)
 def list_assets() -> Response:
     stored = configured_assets().store.list()
     items = [AssetSchema.model_validate(asset, from_attributes=True) for asset in stored]
@@ -141,8 +107,11 @@ def list_assets() -> Response:
         304: "Unchanged since the ETag sent in If-None-Match",
         400: "Unsafe filename",
         404: "Unknown filename",
+        412: "If-Match names another version",
         416: "Range not satisfiable",
+        503: NOT_CONFIGURED,
     },
+    database=False,
 )
 def download_asset(filename: str) -> Response:
     assets = configured_assets()
@@ -173,7 +142,13 @@ def download_asset(filename: str) -> Response:
 @operation(
     "Delete an asset",
     tag=TAG,
-    responses={204: "Deleted", 400: "Unsafe filename", 404: "Unknown filename"},
+    responses={
+        204: "Deleted",
+        400: "Unsafe filename",
+        404: "Unknown filename",
+        503: NOT_CONFIGURED,
+    },
+    database=False,
 )
 def delete_asset(filename: str) -> Response:
     configured_assets().store.delete(check_filename(filename), actor=current_actor())

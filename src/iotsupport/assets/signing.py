@@ -1,9 +1,27 @@
-"""Signed uploads: RSA PKCS#1 v1.5 / SHA-256 over the timestamp text, within a time window."""
+"""Signed uploads: an RSA signature over what is uploaded, where to, and when.
+
+The signed message binds the file to its name and to a fresh timestamp, so a
+captured signature can upload nothing but the same bytes under the same name
+within the time window (and only once; the caller records used signatures):
+
+    iotsupport-upload-v2 \n <purpose> \n <timestamp> \n <name> \n <sha256>
+
+five lines joined by a single LF, no trailing newline, UTF-8; `purpose` names
+the endpoint (`asset` for POST /api/assets), `sha256` is the file's digest in
+lower-case hex. The signature is RSA PKCS#1 v1.5 with SHA-256, sent as base64.
+Everything here is checked from the form fields, before the file is read;
+`VerifiedUpload.check_file` compares the digest of the bytes that arrived.
+
+The earlier scheme signed the timestamp text alone; it is accepted only when
+the caller allows it (ASSET_LEGACY_SIGNATURES), for CI jobs not yet updated.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
+from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +40,9 @@ from iotsupport.errors import StartupError
 # Longer input cannot be a timestamp or a signature of any sane key; refuse it unread.
 MAX_TIMESTAMP_CHARS = 64
 MAX_SIGNATURE_CHARS = 4096
+SCHEME = "iotsupport-upload-v2"
+ASSET_PURPOSE = "asset"
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class InvalidTimestamp(InvalidInput):
@@ -42,6 +63,52 @@ class InvalidSignatureEncoding(InvalidInput):
 
 class SignatureMismatch(InvalidInput):
     code = "signature_mismatch"
+
+
+class InvalidSha256(InvalidInput):
+    code = "invalid_sha256"
+
+
+class Sha256Mismatch(InvalidInput):
+    code = "sha256_mismatch"
+
+
+def upload_message(*, purpose: str, timestamp: str, name: str, sha256: str) -> bytes:
+    """The exact bytes an upload's signature covers (see the module's docstring)."""
+    return "\n".join((SCHEME, purpose, timestamp, name, sha256.lower())).encode("utf-8")
+
+
+def sign_upload(
+    key: RSAPrivateKey, *, timestamp: str, name: str, sha256: str, purpose: str = ASSET_PURPOSE
+) -> str:
+    """What a CI job sends as `signature` for an upload of `name` with digest `sha256`."""
+    message = upload_message(purpose=purpose, timestamp=timestamp, name=name, sha256=sha256)
+    return _sign(key, message)
+
+
+@dataclass(frozen=True)
+class SignedFields:
+    """What a signed upload carries besides its bytes."""
+
+    timestamp: str
+    name: str
+    sha256: str | None  # None: the legacy scheme, over the timestamp alone
+    signature: str
+
+
+@dataclass(frozen=True)
+class VerifiedUpload:
+    signed_at: datetime  # UTC
+    signature: bytes  # decoded; the caller accepts each one once
+    sha256: str | None  # lower-case hex the bytes must have; None: legacy, anything
+
+    def check_file(self, sha256: str) -> None:
+        """Refuse bytes whose digest is not the one that was signed."""
+        if self.sha256 is not None and sha256 != self.sha256:
+            raise Sha256Mismatch(
+                "the file's SHA-256 is not the one that was signed; nothing was stored",
+                {"signed": self.sha256, "received": sha256},
+            )
 
 
 def load_verification_key(path: Path) -> RSAPublicKey:
@@ -84,17 +151,49 @@ def load_signing_key(path: Path) -> RSAPrivateKey:
 
 
 def sign_timestamp(key: RSAPrivateKey, timestamp: str) -> str:
-    """What a CI job sends as `signature` for `timestamp`."""
-    raw = key.sign(timestamp.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+    """The legacy signature: over the timestamp text alone."""
+    return _sign(key, timestamp.encode("utf-8"))
+
+
+def _sign(key: RSAPrivateKey, message: bytes) -> str:
+    raw = key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     return base64.b64encode(raw).decode("ascii")
 
 
 class UploadVerifier:
-    """Checks an upload's timestamp and signature, each with its own refusal."""
+    """Checks a signed upload's fields, each with its own refusal, in this order:
+    timestamp (format, too old, in the future), sha256 format, signature encoding,
+    signature. The name must have passed the caller's own rules first."""
 
-    def __init__(self, public_key: RSAPublicKey, tolerance_seconds: int) -> None:
+    def __init__(
+        self,
+        public_key: RSAPublicKey,
+        tolerance_seconds: int,
+        *,
+        purpose: str = ASSET_PURPOSE,
+        allow_legacy: bool = False,
+    ) -> None:
         self.public_key = public_key
         self.tolerance_seconds = tolerance_seconds
+        self.purpose = purpose
+        self.allow_legacy = allow_legacy
+
+    def verify(self, fields: SignedFields, now: datetime) -> VerifiedUpload:
+        signed_at = self.check_timestamp(fields.timestamp, now)
+        if fields.sha256 is None:
+            if not self.allow_legacy:
+                raise InvalidSha256("sha256 is required: sign the file's SHA-256 and its name")
+            message = fields.timestamp.encode("utf-8")
+            sha256 = None
+        else:
+            if not _SHA256.fullmatch(fields.sha256):
+                raise InvalidSha256("sha256 must be the file's SHA-256 as 64 hex digits")
+            sha256 = fields.sha256.lower()
+            message = upload_message(
+                purpose=self.purpose, timestamp=fields.timestamp, name=fields.name, sha256=sha256
+            )
+        signature = self._check_signature(message, fields.signature)
+        return VerifiedUpload(signed_at, signature, sha256)
 
     def check_timestamp(self, timestamp: str, now: datetime) -> datetime:
         """The signed instant, in UTC; a timestamp without an offset is UTC."""
@@ -124,8 +223,8 @@ class UploadVerifier:
             )
         return signed_at
 
-    def check_signature(self, timestamp: str, signature: str) -> bytes:
-        """The decoded signature, once it verifies over the exact timestamp text."""
+    def _check_signature(self, message: bytes, signature: str) -> bytes:
+        """The decoded signature, once it verifies over `message`."""
         try:
             if len(signature) > MAX_SIGNATURE_CHARS:
                 raise ValueError
@@ -135,11 +234,10 @@ class UploadVerifier:
         if not raw:
             raise InvalidSignatureEncoding("signature is not base64")
         try:
-            self.public_key.verify(
-                raw, timestamp.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
-            )
+            self.public_key.verify(raw, message, padding.PKCS1v15(), hashes.SHA256())
         except (InvalidSignature, ValueError):
             raise SignatureMismatch(
-                "signature does not verify: sign the timestamp with the server's key"
+                "signature does not verify: sign the timestamp, name and SHA-256 of this file "
+                "with the server's key"
             ) from None
         return raw

@@ -29,6 +29,7 @@ from iotsupport.auth.access import access_of
 from iotsupport.auth.oidc import LoginRequest
 from iotsupport.auth.oidc import OidcClient
 from iotsupport.auth.oidc import Tokens
+from iotsupport.auth.renewal import RenewalGate
 from iotsupport.auth.tokens import Principal
 from iotsupport.auth.tokens import ProviderUnavailable
 from iotsupport.auth.tokens import TokenRejected
@@ -49,7 +50,10 @@ ACCESS_COOKIE = "iotsupport_access"
 REFRESH_COOKIE = "iotsupport_refresh"
 LOGIN_COOKIE = "iotsupport_login"
 LOGIN_COOKIE_PATH = "/api/auth/"
+AUTH_COOKIES = (ACCESS_COOKIE, REFRESH_COOKIE, LOGIN_COOKIE)
 LOGIN_SECONDS = 600  # time to finish a login at the provider
+# The page to return to is kept in the login cookie; browsers keep cookies up to 4 KB.
+MAX_REDIRECT_CHARS = 2048
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Without login every caller acts as this admin (GET /api/auth/self says so).
 ANONYMOUS_ADMIN = Principal("anonymous", None, None, frozenset({Role.ADMIN}))
@@ -65,6 +69,7 @@ class Auth:
     secure_cookies: bool
     signer: URLSafeTimedSerializer | None
     devices: DeviceGate
+    renewals: RenewalGate | None = None
 
     @property
     def enabled(self) -> bool:
@@ -92,7 +97,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         signer = URLSafeTimedSerializer(secret, salt="iotsupport.login")
     secure = (settings.baseurl or "").startswith("https://")
     devices: DeviceGate = app.extensions["iotsupport"].devices  # built by create_app first
-    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer, devices)
+    renewals = RenewalGate(client.refresh) if client is not None else None
+    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer, devices, renewals)
     app.before_request(_enforce_access)
     app.after_request(_store_renewed_tokens)
     app.register_error_handler(ProviderUnavailable, _provider_unavailable)
@@ -128,7 +134,7 @@ def _enforce_access() -> BaseResponse | None:
         principal = current_principal()
     except Unauthorized:
         if _is_page_request():
-            return redirect(login_url(_path_with_query()))
+            return redirect(login_url(_page_to_return_to()))
         raise
     if not principal.may(access.roles):
         raise Forbidden("your roles do not allow this", {"roles": sorted(principal.roles)})
@@ -179,8 +185,10 @@ def _authenticate(client: OidcClient) -> Principal:
             log.debug("access cookie refused: %s", exc)
     refresh_token = request.cookies.get(REFRESH_COOKIE)
     if refresh_token:
+        renewals = auth().renewals
+        assert renewals is not None
         try:
-            tokens, principal = client.refresh(refresh_token)
+            tokens, principal = renewals.renew(refresh_token)
         except TokenRejected as exc:
             log.info("token renewal refused: %s", exc)
             g.clear_auth_cookies = True
@@ -221,9 +229,14 @@ def _is_page_request() -> bool:
     return request.method in ("GET", "HEAD") and not request.path.startswith("/api/")
 
 
-def _path_with_query() -> str:
+def _page_to_return_to() -> str:
+    """This page, to come back to after the login (without a query too long to keep)."""
     query = request.query_string.decode("latin-1")
-    return request.path + ("?" + query if query else "")
+    target = request.path + ("?" + query if query else "")
+    for candidate in (target, request.path):
+        if len(candidate) <= MAX_REDIRECT_CHARS:
+            return candidate
+    return "/"
 
 
 def login_url(target: str) -> str:
@@ -232,6 +245,11 @@ def login_url(target: str) -> str:
 
 def local_path(target: str) -> str:
     """The redirect target after login: a path on this server, never another site."""
+    if len(target) > MAX_REDIRECT_CHARS:
+        raise InvalidInput(
+            f"redirect is longer than {MAX_REDIRECT_CHARS} characters",
+            {"max_chars": MAX_REDIRECT_CHARS},
+        )
     parts = urlsplit(target)
     if (
         not target.startswith("/")

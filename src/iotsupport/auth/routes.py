@@ -23,7 +23,12 @@ TAG = "auth"
 @operation(
     "Log in: redirects to the identity provider, then back to `redirect` (a local path)",
     tag=TAG,
-    responses={302: "To the identity provider", 400: "redirect is not a local path"},
+    responses={
+        302: "To the identity provider",
+        400: "redirect is not a local path, or longer than 2048 characters",
+        503: "The identity provider is not reachable",
+    },
+    database=False,
 )
 def login() -> BaseResponse:
     return auth.start_login(request.args.get("redirect", "/"))
@@ -34,7 +39,13 @@ def login() -> BaseResponse:
 @operation(
     "Where the identity provider sends the browser back; sets the cookies",
     tag=TAG,
-    responses={302: "To the saved path", 400: "No matching login", 401: "Tokens refused"},
+    responses={
+        302: "To the saved path",
+        400: "No matching login",
+        401: "Tokens refused",
+        503: "The identity provider is not reachable",
+    },
+    database=False,
 )
 def callback() -> BaseResponse:
     return auth.finish_login(request.args)
@@ -42,7 +53,16 @@ def callback() -> BaseResponse:
 
 @bp.get("/self")
 @public
-@operation("Who is logged in", tag=TAG, responses={200: SelfSchema, 401: "Not logged in"})
+@operation(
+    "Who is logged in",
+    tag=TAG,
+    responses={
+        200: SelfSchema,
+        401: "Not logged in",
+        503: "The identity provider is not reachable, or too many renewals at once",
+    },
+    database=False,
+)
 def whoami() -> Response:
     principal = auth.current_principal()
     body = SelfSchema(
@@ -57,6 +77,6 @@ def whoami() -> Response:
 
 @bp.post("/logout")
 @public
-@operation("Log out: clears the cookies", tag=TAG, responses={200: LogoutSchema})
+@operation("Log out: clears the cookies", tag=TAG, responses={200: LogoutSchema}, database=False)
 def logout() -> Response:
     return auth.logout()

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic import model_validator
 
+from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import OBJECT_OR_STRING
 from iotsupport.configs.schemas import Timestamp
 from iotsupport.configs.schemas import verbatim
@@ -24,7 +25,7 @@ PatchText = t.Annotated[
 ]
 
 
-class SelectionSchema(BaseModel):
+class SelectionSchema(RequestBody):
     """Exactly one of: every config of a model, or a list of ids."""
 
     model: str | None = Field(default=None, max_length=64, description="A model's code.")
@@ -37,7 +38,7 @@ class SelectionSchema(BaseModel):
         return self
 
 
-class BulkSchema(BaseModel):
+class BulkSchema(RequestBody):
     select: SelectionSchema
     patch: PatchText
     dry_run: bool = Field(default=True, description="true: preview only; false: apply.")
@@ -76,7 +77,7 @@ class BulkAppliedSchema(BaseModel):
     changed: list[int] = Field(description="Ids of the configs that got a new version.")
 
 
-class UndoSchema(BaseModel):
+class UndoSchema(RequestBody):
     skip_changed: bool = Field(
         default=False,
         description="Undo the configs not changed since, and list the others, instead of 409.",

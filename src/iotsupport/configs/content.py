@@ -10,7 +10,9 @@ from hashlib import blake2b
 from iotsupport.errors import InvalidInput
 from iotsupport.json_text import load_object
 
-_MAC = re.compile(r"[0-9a-f]{2}(?:[:-][0-9a-f]{2}){5}", re.IGNORECASE)
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}$"
+MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
+_MAC = re.compile(MAC_PATTERN)
 
 
 def normalize_mac(raw: str) -> str:
@@ -24,13 +26,8 @@ def normalize_mac(raw: str) -> str:
 
 
 def parse_json_object(text: str) -> dict[str, t.Any]:
-    """The content as a dict; refused unless it is a strict JSON object in valid UTF-8."""
-    value = load_object(text, "content")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput("content contains characters that are not valid UTF-8") from None
-    return value
+    """The content as a dict; refused unless it is a strict JSON object of valid Unicode."""
+    return load_object(text, "content")
 
 
 @dataclass(frozen=True)
@@ -41,8 +38,15 @@ class DerivedFields:
 
 
 def _text_or_none(value: object) -> str | None:
-    # NUL cannot be stored in a PostgreSQL text column; treat it as the wrong type.
-    return value if isinstance(value, str) and "\x00" not in value else None
+    # NUL cannot be stored in a PostgreSQL text column, nor a lone surrogate anywhere:
+    # treat them as the wrong type.
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def derive_fields(content: dict[str, t.Any]) -> DerivedFields:

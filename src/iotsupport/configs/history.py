@@ -60,8 +60,18 @@ class ConfigDiff:
 
 
 def pretty(content: str) -> str:
-    """The content re-indented, key order kept: formatting alone never shows in a diff."""
-    return json.dumps(json.loads(content), indent=2, ensure_ascii=False) + "\n"
+    """The content re-indented, key order kept: formatting alone never shows in a diff.
+
+    Characters are written as themselves; a version saved before lone surrogates were
+    refused keeps them as escapes (they cannot be sent as UTF-8).
+    """
+    value = json.loads(content)
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, indent=2)
+    return text + "\n"
 
 
 def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:

@@ -89,7 +89,7 @@ def list_deleted() -> Response:
     return json_response(body)
 
 
-@bp.post("/deleted/<mac>/restore")
+@bp.post("/deleted/<mac:mac>/restore")
 @requires(Role.ADMIN)
 @operation(
     "Restore the MAC's deleted config with its history, as a new version",

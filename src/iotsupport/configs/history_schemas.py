@@ -6,12 +6,15 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import QueryInt
+from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import Timestamp
 from iotsupport.configs.tables import ConfigHistory
 from iotsupport.db.base import MAX_INT
 
 
-class RollbackSchema(BaseModel):
+class RollbackSchema(RequestBody):
     version: int = Field(ge=1, le=MAX_INT, description="The version whose content to bring back.")
 
 
@@ -65,9 +68,9 @@ class DiffSchema(BaseModel):
     diff: str = Field(description="Empty when the two differ in formatting only.")
 
 
-class DiffQuerySchema(BaseModel):
-    from_: int = Field(alias="from", ge=1, le=MAX_INT, description="The older version.")
-    to: int | None = Field(
+class DiffQuerySchema(Query):
+    from_: QueryInt = Field(alias="from", ge=1, le=MAX_INT, description="The older version.")
+    to: QueryInt | None = Field(
         default=None, ge=1, le=MAX_INT, description="The newer version; default: the current."
     )
 

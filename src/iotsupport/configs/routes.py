@@ -129,7 +129,7 @@ def delete_config(config_id: int) -> Response:
     return Response(status=204)
 
 
-@bp.get("/<mac>.json")
+@bp.get("/<mac:mac>.json")
 @requires_device(mac_arg="mac")
 @operation(
     "Device endpoint: the stored config verbatim (the device's token, as DEVICE_AUTH says)",

@@ -10,15 +10,19 @@ from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import PlainSerializer
+from pydantic import StringConstraints
 from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import WithJsonSchema
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import RequestBody
+from iotsupport.configs.content import MAC_DESCRIPTION
+from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import SyncState
 from iotsupport.json_text import raw_member
 
-MAC_DESCRIPTION = "aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF or any mix of case and separators"
 CONTENT_DESCRIPTION = (
     "The config: a JSON object, or a string holding one. Stored exactly as sent, "
     "formatting and key order included."
@@ -42,22 +46,31 @@ def verbatim(key: str) -> BeforeValidator:
 
 
 OBJECT_OR_STRING = WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]})
+
+# Checked by the service (400 with the rule); the pattern is for the OpenAPI document.
+MacText = t.Annotated[
+    str,
+    StringConstraints(max_length=64),
+    WithJsonSchema({"type": "string", "maxLength": 64, "pattern": MAC_PATTERN}),
+]
+
+# Arrives as an object or a string; the view always gets the verbatim text.
 ContentText = t.Annotated[
     str, verbatim("content"), OBJECT_OR_STRING, Field(description=CONTENT_DESCRIPTION)
 ]
 MODEL_DESCRIPTION = "The code of the config's device model, or null for none."
 
 
-class ConfigCreateSchema(BaseModel):
-    mac_address: str = Field(description=MAC_DESCRIPTION, max_length=64)
+class ConfigCreateSchema(RequestBody):
+    mac_address: MacText = Field(description=MAC_DESCRIPTION)
     content: ContentText
     model: str | None = Field(default=None, max_length=64, description=MODEL_DESCRIPTION)
 
 
-class ConfigUpdateSchema(BaseModel):
+class ConfigUpdateSchema(RequestBody):
     content: ContentText
-    mac_address: str | None = Field(
-        default=None, max_length=64, description="Optional; if sent, the config's own MAC."
+    mac_address: MacText | None = Field(
+        default=None, description="Optional; if sent, the config's own MAC."
     )
     model: str | None = Field(
         default=None,
@@ -66,7 +79,7 @@ class ConfigUpdateSchema(BaseModel):
     )
 
 
-class ConfigListQuery(BaseModel):
+class ConfigListQuery(Query):
     model: str | None = Field(
         default=None, max_length=64, description="Only the configs of this model (its code)."
     )

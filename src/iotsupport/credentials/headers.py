@@ -68,3 +68,10 @@ def upstream_header(name: str) -> str | None:
     if own is None or presented_credential(own).kind == "token":
         return None
     return own
+
+
+class UpstreamHeaders:
+    """The request's headers as the image proxy may send them upstream (see upstream_header)."""
+
+    def get(self, key: str) -> str | None:
+        return upstream_header(key)

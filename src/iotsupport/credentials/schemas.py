@@ -10,6 +10,7 @@ from pydantic import Field
 from pydantic import SecretStr
 from pydantic import field_validator
 
+from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import Timestamp
 from iotsupport.credentials.provisioning import DEFAULT_PARTITION_SIZE
 from iotsupport.credentials.provisioning import MAX_PARTITION_SIZE
@@ -29,10 +30,10 @@ class OwnTokenSchema(BaseModel):
     token: str
 
 
-class ProvisioningSchema(BaseModel):
+class ProvisioningSchema(RequestBody):
     """What to put in the bundle. The Wi-Fi details are used for this download only."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     format: t.Literal["json", "nvs"]
     partition_size: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import sqlite3
 import threading
 import typing as t
@@ -19,6 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -48,13 +50,13 @@ def build_engine(settings: Settings) -> Engine:
         event.listen(engine, "checkout", _sqlite_manual_transactions)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(
+    engine = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size or settings.threads,
         max_overflow=4,
         pool_timeout=settings.db_connect_timeout_seconds,
-        # A dead connection raises on use; SQLAlchemy then discards the whole
-        # pool, so the server heals itself once the database is back.
+        # No round trip per checkout: _replace_if_closed_by_server looks at the socket
+        # instead. A connection that dies while in use still fails that one request.
         pool_pre_ping=False,
         hide_parameters=True,
         connect_args={
@@ -66,6 +68,20 @@ def build_engine(settings: Settings) -> Engine:
             "options": "-c TimeZone=UTC",
         },
     )
+    event.listen(engine, "checkout", _replace_if_closed_by_server)
+    return engine
+
+
+def _replace_if_closed_by_server(dbapi_connection: t.Any, *_: object) -> None:
+    """An idle connection has nothing to read; if it has, the server closed it (a restart
+    sends a goodbye and a FIN), so the pool opens another before the request uses it."""
+    try:
+        readable = select.select([dbapi_connection.fileno()], [], [], 0)[0]
+    except Exception as exc:  # closed already: fileno() itself refuses
+        raise DisconnectionError(f"pooled connection unusable: {type(exc).__name__}") from None
+    if readable:
+        log.info("a pooled database connection was closed by the server; replacing it")
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:

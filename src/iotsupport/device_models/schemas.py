@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
+from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import OBJECT_OR_STRING
 from iotsupport.configs.schemas import ContentText
 from iotsupport.configs.schemas import Timestamp
@@ -31,7 +32,7 @@ TemplateText = t.Annotated[
 ]
 
 
-class ModelFields(BaseModel):
+class ModelFields(RequestBody):
     name: str = Field(min_length=1, max_length=255)
     description: str = Field(default="", max_length=10_000)
     json_schema: SchemaText = Field(alias="schema")
@@ -85,7 +86,7 @@ class ModelResponseSchema(ModelMetaSchema):
     template: dict[str, t.Any] | None
 
 
-class DraftSchema(BaseModel):
+class DraftSchema(RequestBody):
     content: ContentText
 
 

@@ -1,73 +1,42 @@
 """Fetching an image over HTTP without letting the proxy be pointed anywhere else.
 
-Only http and https; with an allowlist, only the hosts it names (or IP
-addresses inside its CIDRs), checked again on every redirect hop, which we
-follow ourselves. The body is streamed and cut off at the size cap, and the
-whole fetch has a deadline besides the connect timeout.
+Only http and https, and only to destinations the DestinationPolicy admits
+(public addresses by default; IMAGE_PROXY_ALLOWED_HOSTS), checked on the
+resolved address of every connection, redirects included (we follow them
+ourselves). The body is streamed and cut off at the size cap, and the whole
+fetch has a deadline besides the connect timeout.
+
+Failures before an HTTP answer arrives (refused, unreachable, not HTTP, TLS)
+all get the same answer, so the proxy cannot be used to tell open, closed and
+non-HTTP ports apart.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import io
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
-from iotsupport.errors import HostNotAllowed
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import UpstreamFailed
+from iotsupport.images.destinations import DestinationPolicy
+from iotsupport.images.destinations import normal_host
+from iotsupport.images.transport import VettedTransport
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def host_of(url: httpx.URL) -> str:
     """The host as the connection will use it: IDNA-encoded, lower case, no trailing dot."""
-    return url.raw_host.decode("ascii").lower().rstrip(".")
-
-
-@dataclass(frozen=True)
-class HostAllowlist:
-    """Host names (matched exactly) and CIDRs (matched against IP-address hosts).
-
-    Names are never resolved here: a CIDR admits only URLs that spell an IP
-    address, so DNS cannot be used to slip a name past the list.
-    """
-
-    names: frozenset[str]
-    networks: tuple[IpNetwork, ...]
-
-    @classmethod
-    def parse(cls, entries: Iterable[str]) -> HostAllowlist:
-        names: set[str] = set()
-        networks: list[IpNetwork] = []
-        for entry in entries:
-            try:
-                networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                names.add(host_of(httpx.URL(f"http://{entry}/")))
-        return cls(frozenset(names), tuple(networks))
-
-    @property
-    def is_open(self) -> bool:
-        return not self.names and not self.networks
-
-    def admits(self, host: str) -> bool:
-        if self.is_open:
-            return True
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return host in self.names
-        return host in self.names or any(address in network for network in self.networks)
+    return normal_host(url.raw_host.decode("ascii"))
 
 
 def parse_url(text: str) -> httpx.URL:
@@ -96,9 +65,9 @@ class FetchLimits:
 class Fetcher:
     """One long-lived httpx client per process (thread-safe, keeps connections)."""
 
-    def __init__(self, limits: FetchLimits, allowlist: HostAllowlist) -> None:
+    def __init__(self, limits: FetchLimits, policy: DestinationPolicy) -> None:
         self.limits = limits
-        self.allowlist = allowlist
+        self.policy = policy
         self._lazy_client: httpx.Client | None = None
         self._client_lock = threading.Lock()
 
@@ -109,7 +78,9 @@ class Fetcher:
         with self._client_lock:
             if self._lazy_client is None:
                 # trust_env=False: no proxy or .netrc picked up from the environment.
-                self._lazy_client = httpx.Client(follow_redirects=False, trust_env=False)
+                self._lazy_client = httpx.Client(
+                    transport=VettedTransport(self.policy), follow_redirects=False, trust_env=False
+                )
             return self._lazy_client
 
     def close(self) -> None:
@@ -118,12 +89,7 @@ class Fetcher:
                 self._lazy_client.close()
                 self._lazy_client = None
 
-    def check_allowed(self, url: httpx.URL) -> None:
-        host = host_of(url)
-        if not self.allowlist.admits(host):
-            raise HostNotAllowed(f"the image proxy may not fetch from {host}", {"host": host})
-
-    def fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> bytes:
+    def fetch(self, url: httpx.URL, headers: Mapping[str, str]) -> io.BytesIO:
         """The body of `url`, following up to MAX_REDIRECTS redirects to allowed hosts."""
         deadline = time.monotonic() + self.limits.total_timeout
         origin = _origin(url)
@@ -133,11 +99,10 @@ class Fetcher:
                     "the upstream server redirected to a URL that is not http or https",
                     {"reason": "redirect"},
                 )
-            self.check_allowed(url)
             # Forwarded headers (a device's token) never leave the origin it asked for.
             sent = headers if _origin(url) == origin else {}
             location = self._get(url, sent, deadline)
-            if isinstance(location, bytes):
+            if isinstance(location, io.BytesIO):
                 return location
             url = location
         raise UpstreamFailed(
@@ -159,12 +124,14 @@ class Fetcher:
 
     def _get(
         self, url: httpx.URL, headers: Mapping[str, str], deadline: float
-    ) -> bytes | httpx.URL:
+    ) -> io.BytesIO | httpx.URL:
         """The body, or where a redirect points."""
+        answered = False
         try:
             with self._client.stream(
                 "GET", url, headers=dict(headers), timeout=self._timeout(deadline)
             ) as response:
+                answered = True
                 if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
                     try:
                         return url.join(response.headers["location"])
@@ -179,33 +146,32 @@ class Fetcher:
                         {"reason": "status", "status": response.status_code},
                     )
                 return self._read_capped(response, deadline)
-        except httpx.TimeoutException:
-            raise self._timed_out() from None
-        except httpx.ConnectError as exc:
-            log.info("image fetch: cannot connect to %s: %s", host_of(url), exc)
-            raise UpstreamFailed(
-                f"could not connect to {host_of(url)}", {"reason": "connection"}
-            ) from None
         except httpx.HTTPError as exc:
-            log.info("image fetch from %s failed: %s", host_of(url), exc)
+            # Refused, timed out, not HTTP, TLS: the operator's log says which, the
+            # caller only that there was no usable answer.
+            log.info("image fetch from %s failed: %s: %s", host_of(url), type(exc).__name__, exc)
+            if answered and isinstance(exc, httpx.TimeoutException):
+                raise self._timed_out() from None
             raise UpstreamFailed(
-                "the upstream server's answer could not be read", {"reason": "protocol"}
+                f"no usable answer from {host_of(url)}", {"reason": "unreachable"}
             ) from None
 
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: float) -> io.BytesIO:
+        """The body in memory (once: the image is decoded from this very buffer)."""
         cap = self.limits.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise self._too_large()
-        body = bytearray()
+        body = io.BytesIO()
         # Decoded bytes are counted, so a compressed body cannot expand past the cap.
         for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > cap:
+            if body.tell() + len(chunk) > cap:
                 raise self._too_large()
+            body.write(chunk)
             if time.monotonic() > deadline:
                 raise self._timed_out()
-        return bytes(body)
+        body.seek(0)
+        return body
 
     def _too_large(self) -> UpstreamFailed:
         return UpstreamFailed(

@@ -20,6 +20,8 @@ from enum import StrEnum
 from PIL import Image
 from PIL import ImageChops
 
+from iotsupport.images.convert import bands
+
 MAGIC = 0x19
 HEADER = struct.Struct("<BBHHHHH")
 # Sides above this never fit an ESP32 display, and keep every stride within u16.
@@ -87,23 +89,45 @@ def header(color_format: ColorFormat, width: int, height: int) -> bytes:
     return HEADER.pack(MAGIC, color_format.code, 0, width, height, stride, 0)
 
 
-def encode(image: Image.Image, color_format: ColorFormat) -> bytes:
-    """The LVGL v9 image file of `image` (mode RGB or RGBA).
+def _on_black(band: Image.Image) -> Image.Image:
+    """Opaque: transparent parts composited onto black (the usual display background)."""
+    if band.mode != "RGBA":
+        return band
+    background = Image.new("RGBA", band.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, band).convert("RGB")
 
-    The opaque formats (RGB888, RGB565) take the color channels as they are: a
-    caller with a transparent image composites it onto a background first.
+
+def _color_plane(band: Image.Image, color_format: ColorFormat) -> bytes:
+    if color_format is ColorFormat.ARGB8888:
+        return band.convert("RGBA").tobytes("raw", "BGRA")
+    if color_format is ColorFormat.RGB888:
+        return _on_black(band).convert("RGB").tobytes("raw", "BGR")
+    if color_format is ColorFormat.RGB565:
+        return rgb565_bytes(_on_black(band).convert("RGB"))
+    return rgb565_bytes(band.convert("RGB"))  # RGB565A8: the colors as they are
+
+
+def encode_parts(image: Image.Image, color_format: ColorFormat) -> list[bytes]:
+    """The LVGL v9 image file of `image` (mode RGB or RGBA), as consecutive chunks.
+
+    Encoded a band of rows at a time, so the only full-size buffer it adds is the
+    file itself. The opaque formats (RGB888, RGB565) composite transparent parts
+    onto black.
     """
     width, height = image.size
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise ValueError(f"{width}x{height} does not fit an LVGL image")
-    if color_format is ColorFormat.ARGB8888:
-        pixels = image.convert("RGBA").tobytes("raw", "BGRA")
-    elif color_format is ColorFormat.RGB888:
-        pixels = image.convert("RGB").tobytes("raw", "BGR")
-    elif color_format is ColorFormat.RGB565:
-        pixels = rgb565_bytes(image.convert("RGB"))
-    else:
-        alpha = image.getchannel("A") if image.mode == "RGBA" else None
-        pixels = rgb565_bytes(image.convert("RGB"))
-        pixels += alpha.tobytes() if alpha is not None else b"\xff" * (width * height)
-    return header(color_format, width, height) + pixels
+    parts = [header(color_format, width, height)]
+    for _top, band in bands(image):
+        parts.append(_color_plane(band, color_format))
+    if color_format is ColorFormat.RGB565A8:  # then the alpha plane, one byte per pixel
+        if image.mode == "RGBA":
+            parts.extend(band.getchannel("A").tobytes() for _top, band in bands(image))
+        else:
+            parts.append(b"\xff" * (width * height))
+    return parts
+
+
+def encode(image: Image.Image, color_format: ColorFormat) -> bytes:
+    """The LVGL v9 image file of `image` (mode RGB or RGBA) in one piece."""
+    return b"".join(encode_parts(image, color_format))

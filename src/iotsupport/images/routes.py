@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
+from flask import request
 
 from iotsupport.api.spec import operation
+from iotsupport.auth import AUTH_COOKIES
 from iotsupport.auth.access import requires_device
-from iotsupport.credentials.headers import upstream_header
-from iotsupport.errors import InvalidInput
+from iotsupport.credentials.headers import UpstreamHeaders
 from iotsupport.extensions import state
+from iotsupport.images.forwarding import forwarded_headers
 from iotsupport.images.schemas import LvglImageQuery
 
 bp = Blueprint("images", __name__, url_prefix="/api/images")
@@ -24,21 +26,25 @@ bp = Blueprint("images", __name__, url_prefix="/api/images")
     query=LvglImageQuery,
     responses={
         200: "LVGL v9 image file (application/octet-stream); X-Image-Width/-Height",
-        400: "Bad query, or a header named in `headers` is missing",
-        403: "Host not in IMAGE_PROXY_ALLOWED_HOSTS",
-        422: "Not an image, or too many pixels",
-        502: "The upstream fetch failed, timed out, answered non-2xx or sent too much",
+        400: "Bad query; a header named in `headers` is missing or may not be forwarded",
+        403: "The destination is not allowed (IMAGE_PROXY_ALLOWED_HOSTS)",
+        422: "Not an image, damaged, or too many pixels",
+        502: "No usable answer upstream: unreachable, non-2xx, too slow, too large",
+        503: "Too many conversions at once in this worker (Retry-After)",
     },
+    database=False,
 )
 def lvgl_image(query: LvglImageQuery) -> Response:
-    forwarded = {}
-    for name in query.header_names:
-        value = upstream_header(name)
-        if value is None:
-            raise InvalidInput(f"the request has no {name} header to forward", {"header": name})
-        forwarded[name] = value
+    settings = state().settings
+    forwarded = forwarded_headers(
+        query.header_names,
+        UpstreamHeaders(),
+        own_credentials=[request.cookies.get(name, "") for name in AUTH_COOKIES],
+        issuer=settings.oidc_issuer_url if settings.oidc_enabled else None,
+    )
     image = state().image_proxy.lvgl_image(query.url, forwarded, query.box, query.format)
-    response = Response(image.data, mimetype="application/octet-stream")
+    response = Response(image.parts, mimetype="application/octet-stream")
+    response.content_length = image.size
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Image-Width"] = str(image.width)
     response.headers["X-Image-Height"] = str(image.height)

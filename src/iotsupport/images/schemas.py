@@ -4,43 +4,31 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import QueryInt
+from iotsupport.images.forwarding import FORWARDABLE_HEADERS
 from iotsupport.images.lvgl import MAX_SIDE
 from iotsupport.images.lvgl import ColorFormat
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-# Headers that describe this connection or this request's body, not the image wanted.
-_NOT_FORWARDED = {
-    "connection",
-    "content-length",
-    "host",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-}
 
 
-class LvglImageQuery(BaseModel):
+class LvglImageQuery(Query):
     """Where the image is and how the display wants it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="The image to fetch (http or https).")
     headers: str = Field(
         default="",
         description="Comma-separated names of headers of this request to send upstream, "
-        "e.g. Authorization for a Home Assistant token.",
+        "e.g. Authorization for a Home Assistant token. Only "
+        + ", ".join(FORWARDABLE_HEADERS)
+        + " can be forwarded, and never a credential of this server.",
     )
-    width: int = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest width.")
-    height: int = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest height.")
+    width: QueryInt = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest width.")
+    height: QueryInt = Field(default=MAX_SIDE, ge=1, le=MAX_SIDE, description="Largest height.")
     format: ColorFormat = Field(
         default=ColorFormat.ARGB8888, description="LVGL color format of the result."
     )
@@ -56,8 +44,6 @@ class LvglImageQuery(BaseModel):
         for name in _split(value):
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a header name")
-            if name.lower() in _NOT_FORWARDED:
-                raise ValueError(f"the {name} header cannot be forwarded")
         return value
 
     @property

@@ -1,0 +1,76 @@
+"""What every answer carries and every request is held to, whatever the route.
+
+- Request heads within our limits (URL, headers), refused in the JSON envelope;
+  the HTTP server's own, larger limits are listed in README "Security".
+- Security headers on every answer: no MIME sniffing, no Referer to other
+  sites, no framing, and a CSP that allows nothing for answers that are not
+  pages (pages set their own).
+- Admin answers are never stored by a cache (they carry config content).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import request
+
+from iotsupport.auth.access import access_of
+from iotsupport.errors import error_response
+
+# Tighter than the HTTP server's (64 KiB URL, ~400 KiB of headers), so that a request
+# over them gets a JSON answer from us rather than an empty one from the server.
+MAX_URL_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+# Nothing may run, load or frame an answer that is not one of our pages.
+DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    # Our own pages still send it to us (the CSRF check reads it when Origin is absent).
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_refuse_oversized_head)
+    app.after_request(_protect)
+
+
+def _refuse_oversized_head() -> Response | None:
+    environ = request.environ
+    url = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
+    if url > MAX_URL_BYTES:
+        return error_response(
+            414,
+            f"the URL is longer than {MAX_URL_BYTES} bytes",
+            "uri_too_long",
+            {"max_bytes": MAX_URL_BYTES},
+        )
+    head = sum(len(key) + len(value) for key, value in environ.items() if key.startswith("HTTP_"))
+    if head > MAX_HEADER_BYTES:
+        return error_response(
+            431,
+            f"the request headers are larger than {MAX_HEADER_BYTES} bytes",
+            "request_header_fields_too_large",
+            {"max_bytes": MAX_HEADER_BYTES},
+        )
+    return None
+
+
+def _protect(response: Response) -> Response:
+    headers = response.headers
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
+    if "Cache-Control" not in headers and _is_admin_route():
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _is_admin_route() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None:
+        return False
+    access = access_of(view)
+    return access is None or not access.is_public
