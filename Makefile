@@ -25,7 +25,7 @@ run: $(VENV)/.runtime
 
 ## test: lint, type-check and run the test suite
 test: $(VENV)/.dev lint oidc-provider
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto  # one worker per core (pytest-xdist)
 
 # The OpenID provider the login tests start (npm oidc-provider); without npm they skip.
 OIDC_DIR := tests/oidc
