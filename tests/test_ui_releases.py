@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import FilePayload
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 from release_support import release_image
@@ -15,6 +16,10 @@ from ui_support import screenshot
 from ui_support import toast
 
 WATCH_MS = 15_000  # the page refreshes every 3 s
+
+
+def image_file(name: str, data: bytes) -> FilePayload:
+    return {"name": name, "mimeType": "application/octet-stream", "buffer": data}
 
 
 @pytest.mark.parametrize("path", ["/models/thermo/releases", "/models/thermo/rollouts/1"])
@@ -34,24 +39,12 @@ def test_upload_start_watch_pause_and_resume(app: Flask, new_page: NewPage, base
     expect(page).to_have_url(f"{base_url}/models/thermo/releases")
     expect(page.locator("#rows tr")).to_have_count(1)
 
-    page.set_input_files(
-        "#image",
-        files=[
-            {
-                "name": "thermo.bin",
-                "mimeType": "application/octet-stream",
-                "buffer": release_image("2.0.0"),
-            }
-        ],
-    )
+    page.set_input_files("#image", files=image_file("thermo.bin", release_image("2.0.0")))
     page.get_by_role("button", name="Upload").click()
     expect(toast(page, "Uploaded release 2.0.0 (esp32)")).to_be_visible()
     expect(page.locator("#rows tr").first).to_contain_text("2.0.0")
     expect(page.locator("#chip")).to_have_text("Chip: esp32.")
-    page.set_input_files(
-        "#image",
-        files=[{"name": "x.bin", "mimeType": "application/octet-stream", "buffer": b"junk"}],
-    )
+    page.set_input_files("#image", files=image_file("x.bin", b"junk"))
     page.get_by_role("button", name="Upload").click()
     expect(toast(page, "not an ESP32 app image")).to_be_visible()
 

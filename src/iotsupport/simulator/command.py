@@ -90,6 +90,8 @@ def simulate(
     Without --duration, --until-version or --rollout it runs until Ctrl+C.
     """
     # Here, not at the top: server workers import the commands, and need no httpx loop.
+    import httpx
+
     from iotsupport.simulator.fleet import FleetOptions
     from iotsupport.simulator.fleet import simulate as run_simulation
     from iotsupport.simulator.provision import ProvisioningFailed
@@ -127,7 +129,7 @@ def simulate(
     )
     try:
         report = run_simulation(options)
-    except (ProvisioningFailed, RuntimeError, TimeoutError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ProvisioningFailed, RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     for line in report.lines():
         click.echo(line)
