@@ -41,12 +41,15 @@ def nothing_stored(app: Flask) -> bool:
     return files == 0 and releases == 0
 
 
-def staged_files() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*.part")}
+@pytest.fixture
+def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system temp folder, where uploads are staged, this test's own."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture
-def thermo(client: FlaskClient) -> FlaskClient:
+def thermo(client: FlaskClient, staging: Path) -> FlaskClient:
     create_model(client, "thermo")
     return client
 
@@ -68,15 +71,14 @@ def lying(offset: int, value: int) -> bytes:
     ],
 )
 def test_lying_images_are_refused_and_nothing_is_kept(
-    thermo: FlaskClient, app: Flask, image: bytes, code: str
+    thermo: FlaskClient, app: Flask, staging: Path, image: bytes, code: str
 ) -> None:
-    before = staged_files()
     assert_error(post_release(thermo, "thermo", image), 422, code)
     assert nothing_stored(app)
-    assert staged_files() <= before
+    assert list(staging.glob(f"{TEMP_PREFIX}*")) == []  # the staged upload is gone
 
 
-def test_broken_multipart_bodies_are_400(thermo: FlaskClient, app: Flask) -> None:
+def test_broken_multipart_bodies_are_400(thermo: FlaskClient, app: Flask, staging: Path) -> None:
     image = release_image("1.0.0")
     body, content_type = multipart({}, "fw.bin", image)
     cut = body[: len(body) // 2]
@@ -92,6 +94,7 @@ def test_broken_multipart_bodies_are_400(thermo: FlaskClient, app: Flask) -> Non
     no_file, content_type = multipart({"note": "hello"})
     assert_error(thermo.post(URL, data=no_file, content_type=content_type), 400, "missing_field")
     assert nothing_stored(app)
+    assert list(staging.glob(f"{TEMP_PREFIX}*")) == []
 
 
 def test_signed_fields_after_the_file_are_refused(thermo: FlaskClient, app: Flask) -> None:
