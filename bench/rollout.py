@@ -11,12 +11,18 @@ the time from the rollout's start to its end, each server process's memory (samp
 every 0.5 s throughout, and its peak) and the CPU time of server and simulator.
 
     .venv/bin/python bench/rollout.py [--devices 1000] [--stages 1,10%,100%]
+
+`--evaluation-sizes 1000,10000` measures instead, in this process (no server), what one
+rollout costs the database side at those fleet sizes: starting it, one evaluation (what
+a worker does every ROLLOUT_TICK_SECONDS), and GET /api/rollouts/{id} with every device.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,7 @@ from bulk import call
 from bulk import put_in_model
 from bulk import start_mosquitto
 from images import cpu_seconds
+from prometheus_client import CollectorRegistry
 from releases import upload_release
 from run import TOKENS
 from run import Server
@@ -39,6 +46,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the image builder of the tests
 from esp_images import AppInfo  # noqa: E402
 from esp_images import build_image  # noqa: E402
+
+from iotsupport import create_app  # noqa: E402
+from iotsupport.extensions import state  # noqa: E402
+from iotsupport.settings import Settings  # noqa: E402
 
 IMAGE_CODE_BYTES = 1_440_000  # with the other segments: a 1.5 MB image
 FINISHED = re.compile(r"rollout \d+: (\w+) after ([\d.]+) s")
@@ -72,6 +83,52 @@ class MemorySampler:
         self._thread.join(5)
 
 
+def measure_evaluations(args: argparse.Namespace, sizes: list[int]) -> None:
+    """Start a rollout over `size` devices and time the service's work, per size."""
+    print(f"{'devices':>8} {'start ms':>9} {'evaluate ms':>12} {'GET ms':>7} {'GET KB':>7}")
+    image = build_image("esp32s3", app=AppInfo(version="2.0.0"))
+    for size in sizes:
+        url = recreate_database(args.admin_url, args.database, size)
+        settings = Settings(_env_file=None, database_url=url, mqtt_url=None)
+        app = create_app(settings, registry=CollectorRegistry())
+        client = app.test_client()
+        client.post("/api/models", json={"code": "bench", "name": "Bench", "schema": {}})
+        put_in_model(url, "bench")
+        boundary = "----bench"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+            ).encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        posted = client.post(
+            "/api/models/bench/releases",
+            data=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+        assert posted.status_code == 201, posted.get_json()
+        started = time.perf_counter()
+        answer = client.post(
+            "/api/models/bench/rollouts", json={"version": "2.0.0", "stages": [1, "10%", "100%"]}
+        )
+        start_ms = 1000 * (time.perf_counter() - started)
+        assert answer.status_code == 201
+        rounds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert state(app).rollouts.evaluate_all() == 1
+            rounds.append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        view = client.get("/api/rollouts/1")
+        get_ms = 1000 * (time.perf_counter() - started)
+        print(
+            f"{size:>8} {start_ms:>9.0f} {statistics.median(rounds):>12.0f} {get_ms:>7.0f} "
+            f"{len(view.data) / 1024:>7.0f}"
+        )
+        state(app).database.dispose()
+
+
 def main() -> None:
     parser = bench_arguments(__doc__, "iotsupport_bench_rollout", 3297)
     parser.add_argument("--devices", type=int, default=1000)
@@ -80,7 +137,11 @@ def main() -> None:
     parser.add_argument("--mqtt-url", help="use this broker instead of a throwaway mosquitto")
     parser.add_argument("--mqtt-connections", type=int, default=1)
     parser.add_argument("--http-connections", type=int, default=100)
+    parser.add_argument("--evaluation-sizes", help="e.g. 1000,10000: time the evaluation only")
     args = parser.parse_args()
+    if args.evaluation_sizes:
+        measure_evaluations(args, [int(size) for size in args.evaluation_sizes.split(",")])
+        return
 
     results = HERE / "results"
     results.mkdir(exist_ok=True)

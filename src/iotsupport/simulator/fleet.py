@@ -85,7 +85,9 @@ def failing(devices: t.Sequence[Identity], rate: float, seed: int) -> set[str]:
     """The MACs that report their old version after an update: a fixed share, by hash."""
 
     def rank(device: Identity) -> bytes:
-        return hashlib.sha256(f"{seed}:{device.mac_address}".encode()).digest()
+        # Not "{seed}:{mac}": that is how rollout `seed` orders its stages, which would
+        # make its first stage's devices the failing ones.
+        return hashlib.sha256(f"fails-{seed}:{device.mac_address}".encode()).digest()
 
     wanted = round(rate * len(devices))
     return {device.mac_address for device in sorted(devices, key=rank)[:wanted]}
