@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import typing as t
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -224,28 +225,33 @@ def test_two_first_releases_of_other_chips_at_once_set_one_chip(pg_app: Flask) -
 # --- signed uploads (CI) ---------------------------------------------------------------------
 
 
+@dataclass
+class Login:
+    """An app with login on and model thermo: its client and an admin's and CI's headers."""
+
+    app: Flask
+    client: FlaskClient
+    admin: dict[str, str]
+    ci: dict[str, str]
+
+
 @pytest.fixture
-def login_app(database_url: str, tmp_path: Path, issuer: LocalIssuer) -> Iterator[Flask]:
+def login(database_url: str, tmp_path: Path, issuer: LocalIssuer) -> Iterator[Login]:
     key = write_private_key(tmp_path / "ci.pem", rsa_key())
     app = build_assets_app(
         database_url, None, key, asset_max_bytes=200_000, **issuer.login_settings()
     )
-    yield app
+    admin = {"Authorization": f"Bearer {issuer.token(roles=['admin'])}"}
+    ci = {"Authorization": f"Bearer {issuer.token(roles=['asset-uploader'])}"}
+    client = app.test_client()
+    model = {"code": "thermo", "name": "T", "schema": {}}
+    assert client.post("/api/models", json=model, headers=admin).status_code == 201
+    yield Login(app, client, admin, ci)
     state(app).database.dispose()
 
 
-def test_ci_uploads_signed_and_admins_may_skip_the_signature(
-    login_app: Flask, issuer: LocalIssuer
-) -> None:
-    client = login_app.test_client()
-    admin = {"Authorization": f"Bearer {issuer.token(roles=['admin'])}"}
-    ci = {"Authorization": f"Bearer {issuer.token(roles=['asset-uploader'])}"}
-    assert (
-        client.post(
-            "/api/models", json={"code": "thermo", "name": "T", "schema": {}}, headers=admin
-        ).status_code
-        == 201
-    )
+def test_ci_uploads_signed_and_admins_may_skip_the_signature(login: Login) -> None:
+    client, ci = login.client, login.ci
     image = release_image("1.0.0")
     unsigned = post_release(client, "thermo", image, headers=ci)
     assert_error(unsigned, 400, "missing_field")
@@ -265,7 +271,7 @@ def test_ci_uploads_signed_and_admins_may_skip_the_signature(
     assert signed.get_json()["signed"] is True
     replay = post_release(client, "thermo", image, fields, headers=ci)
     assert_error(replay, 409, "signature_already_used")
-    by_admin = post_release(client, "thermo", release_image("2.0.0"), headers=admin)
+    by_admin = post_release(client, "thermo", release_image("2.0.0"), headers=login.admin)
     assert by_admin.status_code == 201 and by_admin.get_json()["signed"] is False
     # The uploader may only upload.
     assert_error(client.get("/api/models/thermo/releases", headers=ci), 403)
@@ -273,19 +279,15 @@ def test_ci_uploads_signed_and_admins_may_skip_the_signature(
     assert_error(post_release(client, "thermo", release_image("3.0.0")), 401)
 
 
-def test_a_wrong_signature_is_refused_before_the_file_is_stored(
-    login_app: Flask, issuer: LocalIssuer
-) -> None:
-    client = login_app.test_client()
-    admin = {"Authorization": f"Bearer {issuer.token(roles=['admin'])}"}
-    ci = {"Authorization": f"Bearer {issuer.token(roles=['asset-uploader'])}"}
-    client.post("/api/models", json={"code": "thermo", "name": "T", "schema": {}}, headers=admin)
+def test_a_wrong_signature_is_refused_before_the_file_is_stored(login: Login) -> None:
     big = release_image("1.0.0", code_bytes=150_000)
     forged = release_fields("thermo", big, key=rsa_key("other"))
-    assert_error(post_release(client, "thermo", big, forged, headers=ci), 400, "signature_mismatch")
+    refused = post_release(login.client, "thermo", big, forged, headers=login.ci)
+    assert_error(refused, 400, "signature_mismatch")
     too_big = release_image("1.0.0", code_bytes=300_000)
-    assert_error(post_release(client, "thermo", too_big, headers=admin), 413, "asset_too_large")
-    assert release_count(login_app) == 0 and stored_files(login_app) == 0
+    refused = post_release(login.client, "thermo", too_big, headers=login.admin)
+    assert_error(refused, 413, "asset_too_large")
+    assert release_count(login.app) == 0 and stored_files(login.app) == 0
 
 
 def test_signed_uploads_need_the_signing_key(client: FlaskClient) -> None:

@@ -258,6 +258,19 @@ def test_devices_that_join_the_model_join_the_last_stage(
     assert later.mac not in fleet.states(rollout["id"])
 
 
+def test_a_device_deleted_mid_rollout_leaves_it(app: Flask) -> None:
+    fleet = Fleet(app, 3)
+    rollout = fleet.start([1, "100%"])
+    (first,) = fleet.stage_devices(rollout, 1)
+    assert fleet.client.delete(f"/api/configs/{first.config_id}").status_code == 204
+    fleet.settle()
+    body = fleet.rollout(rollout["id"])
+    assert body["current_stage"] == 2 and body["counts"]["total"] == 2  # stage 1 is empty
+    assert fleet.client.post(f"/api/configs/deleted/{first.mac}/restore").status_code == 201
+    fleet.settle()
+    assert first.mac in fleet.states(rollout["id"])  # back, in the last stage
+
+
 def test_unknown_firmware_is_shown_and_is_no_error(app: Flask) -> None:
     fleet = Fleet(app, 2)
     odd = fleet.devices[0]

@@ -29,9 +29,9 @@ from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
 from iotsupport.notifications import Publisher
 from iotsupport.releases.tables import Release
+from iotsupport.rollouts.members import add_members
+from iotsupport.rollouts.members import load_members
 from iotsupport.rollouts.progress import Progress
-from iotsupport.rollouts.progress import add_members
-from iotsupport.rollouts.progress import load_members
 from iotsupport.rollouts.stages import StageSpec
 from iotsupport.rollouts.stages import assign
 from iotsupport.rollouts.tables import ACTIVE_STATES

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.releases.tables import Release
-from iotsupport.rollouts.progress import Member
+from iotsupport.rollouts.members import Member
+from iotsupport.rollouts.members import load_members
 from iotsupport.rollouts.progress import device_state
-from iotsupport.rollouts.progress import load_members
 from iotsupport.rollouts.progress import stage_plan
 from iotsupport.rollouts.schemas import CountsSchema
 from iotsupport.rollouts.schemas import DeviceProgressSchema
