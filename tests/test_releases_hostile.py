@@ -97,6 +97,13 @@ def test_broken_multipart_bodies_are_400(thermo: FlaskClient, app: Flask, stagin
     assert list(staging.glob(f"{TEMP_PREFIX}*")) == []
 
 
+def test_a_model_field_must_name_the_urls_model(thermo: FlaskClient, app: Flask) -> None:
+    body, content_type = multipart({"model": "lamp"}, "fw.bin", release_image("1.0.0"))
+    assert_error(thermo.post(URL, data=body, content_type=content_type), 400, "invalid_input")
+    body, content_type = multipart({"model": "thermo"}, "fw.bin", release_image("1.0.0"))
+    assert thermo.post(URL, data=body, content_type=content_type).status_code == 201
+
+
 def test_signed_fields_after_the_file_are_refused(thermo: FlaskClient, app: Flask) -> None:
     image = release_image("1.0.0")
     fields = release_fields("thermo", image)

@@ -30,6 +30,10 @@ class ReleaseUploadForm(BaseModel):
         "'iotsupport-upload-v2', 'release', timestamp, the model's code, sha256 (lower case), "
         "joined by LF, UTF-8. Needed unless the caller is an admin.",
     )
+    model: str | None = Field(
+        default=None,
+        description="Optional; when sent (before the file), the model's code as in the URL.",
+    )
     file: str = Field(
         description="The ESP32 app image, as a file part (its filename does not matter: the "
         "version comes from the image).",

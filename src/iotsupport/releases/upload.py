@@ -24,6 +24,7 @@ from iotsupport.assets.signing import VerifiedUpload
 from iotsupport.assets.store import StagedFile
 from iotsupport.assets.upload import FILE_FIELD
 from iotsupport.assets.upload import Upload
+from iotsupport.errors import InvalidInput
 from iotsupport.errors import ServiceUnavailable
 
 
@@ -52,6 +53,11 @@ class ReleaseSignature:
 
     def precheck(self, fields: Mapping[str, str], _filename: str) -> None:
         """An OnFile callback: every check the signed fields allow, before the file."""
+        if fields.get("model", self.model_code) != self.model_code:
+            raise InvalidInput(
+                "the form's model field names another model than the URL",
+                {"model": self.model_code},
+            )
         if self.admin and not any(name in fields for name in SIGNED_FIELDS):
             return  # an admin's unsigned upload
         missing = [name for name in SIGNED_FIELDS if name not in fields]
