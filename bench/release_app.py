@@ -2,8 +2,9 @@
 file stored in the database through releases.downloads.file_response (with the
 replica's cache, as configured: RELEASE_CACHE_MAX_BYTES=0 turns it off).
 
-bench/releases.py runs it under Granian until the release routes exist; then the
-real download route (GET /api/models/{code}/releases/{version}/image) takes its row.
+bench/releases.py runs it under Granian: the bench-only route measures the stored file
+alone; the real download route (GET /api/models/{code}/releases/{version}/image) has a
+row of its own next to it.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ Builds a real ESP32 app image of about 1.5 MB (tests/esp_images.py), then, in on
 nginx (/usr/sbin/nginx, a child process with its config in a temp folder) serves it
 from disk; the server, under Granian with the workers and threads of `iotsupport
 serve`, serves it as an asset (GET /api/assets/<file>, from the assets folder) and
-from the database (releases.storage, through bench/release_app.py's bench-only route);
-wrk downloads it over 32 connections (one per wrk thread). Prints MB/s, requests/s,
-p50/p99 and each row's share of nginx, and the server's peak memory per worker.
+from the database (releases.storage, through bench/release_app.py's bench-only route),
+without and with the replica's cache, and as a release (uploaded through the API, then
+GET /api/models/{code}/releases/{version}/image: the route devices use, with its
+release lookup); wrk downloads it over 32 connections (one per wrk thread). Prints MB/s,
+requests/s, p50/p99 and each row's share of nginx, and the server's peak memory per worker.
 
     .venv/bin/python bench/releases.py --help
 
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import typing as t
+import urllib.request
 from pathlib import Path
 
 from images import cpu_seconds
@@ -50,14 +55,45 @@ IMAGE_NAME = "firmware.bin"
 IMAGE_CODE_BYTES = 1_440_000  # with the other segments: a 1.5 MB image
 
 
-# --- The release-download row ------------------------------------------------------------
-# Issue 15's release routes come later. Whoever adds them makes this return the path of a
-# release download of `image` (create a model and upload `image` as its release, through
-# the running server at `server_url` or through the release service on `database_url`):
-# then the table gets its "release download" row next to the others, same server, same run.
-def release_download_path(server_url: str, database_url: str, image: Path) -> str | None:
-    """`/api/models/{code}/releases/{version}/image` for `image`, or None (no routes yet)."""
-    return None
+def upload_release(server_url: str, model: str, image: bytes) -> dict[str, t.Any]:
+    """POST `image` as a release of `model` (as an admin: login is off here); its answer."""
+    boundary = "----bench-release"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="fw.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{server_url}/api/models/{model}/releases",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer: dict[str, t.Any] = json.loads(response.read())
+    return answer
+
+
+def create_model(server_url: str, code: str) -> None:
+    request = urllib.request.Request(
+        f"{server_url}/api/models",
+        data=json.dumps({"code": code, "name": code.title(), "schema": {}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+
+
+def release_download_path(server_url: str, image: Path) -> str:
+    """`/api/models/{code}/releases/{version}/image` of `image`, uploaded as a release."""
+    create_model(server_url, "bench")
+    release = upload_release(server_url, "bench", image.read_bytes())
+    url: str = release["image_url"]
+    return url
 
 
 def free_port() -> int:
@@ -226,9 +262,8 @@ def main() -> None:
                     measure("database, each chunk from PostgreSQL", args.port, stored_path, pids)
                     continue
                 measure("database, via the replica's cache", args.port, stored_path, pids)
-                release_path = release_download_path(f"http://127.0.0.1:{args.port}", url, image)
-                if release_path is not None:
-                    measure("release download", args.port, release_path, pids)
+                release_path = release_download_path(f"http://127.0.0.1:{args.port}", image)
+                measure("GET /api/models/{code}/releases/{v}/image", args.port, release_path, pids)
             finally:
                 peaks.update(server.peak_memory_mb())
                 server.stop()

@@ -14,4 +14,5 @@ VALID_BODIES: dict[str, dict[str, t.Any]] = {
     "BulkSchema": {"select": {"ids": [1]}, "patch": {"a": 1}},
     "UndoSchema": {"skip_changed": False},
     "ProvisioningSchema": {"format": "json"},
+    "RolloutCreateSchema": {"version": "x", "stages": [1, "100%"], "error_threshold": "50%"},
 }

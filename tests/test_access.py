@@ -40,6 +40,8 @@ EXPECTED_DEVICE = {
     "assets.download_asset",
     "images.lvgl_image",
     "device.rotate_own_credential",
+    "releases.download_release",
+    "rollouts.device_firmware",
 }
 
 

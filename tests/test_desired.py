@@ -30,7 +30,12 @@ TOPIC = f"iotsupport/devices/{MAC}/desired"
 
 def desired(client: FlaskClient, config_id: int) -> dict[str, t.Any]:
     body = client.get(f"/api/configs/{config_id}").get_json()
-    return {"config_version": body["version"], "config_etag": body_etag(client, config_id)}
+    return {
+        "config_version": body["version"],
+        "config_etag": body_etag(client, config_id),
+        "firmware_version": None,  # no firmware target yet (see test_rollouts.py)
+        "firmware_sha256": None,
+    }
 
 
 def body_etag(client: FlaskClient, config_id: int) -> str:
@@ -147,7 +152,12 @@ def test_a_device_that_subscribes_late_gets_its_desired_state(
         assert wait_until(lambda: bool(retained(True)), 5)
         ((payload, was_retained),) = retained(True)
         assert was_retained
-        assert json.loads(payload) == {"config_version": 2, "config_etag": etag}
+        assert json.loads(payload) == {
+            "config_version": 2,
+            "config_etag": etag,
+            "firmware_version": None,
+            "firmware_sha256": None,
+        }
 
         assert client.delete(f"/api/configs/{config_id}").status_code == 204
         assert wait_until(lambda: retained(False) == [], 5)  # the delete cleared it

@@ -25,6 +25,8 @@ from assets_support import signed
 from assets_support import signed_fields
 from assets_support import write_private_key
 from conftest import free_port
+from esp_images import AppInfo
+from esp_images import small_image
 from flask import Flask
 from flask.testing import FlaskClient
 from local_issuer import LocalIssuer
@@ -178,8 +180,15 @@ def requests(
 
 
 def seed(client: FlaskClient) -> None:
-    """A config with three versions, a deleted one, and an asset."""
-    created = client.post("/api/configs", json={"mac_address": MAC, "content": {"v": 1}})
+    """A config with three versions (of model x), a deleted one, an asset, and model x's
+    release x, rolled out."""
+    client.post("/api/models", json={"code": "x", "name": "X", "schema": {"type": "object"}})
+    image = small_image(app=AppInfo(version="x"))  # under the walk's ASSET_MAX_BYTES
+    body, content_type = multipart({}, "x.bin", image)
+    client.post("/api/models/x/releases", data=body, content_type=content_type)
+    created = client.post(
+        "/api/configs", json={"mac_address": MAC, "content": {"v": 1}, "model": "x"}
+    )
     config_id = created.get_json()["id"]
     for version in (2, 3):
         client.put(f"/api/configs/{config_id}", json={"content": {"v": version}})
@@ -265,6 +274,10 @@ def test_login_off_with_and_without_assets(
     assert {200, 400, 409, 413} <= observed[("/api/assets", "post")]
     assert {200, 206, 304, 400, 404, 416, 503} <= observed[("/api/assets/{filename}", "get")]
     assert {200, 400, 403, 422, 502} <= observed[("/api/images/lvgl", "get")]
+    image = ("/api/models/{code}/releases/{version}/image", "get")
+    assert {200, 206, 304, 404, 416} <= observed[image]
+    assert {201, 400, 409} <= observed[("/api/models/{code}/rollouts", "post")]
+    assert {200, 404, 409} <= observed[("/api/rollouts/{rollout_id}/cancel", "post")]
     state(app).database.dispose()
 
 

@@ -27,6 +27,7 @@ from iotsupport import create_app
 from iotsupport.assets.names import FILENAME_PATTERN
 from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.extensions import state
+from iotsupport.settings import Settings
 
 MAC = "aa:bb:cc:dd:ee:ff"
 
@@ -134,6 +135,25 @@ def test_api_answers_503_json_when_the_database_is_down(make_app: t.Callable[...
     assert_error(client.get(f"/api/configs/{MAC}.json"), 503)
     assert_error(client.post("/api/configs", json={"mac_address": MAC, "content": {}}), 503)
     assert client.get("/api/health/live").status_code == 200
+
+
+@pytest.mark.postgres
+def test_more_requests_than_pooled_connections_get_503_not_500(
+    pg_settings: Settings, publisher: RecordingPublisher
+) -> None:
+    settings = make_settings(
+        pg_settings.database_url, db_pool_size=1, db_connect_timeout_seconds=0.2
+    )
+    app = create_app(settings, publisher=publisher, registry=CollectorRegistry())
+    database = state(app).database
+    held = [database.engine.connect() for _ in range(5)]  # the pool and its 4 of overflow
+    try:
+        body = assert_error(app.test_client().get("/api/configs"), 503, "database_busy")
+        assert "QueuePool" not in str(body)
+    finally:
+        for connection in held:
+            connection.close()
+        database.dispose()
 
 
 def test_server_recovers_when_the_sqlite_database_appears(

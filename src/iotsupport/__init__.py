@@ -17,6 +17,8 @@ from iotsupport import observability
 from iotsupport.api import protections
 from iotsupport.api import register_blueprints
 from iotsupport.assets.service import build_assets
+from iotsupport.assets.service import build_verifier
+from iotsupport.assets.signing import RELEASE_PURPOSE
 from iotsupport.configs.checkins import CheckinMetrics
 from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.configs.checkins import count_by_sync_state
@@ -30,6 +32,7 @@ from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.notifications import build_publisher
 from iotsupport.releases.cache import build_release_cache
+from iotsupport.rollouts.ticker import RolloutTicker
 from iotsupport.settings import Settings
 
 __all__ = ["create_app"]
@@ -42,8 +45,9 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> Flask:
     """Build the app. Nothing connects to the MQTT broker until `publisher.start()` (and
-    `accounts.start()`), and device check-ins and credential uses are only written by
-    `checkins.flush()` and `devices.uses.flush()` until their `start()`.
+    `accounts.start()`), device check-ins and credential uses are only written by
+    `checkins.flush()` and `devices.uses.flush()` until their `start()`, and rollouts
+    advance only by requests and `rollouts.evaluate_all()` until `rollouts.start()`.
 
     Raises StartupError when a setting is unusable (e.g. SIGNING_KEY_PATH).
     """
@@ -79,11 +83,13 @@ def create_app(
     scrape_registry.register(
         observability.SyncStateCollector(lambda: database.call_with_deadline(count_by_sync_state))
     )
+    rollouts = RolloutTicker(settings, database, publisher)
     checkins = CheckinRecorder(
         database.session,
         CheckinMetrics(registry),
         interval=settings.checkin_flush_seconds,
         trusted_proxies=settings.trusted_networks,
+        on_written=rollouts.wake,  # device reports written: rollouts may advance
     )
     accounts = build_accounts(settings, database, registry)
     app.extensions[EXTENSION_KEY] = AppState(
@@ -95,8 +101,10 @@ def create_app(
         image_proxy=ImageProxy(settings, registry),
         devices=DeviceGate(settings, database, publisher, accounts, registry),
         accounts=accounts,
+        rollouts=rollouts,
         assets=assets,
         release_cache=build_release_cache(settings),
+        release_verifier=build_verifier(settings, purpose=RELEASE_PURPOSE),
     )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
 import sys
 import tempfile
-from datetime import UTC
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -19,8 +16,8 @@ from pydantic import ValidationError
 from sqlalchemy import inspect
 
 from iotsupport import migrate
-from iotsupport.assets.signing import load_signing_key
-from iotsupport.assets.signing import sign_upload
+from iotsupport.assets.commands import upload_asset
+from iotsupport.assets.commands import upload_release
 from iotsupport.configs.files import export_configs
 from iotsupport.configs.files import import_configs
 from iotsupport.configs.service import ConfigService
@@ -28,6 +25,7 @@ from iotsupport.db import commit
 from iotsupport.errors import AppError
 from iotsupport.errors import StartupError
 from iotsupport.extensions import state
+from iotsupport.simulator.command import simulate
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
@@ -166,66 +164,6 @@ def export_dir(directory: Path) -> None:
             click.echo(line)
 
 
-@click.command("upload-asset")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--url", required=True, envvar="IOTSUPPORT_URL", help="The server, e.g. http://iotsupport:3201."
-)
-@click.option(
-    "--key",
-    "key_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="PEM RSA private key; the server verifies with SIGNING_KEY_PATH.",
-)
-@click.option("--name", help="Store it under this name [default: FILE's own name].")
-@click.option("--token", envvar="IOTSUPPORT_TOKEN", help="Bearer token, when login is on.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds.")
-def upload_asset(
-    file: Path, url: str, key_path: Path, name: str | None, token: str | None, timeout: float
-) -> None:
-    """Sign FILE's name, SHA-256 and a fresh timestamp, and upload it (what a CI job runs)."""
-    import httpx  # here, not at the top: server workers import this module too
-
-    try:
-        key = load_signing_key(key_path)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    stored_as = name or file.name
-    sha256 = _sha256_of(file)
-    # Microseconds: PKCS#1 v1.5 signatures are deterministic, and the server accepts
-    # each (timestamp, signature) pair once, so two uploads must never share a timestamp.
-    timestamp = datetime.now(UTC).isoformat(timespec="microseconds")
-    signature = sign_upload(key, timestamp=timestamp, name=stored_as, sha256=sha256)
-    base = url.rstrip("/")
-    endpoint = base if base.endswith("/api/assets") else f"{base}/api/assets"
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with file.open("rb") as content:  # httpx streams it in chunks, after the fields
-        try:
-            response = httpx.post(
-                endpoint,
-                data={"timestamp": timestamp, "sha256": sha256, "signature": signature},
-                files={"file": (stored_as, content, "application/octet-stream")},
-                headers=headers,
-                timeout=timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"could not upload to {endpoint}: {exc}") from None
-    if response.is_success:
-        click.echo(response.text)
-        return
-    click.echo(response.text, err=True)
-    raise click.ClickException(f"the server refused the upload: HTTP {response.status_code}")
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _import(directory: Path, *, dry_run: bool, model: str | None = None) -> None:
     publisher = state().publisher
     settings = state().settings
@@ -252,7 +190,17 @@ def _import(directory: Path, *, dry_run: bool, model: str | None = None) -> None
         publisher.stop()
 
 
-COMMANDS = (serve, upgrade_db, load_test_data, db_status, import_dir, export_dir, upload_asset)
+COMMANDS = (
+    serve,
+    upgrade_db,
+    load_test_data,
+    db_status,
+    import_dir,
+    export_dir,
+    upload_asset,
+    upload_release,
+    simulate,
+)
 
 
 def register_commands(app: Flask) -> None:

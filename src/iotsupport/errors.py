@@ -39,6 +39,7 @@ from flask import has_app_context
 from flask import jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 
@@ -255,6 +256,12 @@ def init_app(app: Flask) -> None:
     def _database_down(exc: OperationalError) -> Response:
         log.error("database error: %s", exc.orig)
         return error_response(503, "the database is not reachable", "database_unavailable")
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_exhausted(exc: PoolTimeout) -> Response:
+        # More requests at once than the pool has connections (DB_POOL_SIZE): try again.
+        log.error("no database connection free within the timeout: %s", exc)
+        return error_response(503, "the database is busy; try again", "database_busy")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -9,6 +9,7 @@ from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from iotsupport.assets.service import Assets
+from iotsupport.assets.signing import UploadVerifier
 from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
@@ -16,6 +17,7 @@ from iotsupport.db import Database
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.releases.cache import FileCache
+from iotsupport.rollouts.ticker import RolloutTicker
 from iotsupport.settings import Settings
 
 EXTENSION_KEY = "iotsupport"
@@ -31,8 +33,10 @@ class AppState:
     image_proxy: ImageProxy
     devices: DeviceGate  # device authentication (DEVICE_AUTH) and credential uses
     accounts: BrokerAccounts  # the devices' broker accounts (MQTT_DEVICE_ACCOUNTS)
+    rollouts: RolloutTicker  # advances active rollouts (started by wsgi, like checkins)
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
+    release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset
 
 
 def state(app: Flask | None = None) -> AppState:

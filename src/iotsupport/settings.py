@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     release_cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Also accept the old signature over the timestamp alone (CI scripts not yet updated).
     asset_legacy_signatures: bool = False
+    # Rollouts: a device offered a release that reports nothing new for this long after
+    # its stage started counts as failed; each worker re-evaluates active rollouts this
+    # often (and whenever it has written device reports).
+    rollout_device_timeout_seconds: float = Field(default=3600.0, gt=0)
+    rollout_tick_seconds: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("database_url")
     @classmethod

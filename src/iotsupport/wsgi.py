@@ -33,6 +33,9 @@ def create_server_app() -> Flask:
     uses.start()
     atexit.register(uses.stop)
     util.Finalize(uses, uses.stop, exitpriority=10)
+    rollouts = state(app).rollouts  # advances active rollouts from the devices' reports
+    rollouts.start()
+    atexit.register(rollouts.stop)
     accounts = state(app).accounts  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
     accounts.start()
     atexit.register(accounts.stop)

@@ -83,12 +83,16 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.credentials import routes as credentials
     from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
+    from iotsupport.releases import routes as releases
+    from iotsupport.rollouts import routes as rollouts
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(configs.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(history_routes.bp)
     app.register_blueprint(models.bp)
+    app.register_blueprint(releases.bp)
+    app.register_blueprint(rollouts.bp)
     app.register_blueprint(change_sets.bp)
     app.register_blueprint(credentials.bp)
     app.register_blueprint(credentials.device_bp)

@@ -42,7 +42,7 @@ def configured_assets() -> Assets:
     return assets
 
 
-def _used(digest: str) -> bool:
+def signature_used(digest: str) -> bool:
     """Read on a connection of its own, so no write lock is held while the file streams."""
     with state().database.session(read_only=True) as session:
         return session.get(UsedUploadSignature, digest) is not None
@@ -66,7 +66,11 @@ def _used(digest: str) -> bool:
 def upload_asset() -> Response:
     assets = configured_assets()
     service = AssetService(
-        get_session(), assets.store, assets.upload_verifier(), state().publisher, used=_used
+        get_session(),
+        assets.store,
+        assets.upload_verifier(),
+        state().publisher,
+        used=signature_used,
     )
     with assets.metrics.counting_upload(), assets.store.staging() as staging:
         upload = read_upload(request.environ, staging, assets.store.max_bytes, service.precheck)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from iotsupport.assets.names import check_filename
+from iotsupport.assets.signing import ASSET_PURPOSE
 from iotsupport.assets.signing import SignedFields
 from iotsupport.assets.signing import UploadVerifier
 from iotsupport.assets.signing import VerifiedUpload
@@ -106,16 +107,25 @@ class Assets:
         return self.verifier
 
 
+def build_verifier(
+    settings: Settings, *, purpose: str = ASSET_PURPOSE, allow_legacy: bool = False
+) -> UploadVerifier | None:
+    """The signature check for uploads of `purpose`; None when SIGNING_KEY_PATH is unset.
+    Raises StartupError when the key is unusable."""
+    if settings.signing_key_path is None:
+        return None
+    public_key = load_verification_key(settings.signing_key_path)
+    return UploadVerifier(
+        public_key,
+        settings.timestamp_tolerance_seconds,
+        purpose=purpose,
+        allow_legacy=allow_legacy,
+    )
+
+
 def build_assets(settings: Settings, registry: CollectorRegistry) -> Assets | None:
     """Load the signing key (StartupError when unusable) and set up the folder."""
-    verifier = None
-    if settings.signing_key_path is not None:
-        public_key = load_verification_key(settings.signing_key_path)
-        verifier = UploadVerifier(
-            public_key,
-            settings.timestamp_tolerance_seconds,
-            allow_legacy=settings.asset_legacy_signatures,
-        )
+    verifier = build_verifier(settings, allow_legacy=settings.asset_legacy_signatures)
     if settings.assets_dir is None:
         return None
     store = AssetStore(settings.assets_dir, settings.asset_max_bytes)
@@ -198,30 +208,46 @@ class AssetService:
             sha256=fields.get("sha256"),
             signature=fields["signature"],
         )
-        verified = self.verifier.verify(signed, self.now)
-        if self._used is not None and self._used(pair_digest(signed.timestamp, verified.signature)):
-            raise self._replayed()
-        return verified
-
-    @staticmethod
-    def _replayed() -> SignatureReplayed:
-        return SignatureReplayed(
-            "this timestamp and signature were used already; sign a fresh timestamp"
-        )
+        return verify_unused(self.verifier, signed, self.now, self._used)
 
     def _use_once(self, timestamp: str, verified: VerifiedUpload) -> None:
-        """Record the pair; a second use, here or on another replica, is refused with 409."""
-        digest = pair_digest(timestamp, verified.signature)
-        if self.session.get(UsedUploadSignature, digest) is not None:
-            raise self._replayed()
-        self.session.add(
-            UsedUploadSignature(digest=digest, signed_at=verified.signed_at, used_at=self.now)
-        )
-        try:
-            self.session.flush()  # waits for a concurrent insert of the same pair, then fails
-        except IntegrityError:
-            raise self._replayed() from None
-        # Older pairs fail the timestamp check anyway (twice the window allows for clock skew).
-        horizon = self.now - timedelta(seconds=2 * self.verifier.tolerance_seconds)
-        prune = delete(UsedUploadSignature).where(UsedUploadSignature.signed_at < horizon)
-        self.session.execute(prune.execution_options(synchronize_session=False))
+        use_once(self.session, timestamp, verified, self.now, self.verifier.tolerance_seconds)
+
+
+def replayed() -> SignatureReplayed:
+    return SignatureReplayed(
+        "this timestamp and signature were used already; sign a fresh timestamp"
+    )
+
+
+def verify_unused(
+    verifier: UploadVerifier, signed: SignedFields, now: datetime, used: UsedCheck | None
+) -> VerifiedUpload:
+    """The signature's checks, then 409 when its pair was used already (read before the
+    file, on a connection of its own: `used`)."""
+    verified = verifier.verify(signed, now)
+    if used is not None and used(pair_digest(signed.timestamp, verified.signature)):
+        raise replayed()
+    return verified
+
+
+def use_once(
+    session: Session,
+    timestamp: str,
+    verified: VerifiedUpload,
+    now: datetime,
+    tolerance_seconds: int,
+) -> None:
+    """Record the pair; a second use, here or on another replica, is refused with 409."""
+    digest = pair_digest(timestamp, verified.signature)
+    if session.get(UsedUploadSignature, digest) is not None:
+        raise replayed()
+    session.add(UsedUploadSignature(digest=digest, signed_at=verified.signed_at, used_at=now))
+    try:
+        session.flush()  # waits for a concurrent insert of the same pair, then fails
+    except IntegrityError:
+        raise replayed() from None
+    # Older pairs fail the timestamp check anyway (twice the window allows for clock skew).
+    horizon = now - timedelta(seconds=2 * tolerance_seconds)
+    prune = delete(UsedUploadSignature).where(UsedUploadSignature.signed_at < horizon)
+    session.execute(prune.execution_options(synchronize_session=False))

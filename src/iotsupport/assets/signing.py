@@ -7,8 +7,9 @@ within the time window (and only once; the caller records used signatures):
     iotsupport-upload-v2 \n <purpose> \n <timestamp> \n <name> \n <sha256>
 
 five lines joined by a single LF, no trailing newline, UTF-8; `purpose` names
-the endpoint (`asset` for POST /api/assets), `sha256` is the file's digest in
-lower-case hex. The signature is RSA PKCS#1 v1.5 with SHA-256, sent as base64.
+the endpoint (`asset` for POST /api/assets with the file's name; `release` for
+POST /api/models/{code}/releases with the model's code as the name), `sha256` is
+the file's digest in lower-case hex. The signature is RSA PKCS#1 v1.5 with SHA-256, sent as base64.
 Everything here is checked from the form fields, before the file is read;
 `VerifiedUpload.check_file` compares the digest of the bytes that arrived.
 
@@ -42,6 +43,7 @@ MAX_TIMESTAMP_CHARS = 64
 MAX_SIGNATURE_CHARS = 4096
 SCHEME = "iotsupport-upload-v2"
 ASSET_PURPOSE = "asset"
+RELEASE_PURPOSE = "release"  # POST /api/models/{code}/releases; the name is the model's code
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 

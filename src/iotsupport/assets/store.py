@@ -110,6 +110,12 @@ class StagedFile:
     def read(self, size: int = -1) -> bytes:
         return self._file.read(size)
 
+    def rewound(self) -> t.BinaryIO:
+        """The file itself, flushed and at its start, for reading what arrived."""
+        self._file.flush()
+        self._file.seek(0)
+        return self._file
+
     def sync(self) -> os.stat_result:
         """Flush to disk; the stat of the file as it will appear."""
         try:
@@ -125,18 +131,26 @@ class StagedFile:
 
 
 class Staging:
-    """The temp files of one upload request; whatever was not published is deleted."""
+    """The temp files of one upload request; whatever was not published is deleted.
 
-    def __init__(self, store: AssetStore) -> None:
-        self._store = store
+    Uploads to the assets folder are staged there (then renamed into place); release
+    uploads in the system's temp folder (their bytes go to the database).
+    """
+
+    def __init__(
+        self, directory: Path, max_bytes: int, unavailable: t.Callable[[OSError], Exception]
+    ) -> None:
+        self._directory = directory
+        self._max_bytes = max_bytes
+        self._unavailable = unavailable
         self._files: list[StagedFile] = []
 
     def new_file(self) -> StagedFile:
-        """A fresh temp file in the assets folder, deleted on exit unless published."""
+        """A fresh temp file in the folder, deleted on exit unless published."""
         try:
-            staged = StagedFile(self._store.directory, self._store.max_bytes)
+            staged = StagedFile(self._directory, self._max_bytes)
         except OSError as exc:
-            raise self._store.unavailable(exc) from None
+            raise self._unavailable(exc) from None
         self._files.append(staged)
         return staged
 
@@ -177,7 +191,7 @@ class AssetStore:
     def staging(self) -> Iterator[Staging]:
         if self.folder_problem() is not None:
             raise self.unavailable()
-        staging = Staging(self)
+        staging = Staging(self.directory, self.max_bytes, self.unavailable)
         try:
             yield staging
         finally:

@@ -54,6 +54,7 @@ class PendingFetch:
     user_agent: str | None
     firmware_version: str | None
     with_credential: bool
+    firmware_sha256: str | None = None
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Networks) -> str | None:
@@ -113,8 +114,11 @@ class CheckinRecorder:
         *,
         interval: float = 2.0,
         trusted_proxies: Networks = (),
+        on_written: t.Callable[[], None] | None = None,
     ) -> None:
+        """`on_written` runs after a flush wrote fetches (rollouts then re-evaluate)."""
         self._session_factory = session_factory
+        self.on_written = on_written
         self._metrics = metrics
         self._trusted = trusted_proxies
         self._pending: dict[int, PendingFetch] = {}
@@ -132,6 +136,7 @@ class CheckinRecorder:
         user_agent: str | None,
         firmware_version: str | None,
         with_credential: bool = False,
+        firmware_sha256: str | None = None,
     ) -> None:
         """Note a fetch; cheap enough for every device request."""
         now = time.time()
@@ -147,6 +152,7 @@ class CheckinRecorder:
                 user_agent,
                 firmware_version,
                 with_credential,
+                firmware_sha256,
             )
 
     def start(self) -> None:
@@ -174,7 +180,9 @@ class CheckinRecorder:
                 for delay in delays:
                     self._metrics.delivery.observe(delay)
                 written += len(batch)
-            return written
+        if written and self.on_written is not None:
+            self.on_written()
+        return written
 
     def _write(self, batch: dict[int, PendingFetch]) -> list[float]:
         """Upsert, newest fetch wins; returns delivery delays of versions first seen here."""
@@ -215,6 +223,7 @@ class CheckinRecorder:
             "client_address": address[:64] if address else None,
             "user_agent": fetch.user_agent[:255] if fetch.user_agent else None,
             "firmware_version": fetch.firmware_version[:64] if fetch.firmware_version else None,
+            "firmware_sha256": _sha256_header(fetch.firmware_sha256),
             "with_credential": fetch.with_credential,
         }
 
@@ -227,6 +236,14 @@ class CheckinRecorder:
                 elif newer.version == fetch.version:  # keep when this version was first seen
                     first = min(newer.first_fetched_at, fetch.first_fetched_at)
                     self._pending[config_id] = replace(newer, first_fetched_at=first)
+
+
+def _sha256_header(value: str | None) -> str | None:
+    """X-Firmware-SHA256 as 64 lowercase hex digits; anything else is not recorded."""
+    if value is None or len(value) != 64:
+        return None
+    value = value.lower()
+    return value if all(char in "0123456789abcdef" for char in value) else None
 
 
 def _delays(session: Session, delivered: dict[tuple[int, int], float]) -> list[float]:

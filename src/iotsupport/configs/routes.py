@@ -155,6 +155,7 @@ def device_config(mac: str) -> Response:
         user_agent=environ.get("HTTP_USER_AGENT"),
         firmware_version=environ.get("HTTP_X_FIRMWARE_VERSION"),
         with_credential="device" in g,
+        firmware_sha256=environ.get("HTTP_X_FIRMWARE_SHA256"),
     )
     if document.content is None or request.if_none_match.star_tag:
         response = Response(status=304)

@@ -62,6 +62,8 @@ class DeviceCheckin(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     firmware_version: Mapped[str | None] = mapped_column(String(64))
+    # The X-Firmware-SHA256 header of that fetch (hex, lowercase), when the device sent one.
+    firmware_sha256: Mapped[str | None] = mapped_column(String(64))
     # Whether that fetch carried a valid device credential (null: before credentials existed).
     with_credential: Mapped[bool | None] = mapped_column(Boolean)
 

@@ -11,8 +11,12 @@ from iotsupport.credentials.tables import BrokerAccountChange
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.db.base import Base
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.releases.tables import Release
 from iotsupport.releases.tables import StoredFile
 from iotsupport.releases.tables import StoredFileChunk
+from iotsupport.rollouts.tables import FirmwareTarget
+from iotsupport.rollouts.tables import Rollout
+from iotsupport.rollouts.tables import RolloutDevice
 
 __all__ = [
     "Base",
@@ -24,6 +28,10 @@ __all__ = [
     "DeviceCheckin",
     "DeviceConfig",
     "DeviceModel",
+    "FirmwareTarget",
+    "Release",
+    "Rollout",
+    "RolloutDevice",
     "StoredFile",
     "StoredFileChunk",
     "DeviceCredential",

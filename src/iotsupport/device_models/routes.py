@@ -20,6 +20,7 @@ from iotsupport.device_models.schemas import ModelListSchema
 from iotsupport.device_models.schemas import ModelResponseSchema
 from iotsupport.device_models.schemas import ModelUpdateSchema
 from iotsupport.device_models.schemas import model_json
+from iotsupport.device_models.service import KEEP_CHIP
 from iotsupport.device_models.service import ModelDraft
 from iotsupport.device_models.service import ModelService
 from iotsupport.device_models.tables import DeviceModel
@@ -42,7 +43,8 @@ def model_response(service: ModelService, model: DeviceModel, status: int = 200)
 
 
 def draft_of(body: ModelFields) -> ModelDraft:
-    return ModelDraft(body.name, body.description, body.json_schema, body.template)
+    chip = body.chip if "chip" in body.model_fields_set else KEEP_CHIP
+    return ModelDraft(body.name, body.description, body.json_schema, body.template, chip)
 
 
 def if_match() -> set[str] | None:
@@ -94,7 +96,8 @@ def get_model(code: str) -> Response:
         400: "Bad schema or template",
         404: "Unknown",
         409: "schema_change_breaks_configs: configs of the model would fail the new schema "
-        "(details.configs lists them); send confirm: true to save anyway",
+        "(details.configs lists them); send confirm: true to save anyway; chip_in_use: the "
+        "model has releases for its chip",
         412: "Stale",
     },
 )
@@ -111,7 +114,12 @@ def update_model(code: str, body: ModelUpdateSchema) -> Response:
 @operation(
     "Delete a device model",
     tag=TAG,
-    responses={204: "Deleted", 404: "Unknown", 409: "model_in_use: configs use it", 412: "Stale"},
+    responses={
+        204: "Deleted",
+        404: "Unknown",
+        409: "model_in_use: configs or releases use it",
+        412: "Stale",
+    },
 )
 def delete_model(code: str) -> Response:
     model_service().delete(code, expected_etags=if_match())

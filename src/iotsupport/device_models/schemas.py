@@ -5,6 +5,7 @@ import typing as t
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import field_validator
 
 from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import OBJECT_OR_STRING
@@ -12,8 +13,14 @@ from iotsupport.configs.schemas import ContentText
 from iotsupport.configs.schemas import Timestamp
 from iotsupport.configs.schemas import verbatim
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.releases.image_format import CHIPS
 
 CODE_PATTERN = r"^[a-z0-9_]+$"
+CHIP_NAMES = sorted(CHIPS.values())
+CHIP_DESCRIPTION = (
+    "The ESP32 chip of its firmware, as esptool names it (e.g. esp32s3); null: not set yet "
+    "(the model's first release sets it). Releases for another chip are refused."
+)
 
 SchemaText = t.Annotated[
     str,
@@ -37,6 +44,18 @@ class ModelFields(RequestBody):
     description: str = Field(default="", max_length=10_000)
     json_schema: SchemaText = Field(alias="schema")
     template: TemplateText | None = None
+    chip: str | None = Field(
+        default=None,
+        description=CHIP_DESCRIPTION + " Left out of a PUT: unchanged.",
+        json_schema_extra={"enum": [*CHIP_NAMES, None]},
+    )
+
+    @field_validator("chip")
+    @classmethod
+    def _known_chip(cls, chip: str | None) -> str | None:
+        if chip is not None and chip not in CHIP_NAMES:
+            raise ValueError(f"unknown chip; one of {', '.join(CHIP_NAMES)}")
+        return chip
 
 
 class ModelCreateSchema(ModelFields):
@@ -66,6 +85,7 @@ class ModelSummarySchema(BaseModel):
     version: int
     updated_at: Timestamp
     updated_by: str
+    chip: str | None = Field(description=CHIP_DESCRIPTION)
     config_count: int = Field(description="Configs of this model.")
     invalid_count: int = Field(description="Of those, how many do not meet its current schema.")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import typing as t
 from dataclasses import dataclass
 
 from sqlalchemy import case
+from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
@@ -31,12 +33,25 @@ from iotsupport.errors import PreconditionFailed
 from iotsupport.errors import SchemaChangeBreaksConfigs
 from iotsupport.errors import SchemaViolation
 from iotsupport.json_text import load_object
+from iotsupport.releases.tables import Release
+from iotsupport.rollouts.tables import Rollout
 
 # How many configs a refused schema change lists (the count covers all of them).
 LISTED_CONFIGS = 200
 
 _CONFIGS = DeviceConfig.__table__
 _MODELS = DeviceModel.__table__
+
+
+class KeepChip(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP_CHIP = KeepChip.KEEP  # a draft without a chip: the model keeps its own
+
+
+class ChipInUse(Conflict):
+    code = "chip_in_use"
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class ModelDraft:
     description: str
     schema: str
     template: str | None
+    chip: str | None | KeepChip = KEEP_CHIP
 
 
 def schema_of(model: DeviceModel) -> CompiledSchema:
@@ -90,6 +106,7 @@ class ModelService:
                 _MODELS.c.version,
                 _MODELS.c.updated_at,
                 _MODELS.c.updated_by,
+                _MODELS.c.chip,
                 func.coalesce(counts.c.config_count, 0).label("config_count"),
                 func.coalesce(counts.c.invalid_count, 0).label("invalid_count"),
             )
@@ -138,6 +155,8 @@ class ModelService:
         now = utcnow()
         model = DeviceModel(code=code, version=1, created_at=now, updated_at=now)
         self._assign(model, draft)
+        if not isinstance(draft.chip, KeepChip):
+            model.chip = draft.chip
         self.session.add(model)
         try:
             self.session.flush()
@@ -179,6 +198,8 @@ class ModelService:
                 )
             self._mark_validity(model.id, [entry["id"] for entry in failing])
         self._assign(model, draft)
+        if not isinstance(draft.chip, KeepChip) and draft.chip != model.chip:
+            self._change_chip(model, draft.chip)
         model.version += 1
         model.etag = _model_etag(model)
         model.updated_at = utcnow()
@@ -194,6 +215,15 @@ class ModelService:
                 "move them to another model (or none) first",
                 {"model": code, "config_count": in_use},
             )
+        releases = self._release_count(model.id)
+        if releases:
+            raise ModelInUse(
+                f"model {code!r} has {releases} release{'s' if releases != 1 else ''}; "
+                "delete them first",
+                {"model": code, "release_count": releases},
+            )
+        # Finished rollouts of releases deleted since: their record goes with the model.
+        self.session.execute(delete(Rollout).where(Rollout.model_id == model.id))
         self.session.delete(model)
         self.session.flush()
 
@@ -233,6 +263,21 @@ class ModelService:
         model.template = draft.template
         model.updated_by = self.actor
         model.etag = _model_etag(model)
+
+    def _release_count(self, model_id: int) -> int:
+        query = select(func.count()).where(Release.model_id == model_id)
+        return self.session.execute(query).scalar_one()
+
+    def _change_chip(self, model: DeviceModel, chip: str | None) -> None:
+        chips = self.session.scalars(
+            select(Release.chip).where(Release.model_id == model.id).distinct()
+        ).all()
+        if chips:
+            raise ChipInUse(
+                f"the model has releases for {', '.join(sorted(chips))}; its chip cannot change",
+                {"chip": model.chip, "release_chips": sorted(chips)},
+            )
+        model.chip = chip
 
     def _mark_validity(self, model_id: int, invalid_ids: list[int]) -> None:
         self.session.execute(

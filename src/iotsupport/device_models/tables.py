@@ -28,6 +28,9 @@ class DeviceModel(Base):
     # Both kept as the text the admin sent (key order and formatting).
     schema: Mapped[str] = mapped_column(Text)
     template: Mapped[str | None] = mapped_column(Text)
+    # The ESP32 chip its firmware is built for (esptool's name, e.g. esp32s3); None until
+    # set, or until the model's first release sets it.
+    chip: Mapped[str | None] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer, default=1)
     etag: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

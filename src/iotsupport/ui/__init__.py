@@ -118,6 +118,18 @@ def model(code: str) -> Response:
     return page("model.html", active="models", code=code)
 
 
+@bp.get("/models/<code>/releases")
+@requires(Role.ADMIN)
+def model_releases(code: str) -> Response:
+    return page("releases.html", active="models", code=code)
+
+
+@bp.get("/models/<code>/rollouts/<int:rollout_id>")
+@requires(Role.ADMIN)
+def rollout(code: str, rollout_id: int) -> Response:
+    return page("rollout.html", active="models", code=code, rollout_id=rollout_id)
+
+
 @bp.get("/firmware")
 @requires(Role.ADMIN)
 def firmware() -> Response:
