@@ -90,6 +90,12 @@ def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # SQLite's own lower() knows only ASCII; the content search needs every alphabet.
+    dbapi_connection.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(text: str | None) -> str | None:
+    return text.lower() if isinstance(text, str) else text
 
 
 def _sqlite_manual_transactions(dbapi_connection: sqlite3.Connection, *_: object) -> None:
