@@ -105,7 +105,9 @@ def decode_cursor(cursor: str) -> datetime:
     try:
         return datetime.fromtimestamp(int(digits) / 1_000_000, UTC)
     except (OverflowError, ValueError, OSError):
-        raise InvalidInput("since is not a cursor this server made", {"since": cursor[:40]}) from None
+        raise InvalidInput(
+            "since is not a cursor this server made", {"since": cursor[:40]}
+        ) from None
 
 
 def matching_line(content: str, text: str) -> str | None:

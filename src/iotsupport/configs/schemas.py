@@ -20,8 +20,8 @@ from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.content import MAC_DESCRIPTION
 from iotsupport.configs.content import MAC_PATTERN
 from iotsupport.configs.listing import CURSOR_PATTERN
-from iotsupport.configs.listing import SEARCH_MAX_LENGTH
 from iotsupport.configs.listing import MATCH_WIDTH
+from iotsupport.configs.listing import SEARCH_MAX_LENGTH
 from iotsupport.configs.listing import Listing
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import SyncState
@@ -204,7 +204,7 @@ def config_list_json(listing: Listing, *, search: bool = False) -> t.Iterator[by
     One call per slice is several times faster than one per row, and only one
     slice is alive at a time: the body of 10,000 configs is never held whole.
     """
-    rows = _MATCHES if search else _SUMMARIES
+    rows: TypeAdapter[t.Any] = _MATCHES if search else _SUMMARIES
     yield b'{"configs":['
     count = 0
     for summaries in listing.slices:

@@ -78,6 +78,8 @@ _DEVICE_DOCUMENT = (
     .select_from(_CONFIGS.outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id))
     .where(_CONFIGS.c.mac_address == bindparam("mac"))
 )
+
+
 @dataclass(slots=True)
 class DeviceDocument:
     """What a device fetch needs: the ETag, and the content unless the device has it;
@@ -396,4 +398,3 @@ def config_for_update(session: Session, config_id: int) -> DeviceConfig:
     if config is None:
         raise NotFound(f"config {config_id} does not exist")
     return config
-

@@ -8,8 +8,10 @@ import sqlite3
 import threading
 import typing as t
 from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 
 from flask import Flask
 from flask import Response
@@ -118,6 +120,28 @@ def autocommit_engine(engine: Engine) -> Engine:
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run callback once the session's transaction has committed (never on rollback)."""
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A nested transaction: if the block raises, what it did is undone, the
+    after-commit callbacks it queued included."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault(AFTER_COMMIT_KEY, [])
+    queued = len(callbacks)
+    nested = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        nested.rollback()
+        del callbacks[queued:]
+        raise
+    nested.commit()
+
+
+def discard(session: Session) -> None:
+    """Undo the session's changes and forget its after-commit callbacks (a dry run)."""
+    session.rollback()
+    session.info.pop(AFTER_COMMIT_KEY, None)
 
 
 def commit(session: Session) -> None:
