@@ -463,7 +463,7 @@ def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: Flas
         for name, path, ready in (
             ("devices", "/", "#rows tr"),
             ("device", f"/devices/{config['id']}", "#device:not([hidden])"),
-            ("new", "/devices/new", "#copy-from option[value]"),
+            ("new", "/devices/new", "#copy-from[data-ready]"),
             ("firmware", "/firmware", "#loading[hidden]"),
         ):
             page.goto(path)

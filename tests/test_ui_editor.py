@@ -99,7 +99,7 @@ def test_highlighting_line_numbers_brackets_and_folding(page: Page, client: Flas
 
 def test_typing_indents_and_closes_brackets_on_the_new_page(page: Page) -> None:
     page.goto("/devices/new")
-    page.wait_for_selector("#copy-from option[value]", state="attached")
+    page.wait_for_selector("#copy-from[data-ready]", state="attached")
     box = content_box(page)
     box.press("Control+a")
     box.press("Delete")
