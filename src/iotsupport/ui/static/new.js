@@ -45,9 +45,13 @@ const editor = setupEditor({
 });
 const helpText = macHelp.innerHTML;
 
+let takenMac = null; // the MAC the server said exists, while the field still holds it
+
 function checkMac() {
   const raw = macInput.value;
   const mac = raw.trim() ? normalizeMac(raw) : null;
+  if (mac !== null && mac === takenMac) { macInput.value = mac; return mac; } // keep the link
+  takenMac = null;
   const bad = raw.trim() !== "" && mac === null;
   macInput.setAttribute("aria-invalid", String(bad));
   if (bad) macHelp.textContent = "Not a MAC address: expected 12 hex digits, e.g. aa:bb:cc:dd:ee:ff.";
@@ -59,6 +63,7 @@ function checkMac() {
 
 /** The MAC is taken: mark the field and link to the device that has it. */
 function macTaken(mac, configId) {
+  takenMac = mac;
   macInput.setAttribute("aria-invalid", "true");
   macHelp.classList.add("error-text");
   macHelp.replaceChildren(`A device with ${mac} exists already: `,
