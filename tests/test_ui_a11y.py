@@ -118,6 +118,15 @@ def test_every_page_fits_a_phone(
         page.wait_for_selector(ready, state="attached")
         page.wait_for_load_state("networkidle")
         no_sideways_scroll(page)
+    device = next(path for path in pages if path.startswith("/devices/") and path[9:].isdigit())
+    page.goto(device)
+    rollback = page.get_by_role("button", name="Roll back to version 1")
+    rollback.scroll_into_view_if_needed()
+    box = rollback.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= PHONE["width"], box
+    # Nothing in the history scrolls sideways to get there.
+    assert page.locator(".history-scroll").evaluate("(box) => box.scrollWidth <= box.clientWidth")
+    screenshot(page, "device-history-phone", full_page=False)
     page.goto("/")
     last = page.locator("#head th").filter(visible=True).last
     expect(last).to_be_in_viewport()
