@@ -106,9 +106,13 @@ class Tally:
     kilobytes: list[float] = field(default_factory=list)
     errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    loaded: int = 0  # browsers that have their first list
+    recording: threading.Event = field(default_factory=threading.Event)
 
     def add(self, elapsed: float, response: httpx.Response) -> None:
         rows = len(response.json()["configs"])
+        if not self.recording.is_set():
+            return
         with self.lock:
             self.latencies.append(elapsed)
             self.rows.append(rows)
@@ -147,6 +151,8 @@ def browser(base: str, stop: threading.Event, tally: Tally, poll: float, whole: 
     `whole`, downloads the whole list again)."""
     with httpx.Client(base_url=base, headers=BROWSER_HEADERS, timeout=60) as client:
         cursor = client.get("/api/configs").json()["cursor"]
+        with tally.lock:
+            tally.loaded += 1
         # Browsers opened at different moments: their polls are spread over the period.
         if stop.wait(poll * (hash(threading.current_thread().name) % 1000) / 1000):
             return
@@ -157,7 +163,7 @@ def browser(base: str, stop: threading.Event, tally: Tally, poll: float, whole: 
                 elapsed, response = timed(client, path)
             except httpx.HTTPError:
                 with tally.lock:
-                    tally.errors += 1
+                    tally.errors += tally.recording.is_set()
             else:
                 tally.add(elapsed, response)
                 cursor = response.json()["cursor"]
@@ -177,10 +183,15 @@ def phase(
     ]
     for thread in threads:
         thread.start()
-    time.sleep(min(poll, 5.0))  # every browser has its first list
+    # Steady state only: every browser has its first list, and has polled once since.
+    while tally.loaded < browsers:
+        time.sleep(0.1)
+    time.sleep(poll)
+    tally.recording.set()
     before, start = cpu_seconds(server), time.monotonic()
     time.sleep(seconds)
     used, wall = cpu_seconds(server) - before, time.monotonic() - start
+    tally.recording.clear()
     stop.set()
     for thread in threads:
         thread.join(60)
@@ -253,6 +264,7 @@ def main() -> None:
             engine.dispose()
             server = Server(sqlite_url, args.port, options, log)
             try:
+                time.sleep(15)  # the fill is older than the changes' overlap
                 single_requests(base, args.rounds)
             finally:
                 server.stop()

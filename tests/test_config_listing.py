@@ -11,6 +11,7 @@ from conftest import assert_error
 from flask import Flask
 from flask.testing import FlaskClient
 
+from iotsupport.configs import listing
 from iotsupport.configs.listing import ConfigListing
 from iotsupport.configs.listing import decode_cursor
 from iotsupport.configs.listing import encode_cursor
@@ -182,3 +183,16 @@ class _Any:
 
 
 ANY: t.Any = _Any()
+
+
+def test_many_hits_are_kept_from_the_whole_list(
+    api: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_LISTED_IDS hits the list is read whole and the hits kept: the same rows."""
+    create(api, "aa:00:00:00:00:01", KITCHEN)
+    create(api, "aa:00:00:00:00:02", HALL)
+    create(api, "aa:00:00:00:00:03", ATTIC)
+    by_ids = search(api, "devicename")
+    monkeypatch.setattr(listing, "MAX_LISTED_IDS", 1)
+    assert search(api, "devicename") == by_ids and len(by_ids) == 3
+    assert search(api, "attic") == [("aa:00:00:00:00:03", ATTIC)]

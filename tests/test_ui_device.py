@@ -9,7 +9,6 @@ import typing as t
 from pathlib import Path
 
 from conftest import RecordingPublisher
-from conftest import make_settings
 from editor_support import content_box
 from editor_support import expect_text
 from editor_support import replace_text
@@ -18,19 +17,15 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Page
 from playwright.sync_api import Route
 from playwright.sync_api import expect
-from prometheus_client import CollectorRegistry
 from test_device_models import SCHEMA
 from test_ui import seed
 from test_ui_editor import lint_messages
 from ui_support import NewPage
-from ui_support import Serve
+from ui_support import ServeWith
 from ui_support import create_config
 from ui_support import screenshot
 from ui_support import stored_content
 from ui_support import toast
-
-from iotsupport import create_app
-from iotsupport.extensions import state
 
 
 def thermostat(client: FlaskClient, content: str = '{"deviceName": "Hall"}') -> dict[str, t.Any]:
@@ -147,40 +142,30 @@ def test_focus_lands_on_the_new_state_after_a_rollback(page: Page, client: Flask
 
 
 def test_with_mqtt_the_rollback_dialog_says_the_device_is_told(
-    new_page: NewPage, serve: Serve, database_url: str
+    new_page: NewPage, serve_with: ServeWith
 ) -> None:
-    app = create_app(
-        make_settings(database_url, mqtt_url="mqtt://127.0.0.1:1"),
-        publisher=RecordingPublisher(),
-        registry=CollectorRegistry(),
-    )
+    app, url = serve_with(mqtt_url="mqtt://127.0.0.1:1")  # never connects: a test publisher
     client = app.test_client()
     config = create_config(client, "aa:bb:cc:01:04:01", '{"v": 1}')
     client.put(f"/api/configs/{config['id']}", json={"content": '{"v": 2}'})
-    page = new_page(serve(app))
+    page = new_page(url)
     page.goto(f"/devices/{config['id']}")
     page.get_by_role("button", name="Roll back to version 1").click()
     expect(page.get_by_role("dialog", name="Roll back?")).to_contain_text(
         "as a new version and tells the device over MQTT."
     )
-    state(app).database.dispose()
 
 
-def test_the_size_limit_is_named(new_page: NewPage, serve: Serve, database_url: str) -> None:
-    app = create_app(
-        make_settings(database_url, max_request_bytes=2048),
-        publisher=RecordingPublisher(),
-        registry=CollectorRegistry(),
-    )
+def test_the_size_limit_is_named(new_page: NewPage, serve_with: ServeWith) -> None:
+    app, url = serve_with(max_request_bytes=2048)
     config = create_config(app.test_client(), "aa:bb:cc:01:05:01", "{}")
-    page = new_page(serve(app))
+    page = new_page(url)
     page.goto(f"/devices/{config['id']}")
     replace_text(page, '{"notes": "' + "x" * 3000 + '"}')
     page.get_by_role("button", name="Save", exact=True).click()
     expect(
         toast(page, "the server takes at most 2.0 KiB per request (MAX_REQUEST_BYTES)")
     ).to_be_visible()
-    state(app).database.dispose()
 
 
 def test_a_taken_mac_links_to_its_device(page: Page, client: FlaskClient) -> None:

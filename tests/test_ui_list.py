@@ -8,23 +8,19 @@ import re
 import zipfile
 from pathlib import Path
 
-from conftest import RecordingPublisher
-from conftest import make_settings
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Page
 from playwright.sync_api import Request
 from playwright.sync_api import expect
-from prometheus_client import CollectorRegistry
 from test_ui import seed
 from ui_support import NewPage
-from ui_support import Serve
+from ui_support import ServeWith
 from ui_support import create_config
 from ui_support import screenshot
 from ui_support import stored_content
 from ui_support import toast
 
-from iotsupport import create_app
 from iotsupport.extensions import state
 
 WIFI = '{\n  "deviceName": "Porch",\n  "wifi": {\n    "ssid": "HomeLab-IoT"\n  }\n}'
@@ -188,20 +184,14 @@ def test_undo_after_a_delete_is_where_the_keyboard_is(page: Page, client: FlaskC
     expect(page.get_by_role("link", name="aa:bb:cc:00:04:01")).to_be_focused()
 
 
-def test_entity_ids_link_to_home_assistant(
-    new_page: NewPage, serve: Serve, database_url: str
-) -> None:
-    app = create_app(
-        make_settings(database_url, home_assistant_url="http://ha.local:8123/"),
-        publisher=RecordingPublisher(),
-        registry=CollectorRegistry(),
-    )
+def test_entity_ids_link_to_home_assistant(new_page: NewPage, serve_with: ServeWith) -> None:
+    app, url = serve_with(home_assistant_url="http://ha.local:8123/")
     config = create_config(
         app.test_client(),
         "aa:bb:cc:00:05:01",
         '{"deviceName": "Desk", "deviceEntityId": "light.desk"}',
     )
-    page = new_page(serve(app))
+    page = new_page(url)
     page.goto("/")
     link = page.locator("#rows").get_by_role("link", name="light.desk")
     expect(link).to_have_attribute("href", "http://ha.local:8123/history?entity_id=light.desk")
@@ -210,4 +200,3 @@ def test_entity_ids_link_to_home_assistant(
     expect(page.locator("#subtitle").get_by_role("link", name="light.desk")).to_have_attribute(
         "href", "http://ha.local:8123/history?entity_id=light.desk"
     )
-    state(app).database.dispose()
