@@ -223,6 +223,9 @@ def test_question_mark_lists_the_shortcuts(page: Page) -> None:
     expect(dialog).to_be_hidden()
     page.get_by_role("button", name="Keyboard shortcuts").click()
     expect(dialog).to_be_visible()
+    page.goto("/no-such-page")  # every page, the missing-page page too
+    page.keyboard.press("?")
+    expect(dialog).to_be_visible()
 
 
 def test_download_one_config_and_the_missing_device_heading(

@@ -274,8 +274,9 @@ function applyFilter(options) {
   const shown = view.matches.length;
   const total = view.items.length;
   dom.count.textContent = shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
-  dom.empty.hidden = total === 0 || shown > 0;
-  if (total > 0 && shown === 0) dom.empty.textContent = "No device matches this filter.";
+  dom.empty.hidden = shown > 0;
+  if (total === 0) dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
+  else if (shown === 0) dom.empty.textContent = "No device matches this filter.";
   render(options);
   renderSelection();
 }
@@ -347,10 +348,6 @@ async function loadDevices() {
   renderHead();
   dom.wrap.hidden = configs.length === 0;
   applySort({ keep: !firstLoad });
-  if (configs.length === 0) {
-    dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
-    dom.empty.hidden = false;
-  }
   if (firstLoad) searchContent();
   return true;
 }
@@ -447,9 +444,20 @@ function applyChanges(configs, deleted) {
   return added;
 }
 
+let polling = false;
+
 async function poll() {
   clearTimeout(pollTimer);
-  if (document.hidden || view.cursor === null) return; // resumed by visibilitychange
+  if (document.hidden || view.cursor === null || polling) return; // resumed by visibilitychange
+  polling = true;
+  try {
+    await pollOnce();
+  } finally {
+    polling = false;
+  }
+}
+
+async function pollOnce() {
   if (Date.now() - lastReload > RELOAD_MS) {
     lastReload = Date.now();
     if (await loadDevices()) searchContent();
