@@ -319,8 +319,14 @@ function renderPendingCount() {
   dom.pendingCount.title = "Changed since the device last fetched its config: show only these";
 }
 
+// Loads and polls answer out of order on a busy server: only the newest load counts, and
+// a poll that a load overtook is dropped (the load's cursor goes on from there).
+let loadSequence = 0;
+
 async function loadDevices() {
+  const mine = ++loadSequence;
   const result = await api("GET", "/api/configs");
+  if (mine !== loadSequence) return false;
   dom.loading.hidden = true;
   if (!result.ok) {
     notify(`Could not load the devices: ${result.error}`, { kind: "error" });
@@ -465,7 +471,9 @@ async function pollOnce() {
     return;
   }
   if (selectingText()) { schedule(1000); return; } // do not pull rows from under a selection
+  const loads = loadSequence;
   const result = await api("GET", `/api/configs?since=${encodeURIComponent(view.cursor)}`);
+  if (loads !== loadSequence) { schedule(POLL_MS); return; }
   if (!result.ok) { schedule(Math.min(pollDelay * 2, POLL_MAX_MS)); return; }
   const { configs, deleted, cursor } = result.data;
   view.cursor = cursor;
