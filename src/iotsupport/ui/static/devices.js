@@ -621,10 +621,12 @@ dom.filter.addEventListener("keydown", (event) => {
   }
 });
 dom.more.addEventListener("click", () => showMore());
-// Scrolling near the end of the table shows the next page by itself.
-new IntersectionObserver((entries) => {
-  if (entries.some((entry) => entry.isIntersecting) && !dom.more.hidden) showMore();
-}, { rootMargin: "600px" }).observe(dom.more);
+// Scrolling near the end of the table shows the next page by itself. Where the button is
+// now decides (an entry can be stale: a click on the button may have moved it meanwhile).
+const NEAR_PX = 600;
+new IntersectionObserver(() => {
+  if (!dom.more.hidden && dom.more.getBoundingClientRect().top < window.innerHeight + NEAR_PX) showMore();
+}, { rootMargin: `${NEAR_PX}px` }).observe(dom.more);
 
 startPage();
 const deleted = takeDeleted();
