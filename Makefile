@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench lock clean oidc-provider ui-vendor
+.PHONY: run test lint bench lock clean test-npm ui-vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +24,21 @@ run: $(VENV)/.runtime
 	$(BIN)/iotsupport serve
 
 ## test: lint, type-check and run the test suite
-test: $(VENV)/.dev lint oidc-provider
+test: $(VENV)/.dev lint test-npm
 	$(BIN)/pytest -n auto  # one worker per core (pytest-xdist)
 
-# The OpenID provider the login tests start (npm oidc-provider); without npm they skip.
+# What the tests take from npm, each folder with its own lock: the OpenID provider the
+# login tests start (tests/oidc) and axe-core, the accessibility checker the UI tests
+# inject (tests/axe). Without npm those tests skip.
+NPM_DIRS := tests/oidc tests/axe
 OIDC_DIR := tests/oidc
-oidc-provider:
-	@if [ -f $(OIDC_DIR)/node_modules/.installed ] && [ $(OIDC_DIR)/node_modules/.installed -nt $(OIDC_DIR)/package-lock.json ]; then :; \
-	elif command -v npm >/dev/null; then \
-		cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
-	else echo "npm not found: the OpenID provider tests will be skipped"; fi
+test-npm:
+	@for dir in $(NPM_DIRS); do \
+		if [ -f $$dir/node_modules/.installed ] && [ $$dir/node_modules/.installed -nt $$dir/package-lock.json ]; then :; \
+		elif command -v npm >/dev/null; then \
+			(cd $$dir && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed) || exit 1; \
+		else echo "npm not found: the tests that need $$dir will be skipped"; fi; \
+	done
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench
@@ -55,4 +60,4 @@ ui-vendor:
 	cd ui-vendor && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 clean:
-	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm $(OIDC_DIR)/node_modules ui-vendor/node_modules
+	rm -rf $(VENV) iotsupport.db iotsupport.db-wal iotsupport.db-shm $(addsuffix /node_modules,$(NPM_DIRS)) ui-vendor/node_modules

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baseline import source_of
+from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import insert
 from sqlalchemy import make_url
@@ -100,6 +101,14 @@ def recreate_database(admin_url: str, name: str, count: int) -> str:
     admin.dispose()
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url)
+    fill(engine, count)
+    engine.dispose()
+    return url
+
+
+def fill(engine: Engine, count: int) -> None:
+    """Migrate an empty database and add `count` configs, each device with a token (kept
+    in TOKENS for the devices of the benchmark)."""
     migrate.upgrade(engine)
     now = utcnow()
     rows = []
@@ -139,10 +148,8 @@ def recreate_database(admin_url: str, name: str, count: int) -> str:
             )
         connection.execute(text("ANALYZE device_configs"))
         connection.execute(text("ANALYZE device_credentials"))
-    engine.dispose()
     TOKENS.clear()
     TOKENS.update(tokens)
-    return url
 
 
 # Each device's token, by MAC: what the devices of the last database made send.

@@ -47,6 +47,8 @@ from iotsupport.settings import Settings
 
 # The browser fixtures of the web UI tests (page, new_page, serve, ...).
 pytest_plugins = ["ui_support"]
+# Helpers whose asserts should explain themselves like a test's do.
+pytest.register_assert_rewrite("editor_support")
 
 if t.TYPE_CHECKING:
     from local_issuer import LocalIssuer

@@ -32,15 +32,25 @@ def editor_text(page: Page) -> str:
     return text
 
 
+# A synchronous reader for wait_for_function: an async predicate returns a promise, which
+# is truthy at once, so the wait would never wait.
+_INSTALL_READER = """async () => {
+  const script = document.querySelector('script[type="module"]').src;
+  const { EditorView } = await import(new URL("vendor/codemirror.js", script));
+  window.editorTextForTests = () => EditorView.findFromDOM(
+    document.querySelector("#content .cm-editor"))?.state.doc.toString();
+}"""
+
+
 def expect_text(page: Page, expected: str, *, timeout: float = 5000) -> None:
     """Wait until the editor holds exactly `expected`; fail with a diff-friendly assert."""
+    page.evaluate(_INSTALL_READER)
     try:
         page.wait_for_function(
-            f"async (expected) => (await ({_READ})()) === expected", arg=expected, timeout=timeout
+            "(expected) => window.editorTextForTests() === expected", arg=expected, timeout=timeout
         )
     except PlaywrightTimeoutError:
-        assert editor_text(page) == expected
-        raise
+        assert editor_text(page) == expected  # (equal at the very last moment: fine)
 
 
 _PASTE = """(node, text) => {

@@ -109,10 +109,10 @@ def test_bad_create_is_400_and_stores_nothing(
     client: FlaskClient, publisher: RecordingPublisher, body: bytes
 ) -> None:
     post_raw(client, b'{"mac_address": "11:22:33:44:55:66", "content": {"keep": 1}}')
-    before = client.get("/api/configs").get_json()
+    before = client.get("/api/configs").get_json()["configs"]
     publisher.messages.clear()
     assert_error(post_raw(client, body), 400)
-    assert client.get("/api/configs").get_json() == before
+    assert client.get("/api/configs").get_json()["configs"] == before
     assert client.get(f"/api/configs/{MAC}.json").status_code == 401  # no such device
     assert publisher.messages == []
 

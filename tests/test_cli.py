@@ -77,7 +77,7 @@ def test_upgrade_db_on_an_empty_database(tmp_path: Path, publisher: RecordingPub
     after = ok(runner, "db-status")
     assert "pending: none" in after
     assert "configs: 0" in after
-    assert app.test_client().get("/api/configs").get_json() == {"configs": [], "count": 0}
+    assert app.test_client().get("/api/configs").get_json()["configs"] == []
     state(app).database.dispose()
 
 
@@ -223,13 +223,13 @@ def test_reimport_is_unchanged_and_a_modified_file_is_updated(
     runner: FlaskCliRunner, client: FlaskClient, old_layout: Path, publisher: RecordingPublisher
 ) -> None:
     ok(runner, "import-dir", str(old_layout))
-    before = client.get("/api/configs").get_json()
+    before = client.get("/api/configs").get_json()["configs"]
     publisher.messages.clear()
 
     lines = lines_by_file(ok(runner, "import-dir", str(old_layout)))
     assert lines["aa-bb-cc-dd-ee-01.json"].startswith("unchanged")
     assert lines["AA:BB:CC:DD:EE:02.json"].startswith("unchanged")
-    assert client.get("/api/configs").get_json() == before
+    assert client.get("/api/configs").get_json()["configs"] == before
     assert publisher.messages == []
 
     changed = '{"deviceName": "Porch v2"}'
@@ -238,7 +238,7 @@ def test_reimport_is_unchanged_and_a_modified_file_is_updated(
     assert lines["aa-bb-cc-dd-ee-01.json"].startswith("updated")
     assert lines["AA:BB:CC:DD:EE:02.json"].startswith("unchanged")
     assert client.get("/api/configs/aa:bb:cc:dd:ee:01.json").get_data(as_text=True) == changed
-    config_id = before["configs"][0]["id"]
+    config_id = before[0]["id"]
     assert client.get(f"/api/configs/{config_id}").get_json()["version"] == 2
     assert publisher.messages == [(TOPIC, {"filename": "aa:bb:cc:dd:ee:01.json"})]
 
@@ -247,14 +247,14 @@ def test_import_dry_run_changes_nothing(
     runner: FlaskCliRunner, client: FlaskClient, old_layout: Path, publisher: RecordingPublisher
 ) -> None:
     create(client, "aa:bb:cc:dd:ee:01", '{"old": 1}')
-    before = client.get("/api/configs").get_json()
+    before = client.get("/api/configs").get_json()["configs"]
     publisher.messages.clear()
     output = ok(runner, "import-dir", "--dry-run", str(old_layout))
     lines = lines_by_file(output)
     assert lines["aa-bb-cc-dd-ee-01.json"].startswith("updated")
     assert lines["AA:BB:CC:DD:EE:02.json"].startswith("created")
     assert "dry run" in output.lower()
-    assert client.get("/api/configs").get_json() == before
+    assert client.get("/api/configs").get_json()["configs"] == before
     assert client.get("/api/configs/aa:bb:cc:dd:ee:01.json").data == b'{"old": 1}'
     assert publisher.messages == []
 

@@ -390,16 +390,20 @@ def test_docs_page_and_its_assets_load(client: FlaskClient) -> None:
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert any(asset.endswith(".js") for asset in assets)
     assert any(asset.endswith(".css") for asset in assets)
+    # The bar back to the app links its pages; the favicon is the app's own.
+    assert {"/", "/api/openapi.json"} <= set(assets)
+    assert any(re.fullmatch(r"/ui/static/\w+/favicon\.svg", asset) for asset in assets)
     for asset in assets:
         assert not asset.startswith(("http://", "https://", "//")), "served locally, no CDN"
         response = client.get(asset)
-        assert response.status_code == 200, asset
-        if asset == "/api/docs/init.js":
-            assert b'url: "/api/openapi.json"' in response.data
-            assert response.mimetype == "text/javascript"
-        else:
-            assert len(response.data) > 1000, asset
+        status, data, mimetype = response.status_code, response.data, response.mimetype
         response.close()
+        assert status == 200, asset
+        if asset == "/api/docs/init.js":
+            assert b'url: "/api/openapi.json"' in data
+            assert mimetype == "text/javascript"
+        elif asset.endswith((".js", ".css")):
+            assert len(data) > 1000, asset
 
 
 # --- errors never leak internals -----------------------------------------------------

@@ -310,6 +310,9 @@ def test_firmware_list_and_delete(
     row = page.locator("#rows tr", has_text="sensor-1.4.2.bin")
     expect(row).to_contain_text("1.2 MiB")
     expect(row).to_contain_text(hashlib.sha256(firmware).hexdigest()[:12] + "…")
+    # The checksum button's name starts with what it shows (WCAG "label in name").
+    checksum = hashlib.sha256(firmware).hexdigest()[:12] + "… copy the SHA-256 of sensor-1.4.2.bin"
+    expect(row.get_by_role("button", name=checksum, exact=True)).to_be_visible()
     page.get_by_role("button", name="Delete sensor-1.4.2.bin").click()
     page.get_by_role("dialog", name="Delete firmware?").get_by_role("button", name="Delete").click()
     expect(toast(page, "Deleted sensor-1.4.2.bin.")).to_be_visible()
@@ -463,7 +466,7 @@ def test_screenshots_of_each_page(new_page: NewPage, base_url: str, client: Flas
         for name, path, ready in (
             ("devices", "/", "#rows tr"),
             ("device", f"/devices/{config['id']}", "#device:not([hidden])"),
-            ("new", "/devices/new", "#copy-from option[value]"),
+            ("new", "/devices/new", "#copy-from[data-ready]"),
             ("firmware", "/firmware", "#loading[hidden]"),
         ):
             page.goto(path)

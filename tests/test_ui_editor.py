@@ -99,7 +99,7 @@ def test_highlighting_line_numbers_brackets_and_folding(page: Page, client: Flas
 
 def test_typing_indents_and_closes_brackets_on_the_new_page(page: Page) -> None:
     page.goto("/devices/new")
-    page.wait_for_selector("#copy-from option[value]", state="attached")
+    page.wait_for_selector("#copy-from[data-ready]", state="attached")
     box = content_box(page)
     box.press("Control+a")
     box.press("Delete")
@@ -278,7 +278,8 @@ def test_schema_completion_hover_and_margin(new_page: NewPage, base_url: str, ap
     option = page.locator(".cm-tooltip-autocomplete li", has_text="brightness")
     expect(option).to_be_visible()
     expect(page.locator(".cm-completionInfo")).to_have_text("Display brightness in percent")
-    box.press("Enter")
+    # A click (Enter is ignored for 75 ms after the list changes: CodeMirror's interactionDelay).
+    option.click()
     box.press_sequentially("150")
     expect_text(page, '{\n  "deviceName": "Lamp",\n  "brightness": 150\n}')
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import RecordingPublisher
+from conftest import apps_on
 from conftest import unavailable
 from flask import Flask
 from flask.testing import FlaskClient
@@ -81,6 +83,22 @@ def serve() -> Iterator[Serve]:
 @pytest.fixture
 def base_url(app: Flask, serve: Serve) -> str:
     return serve(app)
+
+
+ServeWith = Callable[..., tuple[Flask, str]]
+
+
+@pytest.fixture
+def serve_with(serve: Serve, database_url: str) -> Iterator[ServeWith]:
+    """`serve_with(home_assistant_url=...)`: an app with these settings changed, served on
+    this test's database: (app, base URL)."""
+    with apps_on(database_url, RecordingPublisher()) as build:
+
+        def start(**overrides: t.Any) -> tuple[Flask, str]:
+            app = build(**overrides)
+            return app, serve(app)
+
+        yield start
 
 
 NewPage = Callable[..., Page]

@@ -224,7 +224,8 @@ def http_error_response(exc: HTTPException) -> Response:
     message = _SHORT_MESSAGES.get(exc.code or 500, exc.description or exc.name)
     details = {}
     if exc.code == 413 and has_app_context() and "MAX_REQUEST_BYTES" in current_app.config:
-        details["max_bytes"] = current_app.config["MAX_REQUEST_BYTES"]
+        details["max_bytes"] = limit = current_app.config["MAX_REQUEST_BYTES"]
+        message = f"the request body is larger than {limit} bytes (MAX_REQUEST_BYTES)"
     response = error_response(exc.code or 500, message, _http_code(exc), details)
     # Keep what the status needs, e.g. Content-Range on a 416.
     for name, value in exc.get_headers():

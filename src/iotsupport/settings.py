@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
 
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # POST /api/configs/import: the upload, and what its files hold once unzipped; how many
+    # files (zip members included). Each file is a config, so at most MAX_REQUEST_BYTES.
+    import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    import_max_files: int = Field(default=10_000, ge=1)
+    # The web UI links entity IDs to this Home Assistant (e.g. http://homeassistant.local:8123).
+    home_assistant_url: str | None = None
     # One document's JSON Schema validation stops after this long (and is refused).
     schema_validation_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
 
@@ -121,7 +127,7 @@ class Settings(BaseSettings):
             raise ValueError("MQTT_URL must start with mqtt:// or mqtts://")
         return url
 
-    @field_validator("baseurl", "oidc_issuer_url")
+    @field_validator("baseurl", "oidc_issuer_url", "home_assistant_url")
     @classmethod
     def _check_http_url(cls, url: str | None) -> str | None:
         if not url:

@@ -80,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.change_sets import routes as change_sets
     from iotsupport.configs import history_routes
     from iotsupport.configs import routes as configs
+    from iotsupport.configs import transfer_routes
     from iotsupport.credentials import routes as credentials
     from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
@@ -90,6 +91,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(configs.bp)
     app.register_blueprint(assets.bp)
     app.register_blueprint(history_routes.bp)
+    app.register_blueprint(transfer_routes.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(releases.bp)
     app.register_blueprint(rollouts.bp)

@@ -13,6 +13,7 @@ from openapi_ui_bundles import swagger_ui
 
 from iotsupport.api.spec import build_openapi
 from iotsupport.auth.access import public
+from iotsupport.ui import static_url
 
 bp = Blueprint("docs", __name__)
 
@@ -20,11 +21,23 @@ _DOCS_PAGE = """<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
-  <title>IoTSupport API</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="color-scheme" content="light dark">
+  <title>API · IoTSupport</title>
+  <link rel="icon" href="{favicon}" type="image/svg+xml">
   <link rel="stylesheet" href="/api/docs/swagger-ui.css">
+  <link rel="stylesheet" href="{style}">
 </head>
 <body>
-  <div id="swagger-ui"></div>
+  <header class="docs-bar">
+    <a class="brand" href="/"><img src="{favicon}" alt=""> IoTSupport</a>
+    <a href="/">Devices</a>
+    <a href="/models">Models</a>
+    <a href="/firmware">Firmware</a>
+    <span class="spacer"></span>
+    <a href="/api/openapi.json">openapi.json</a>
+  </header>
+  <main id="swagger-ui"></main>
   <script src="/api/docs/swagger-ui-bundle.js"></script>
   <script src="/api/docs/init.js"></script>
 </body>
@@ -53,7 +66,8 @@ def openapi_document() -> Response:
 @bp.get("/api/docs")
 @public
 def docs_page() -> Response:
-    response = Response(_DOCS_PAGE, mimetype="text/html")
+    page = _DOCS_PAGE.format(favicon=static_url("favicon.svg"), style=static_url("docs.css"))
+    response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = DOCS_CSP
     return response
 

@@ -94,7 +94,8 @@ def request_body() -> bytes:
     limit: int = current_app.config["MAX_REQUEST_BYTES"]
     if len(raw) > limit:
         raise PayloadTooLarge(
-            f"the request body is larger than {limit} bytes", {"max_bytes": limit}
+            f"the request body is larger than {limit} bytes (MAX_REQUEST_BYTES)",
+            {"max_bytes": limit},
         )
     return raw
 

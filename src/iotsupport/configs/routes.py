@@ -14,6 +14,7 @@ from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
 from iotsupport.auth.access import requires_device
 from iotsupport.configs.history import HistoryService
+from iotsupport.configs.listing import ConfigListing
 from iotsupport.configs.schemas import ConfigCreateSchema
 from iotsupport.configs.schemas import ConfigListQuery
 from iotsupport.configs.schemas import ConfigListSchema
@@ -26,6 +27,7 @@ from iotsupport.configs.service import ConfigService
 from iotsupport.configs.service import DeviceDocument
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import get_session
+from iotsupport.device_models.service import ModelService
 from iotsupport.extensions import state
 
 
@@ -50,6 +52,9 @@ bp = Blueprint("configs", __name__, url_prefix="/api/configs")
 
 CONFIG_ID = "<int:config_id>"
 TAG = "configs"
+# How far before a `since` cursor the changes start, besides two check-in flushes: a
+# write commits a moment after the time it records (configs/listing.py).
+CHANGES_OVERLAP_SECONDS = 10.0
 
 
 def config_response(config: DeviceConfig, status: int = 200) -> Response:
@@ -61,14 +66,19 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 @bp.get("")
 @requires(Role.ADMIN)
 @operation(
-    "List configs, sorted by MAC",
+    "List configs, sorted by MAC; search their content (q); what changed since a cursor",
     tag=TAG,
     query=ConfigListQuery,
-    responses={200: ConfigListSchema, 404: "Unknown model"},
+    responses={200: ConfigListSchema, 400: "Bad q or since", 404: "Unknown model"},
 )
 def list_configs(query: ConfigListQuery) -> Response:
-    slices = config_service().summary_slices(model=query.model)
-    return json_response(config_list_json(slices))
+    session = get_session()
+    model_id = ModelService(session).get(query.model).id if query.model is not None else None
+    overlap = CHANGES_OVERLAP_SECONDS + 2 * state().settings.checkin_flush_seconds
+    listing = ConfigListing(session, overlap_seconds=overlap).read(
+        model_id=model_id, search=query.q, since=query.since
+    )
+    return json_response(config_list_json(listing, search=query.q is not None))
 
 
 @bp.post("")

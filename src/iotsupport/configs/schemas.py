@@ -19,6 +19,10 @@ from iotsupport.api.schemas import Query
 from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.content import MAC_DESCRIPTION
 from iotsupport.configs.content import MAC_PATTERN
+from iotsupport.configs.listing import CURSOR_PATTERN
+from iotsupport.configs.listing import MATCH_WIDTH
+from iotsupport.configs.listing import SEARCH_MAX_LENGTH
+from iotsupport.configs.listing import Listing
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import SyncState
 from iotsupport.json_text import raw_member
@@ -83,6 +87,21 @@ class ConfigListQuery(Query):
     model: str | None = Field(
         default=None, max_length=64, description="Only the configs of this model (its code)."
     )
+    q: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=SEARCH_MAX_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Only the configs whose content contains this text, ignoring case; "
+        "each row then has `match`, the first line that contains it.",
+    )
+    since: str | None = Field(
+        default=None,
+        pattern=CURSOR_PATTERN,
+        description="A `cursor` from an earlier answer: only the configs changed since "
+        "(content, model, device fetch, credential), and `deleted`, those deleted since. "
+        "Rows changed shortly before the cursor may come again.",
+    )
 
 
 # UTC with an explicit "+00:00" offset, as Python's isoformat writes it.
@@ -139,9 +158,21 @@ class ConfigSummarySchema(BaseModel):
     )
 
 
+class ConfigListRowSchema(ConfigSummarySchema):
+    match: str | None = Field(
+        default=None,
+        description="With `q` only: the first line of the content that contains it, trimmed "
+        f"(cut to about {MATCH_WIDTH} characters around the text, marked with …).",
+    )
+
+
 class ConfigListSchema(BaseModel):
-    configs: list[ConfigSummarySchema]
-    count: int
+    configs: list[ConfigListRowSchema]
+    count: int = Field(description="How many rows `configs` has.")
+    deleted: list[int] = Field(
+        description="With `since`: the ids of configs deleted since that cursor; else empty."
+    )
+    cursor: str = Field(description="Pass it as `since` to get what changes after this answer.")
 
 
 class ConfigMetaSchema(ConfigSummarySchema):
@@ -163,23 +194,25 @@ class ConfigResponseSchema(ConfigMetaSchema):
 
 
 _SUMMARIES = TypeAdapter(list[ConfigSummarySchema])
+_MATCHES = TypeAdapter(list[ConfigListRowSchema])
 
 
-def config_list_json(slices: t.Iterable[list[dict[str, t.Any]]]) -> t.Iterator[bytes]:
-    """`ConfigListSchema` as streamed JSON, validated and serialized a slice at a time.
+def config_list_json(listing: Listing, *, search: bool = False) -> t.Iterator[bytes]:
+    """`ConfigListSchema` as streamed JSON, validated and serialized a slice at a time
+    (rows with `match` when `search`).
 
     One call per slice is several times faster than one per row, and only one
     slice is alive at a time: the body of 10,000 configs is never held whole.
     """
+    rows: TypeAdapter[t.Any] = _MATCHES if search else _SUMMARIES
     yield b'{"configs":['
     count = 0
-    for summaries in slices:
+    for summaries in listing.slices:
         if summaries:
-            yield (b"," if count else b"") + _SUMMARIES.dump_json(
-                _SUMMARIES.validate_python(summaries)
-            )[1:-1]
+            yield (b"," if count else b"") + rows.dump_json(rows.validate_python(summaries))[1:-1]
             count += len(summaries)
-    yield b'],"count":%d}' % count
+    tail = {"count": count, "deleted": listing.deleted, "cursor": listing.cursor}
+    yield b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
 
 
 def config_json(config: DeviceConfig) -> str:

@@ -6,12 +6,10 @@ import functools
 import typing as t
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime
 from sqlalchemy import bindparam
 from sqlalchemy import case
 from sqlalchemy import func
 from sqlalchemy import select
-from sqlalchemy import type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,10 +20,8 @@ from iotsupport.configs.content import parse_json_object
 from iotsupport.configs.desired import announce_desired
 from iotsupport.configs.desired import clear_desired
 from iotsupport.configs.history import HistoryService
-from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import HistoryEvent
-from iotsupport.configs.tables import sync_state_expression
 from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.tables import DeviceCredential
@@ -59,11 +55,9 @@ UNSET = Unset()
 ModelChoice = str | None | Unset
 
 
-# The hot reads are Core statements built once: that halves SQLAlchemy's per-call
-# work on the device endpoint and skips ORM row handling for the whole list.
+# The hot read is a Core statement built once: that halves SQLAlchemy's per-call
+# work on the device endpoint.
 _CONFIGS = DeviceConfig.__table__
-_CHECKINS = DeviceCheckin.__table__
-_MODELS = DeviceModel.__table__
 _CREDENTIALS = DeviceCredential.__table__
 # When the device already holds the current version, the content is not even read.
 # The device's credential comes in the same statement: a fetch stays one round trip.
@@ -84,35 +78,6 @@ _DEVICE_DOCUMENT = (
     .select_from(_CONFIGS.outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id))
     .where(_CONFIGS.c.mac_address == bindparam("mac"))
 )
-_SUMMARIES = (
-    select(
-        _CONFIGS.c.id,
-        _CONFIGS.c.mac_address,
-        _CONFIGS.c.device_name,
-        _CONFIGS.c.device_entity_id,
-        _CONFIGS.c.enable_ota,
-        _MODELS.c.code.label("model"),
-        _CONFIGS.c.schema_valid,
-        _CONFIGS.c.version,
-        # Raw timestamps: the list's serializer puts the UTC offset on (no per-value hook).
-        type_coerce(_CONFIGS.c.updated_at, DateTime(timezone=True)).label("updated_at"),
-        _CONFIGS.c.updated_by,
-        type_coerce(_CHECKINS.c.fetched_at, DateTime(timezone=True)).label("last_fetched_at"),
-        _CHECKINS.c.fetched_version.label("last_fetched_version"),
-        sync_state_expression(_CONFIGS.c.version, _CHECKINS.c.fetched_version).label("sync_state"),
-        _CHECKINS.c.with_credential.label("last_fetched_with_credential"),
-        type_coerce(_CREDENTIALS.c.issued_at, DateTime(timezone=True)).label("issued_at"),
-        type_coerce(_CREDENTIALS.c.last_used_at, DateTime(timezone=True)).label("last_used_at"),
-        _CREDENTIALS.c.last_used_from,
-    )
-    .select_from(
-        _CONFIGS.outerjoin(_CHECKINS, _CHECKINS.c.config_id == _CONFIGS.c.id)
-        .outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id)
-        .outerjoin(_MODELS, _MODELS.c.id == _CONFIGS.c.model_id)
-    )
-    .order_by(_CONFIGS.c.mac_address)
-)
-_CREDENTIAL_COLUMNS = ("issued_at", "last_used_at", "last_used_from")
 
 
 @dataclass(slots=True)
@@ -159,27 +124,6 @@ class ConfigService:
     def history(self) -> HistoryService:
         # Built on first use: the device endpoint never needs it.
         return HistoryService(self.session, keep_versions=self.keep_versions)
-
-    def summary_slices(
-        self, size: int = 1000, *, model: str | None = None
-    ) -> t.Iterator[list[dict[str, t.Any]]]:
-        """Every config's summary (or the model's configs'), sorted by MAC, `size` at a time.
-
-        The rows are read now, while the request's session is open; the summaries are
-        built a slice at a time as the caller iterates, so a worker never holds 10,000
-        of them at once.
-        """
-        query = _SUMMARIES
-        if model is not None:
-            query = query.where(_CONFIGS.c.model_id == self.models.get(model).id)
-        result = self.session.execute(query)
-        columns = list(result.keys())
-        rows = result.all()
-        # Plain dicts: several times faster to build than Row._asdict().
-        return (
-            [_summary(dict(zip(columns, row, strict=True))) for row in rows[start : start + size]]
-            for start in range(0, len(rows), size)
-        )
 
     def all_configs(self) -> t.Sequence[DeviceConfig]:
         return self.session.scalars(select(DeviceConfig).order_by(DeviceConfig.mac_address)).all()
@@ -241,7 +185,8 @@ class ConfigService:
         model: ModelChoice = UNSET,
     ) -> DeviceConfig:
         """Replace the content (and the model, unless UNSET); `expected_etags` (If-Match)
-        refuses to overwrite a newer save."""
+        refuses to overwrite a newer save. The same bytes in the same model save nothing:
+        no version, no history, no message (the config is returned as it is)."""
         # An unknown model is a 404 before any lock is taken.
         target = self.models.get(model) if isinstance(model, str) else model
         config = self._get_for_update(config_id)
@@ -252,6 +197,9 @@ class ConfigService:
                 "the config changed since you read it; fetch it again",
                 {"current_etag": config.etag, "version": config.version},
             )
+        same_model = isinstance(target, Unset) or target is config.device_model
+        if content == config.content and same_model:
+            return config
         return self._save(config, content, "updated", model=target)
 
     def rollback(self, config_id: int, version: int) -> DeviceConfig:
@@ -385,8 +333,9 @@ class ConfigService:
         return config
 
     def _refuse_taken_mac(self, mac: str, why: str = "already exists") -> None:
-        if self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac)):
-            raise Conflict(f"a config for {mac} {why}", {"mac_address": mac})
+        taken = self.session.scalar(select(DeviceConfig.id).where(DeviceConfig.mac_address == mac))
+        if taken:
+            raise Conflict(f"a config for {mac} {why}", {"mac_address": mac, "config_id": taken})
 
     def _insert(self, config: DeviceConfig) -> None:
         self.session.add(config)
@@ -449,10 +398,3 @@ def config_for_update(session: Session, config_id: int) -> DeviceConfig:
     if config is None:
         raise NotFound(f"config {config_id} does not exist")
     return config
-
-
-def _summary(row: dict[str, t.Any]) -> dict[str, t.Any]:
-    """A list row with its credential's columns as one `credential` object (or None)."""
-    credential = {name: row.pop(name) for name in _CREDENTIAL_COLUMNS}
-    row["credential"] = credential if credential["issued_at"] is not None else None
-    return row

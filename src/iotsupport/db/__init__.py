@@ -8,8 +8,10 @@ import sqlite3
 import threading
 import typing as t
 from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 
 from flask import Flask
 from flask import Response
@@ -90,6 +92,12 @@ def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # SQLite's own lower() knows only ASCII; the content search needs every alphabet.
+    dbapi_connection.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(text: str | None) -> str | None:
+    return text.lower() if isinstance(text, str) else text
 
 
 def _sqlite_manual_transactions(dbapi_connection: sqlite3.Connection, *_: object) -> None:
@@ -112,6 +120,28 @@ def autocommit_engine(engine: Engine) -> Engine:
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run callback once the session's transaction has committed (never on rollback)."""
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A nested transaction: if the block raises, what it did is undone, the
+    after-commit callbacks it queued included."""
+    callbacks: list[Callable[[], None]] = session.info.setdefault(AFTER_COMMIT_KEY, [])
+    queued = len(callbacks)
+    nested = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        nested.rollback()
+        del callbacks[queued:]
+        raise
+    nested.commit()
+
+
+def discard(session: Session) -> None:
+    """Undo the session's changes and forget its after-commit callbacks (a dry run)."""
+    session.rollback()
+    session.info.pop(AFTER_COMMIT_KEY, None)
 
 
 def commit(session: Session) -> None:

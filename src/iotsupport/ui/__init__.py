@@ -19,6 +19,7 @@ from iotsupport.auth.access import Role
 from iotsupport.auth.access import public
 from iotsupport.auth.access import requires
 from iotsupport.errors import http_error_response
+from iotsupport.extensions import state
 
 bp = Blueprint("ui", __name__, template_folder="templates")
 
@@ -67,6 +68,19 @@ def static_file(digest: str, filename: str) -> Response:
     return response
 
 
+def server_settings() -> dict[str, object]:
+    """What the page scripts need to know of the server's settings (body data-* attributes),
+    so their messages say what is true: no request, no secret."""
+    settings = state().settings
+    return {
+        "mqtt": "on" if settings.mqtt_url else "off",
+        "home-assistant-url": settings.home_assistant_url or "",
+        "max-request-bytes": settings.max_request_bytes,
+        "import-max-bytes": settings.import_max_bytes,
+        "import-max-files": settings.import_max_files,
+    }
+
+
 def page(template: str, **context: object) -> Response:
     nonce = secrets.token_urlsafe(18)
     html = render_template(
@@ -74,6 +88,7 @@ def page(template: str, **context: object) -> Response:
         version=current_app.config["VERSION"],
         static_url=static_url,
         csp_nonce=nonce,
+        server=server_settings(),
         **context,
     )
     response = Response(html, mimetype="text/html")

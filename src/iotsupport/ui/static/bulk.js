@@ -15,7 +15,8 @@ function listOfConfigs(configs) {
   return configs.map((config) => config.mac_address || `#${config.id}`).join(", ");
 }
 
-/** Wire the bulk panel. `selected()` gives the picked config ids; `changed()` reloads. */
+/** Wire the bulk panel. `selected()` gives the picked config ids; `changed(ids)` reloads
+ * (and puts the keyboard on the first of `ids`). */
 export function setupBulk({ selected, changed }) {
   const panel = $("bulk");
   const patchBox = $("patch");
@@ -88,7 +89,7 @@ export function setupBulk({ selected, changed }) {
     if (result.ok) {
       const skipped = result.data.skipped.length ? `; ${plural(result.data.skipped.length, "device")} left as they are (changed since)` : "";
       notify(`Undone: ${plural(result.data.undone.length, "device")} back as before${skipped}.`);
-      await changed();
+      await changed(result.data.undone); // the keyboard lands on the first of them
       return;
     }
     if (result.data?.code === "changed_since") {
@@ -115,7 +116,7 @@ export function setupBulk({ selected, changed }) {
     reset();
     panel.hidden = true;
     notify(`Changed ${plural(ids.length, "device")} (change set ${changeSet}).`, {
-      kind: "info", action: { label: "Undo", run: () => undo(changeSet) },
+      kind: "info", focus: true, action: { label: "Undo", run: () => undo(changeSet) },
     });
     await changed();
   }

@@ -42,33 +42,66 @@ function describeError(status, data, text) {
   return `The server refused the request (HTTP ${status}).`;
 }
 
+/** What the pages know of the server's settings (rendered into <body data-*>). */
+export const server = (() => {
+  const data = document.body.dataset;
+  return {
+    mqtt: data.mqtt === "on",
+    homeAssistantUrl: data.homeAssistantUrl || null,
+    maxRequestBytes: Number(data.maxRequestBytes) || null,
+    importMaxBytes: Number(data.importMaxBytes) || null,
+    importMaxFiles: Number(data.importMaxFiles) || null,
+  };
+})();
+
+function noAnswer(error) {
+  return { ok: false, status: 0, data: null, text: "", headers: new Headers(), error, timedOut: false };
+}
+
 /**
- * Call the API. Resolves to {ok, status, data, text, headers, error}; never throws.
- * A 401 sends the browser to the login page and never resolves.
+ * Call the API. Resolves to {ok, status, data, text, headers, error, timedOut}; never throws.
+ * `body`: an object (sent as JSON) or FormData (multipart). `timeout` (ms): give up then,
+ * with `timedOut` set. A 401 sends the browser to the login page and never resolves.
  */
-export async function api(method, path, { body, headers = {} } = {}) {
+export async function api(method, path, { body, headers = {}, timeout = 0 } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
+  const controller = new AbortController();
+  init.signal = controller.signal;
+  const timer = timeout ? setTimeout(() => controller.abort(), timeout) : 0;
   let response;
   try {
     response = await fetch(path, init);
   } catch {
-    return { ok: false, status: 0, data: null, text: "", headers: new Headers(), error: "The server did not answer. Check your connection and try again." };
+    clearTimeout(timer);
+    if (controller.signal.aborted) {
+      const seconds = Math.round(timeout / 1000);
+      return { ...noAnswer(`The server did not answer within ${seconds} seconds.`), timedOut: true };
+    }
+    return noAnswer("The server did not answer. Check your connection and try again.");
   }
+  clearTimeout(timer);
   if (response.status === 401) {
     for (const hook of beforeLogin) hook();
     location.assign(loginUrl());
     return new Promise(() => {});
   }
-  const text = await response.text();
+  let text;
+  try {
+    text = await response.text();
+  } catch {
+    return noAnswer("The server's answer broke off. Check your connection and try again.");
+  }
   let data = null;
   if ((response.headers.get("Content-Type") || "").includes("json") && text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
-  const result = { ok: response.ok, status: response.status, data, text, headers: response.headers, error: null };
+  const result = { ok: response.ok, status: response.status, data, text, headers: response.headers, error: null, timedOut: false };
   if (!response.ok) result.error = describeError(response.status, data, text);
   return result;
 }
@@ -88,9 +121,12 @@ function dismissible(node, container, timeout) {
 
 /**
  * Tell the user how an action went. kind: "ok" | "error" | "info".
- * With `action` ({label, run}) the message stays until used or dismissed.
+ * With `action` ({label, run}) the message stays until used or dismissed; `focus` puts
+ * the keyboard on its button (an Undo right where the admin is). A success ("ok") clears
+ * the error messages of earlier actions: they are no longer true.
  */
-export function notify(message, { kind = "ok", action = null } = {}) {
+export function notify(message, { kind = "ok", action = null, focus = false } = {}) {
+  if (kind === "ok") document.getElementById("alerts").replaceChildren();
   const container = document.getElementById(kind === "error" ? "alerts" : "toasts");
   const node = el("div", { class: `toast ${kind}` }, el("span", { class: "toast-text" }, message));
   if (action) {
@@ -99,7 +135,9 @@ export function notify(message, { kind = "ok", action = null } = {}) {
     }, action.label));
   }
   const sticky = action || kind === "error";
-  return dismissible(node, container, sticky ? 0 : 6000);
+  dismissible(node, container, sticky ? 0 : 6000);
+  if (action && focus) node.querySelector("button.button").focus();
+  return node;
 }
 
 export function clearNotices() {
@@ -156,6 +194,16 @@ export function normalizeMac(raw) {
 
 export function deviceUrl(mac) {
   return `${location.origin}/api/configs/${mac}.json`;
+}
+
+/** An entity ID as text, or a link to its history in Home Assistant (HOME_ASSISTANT_URL). */
+export function entityLink(entityId) {
+  if (!server.homeAssistantUrl) return el("span", {}, entityId);
+  const href = `${server.homeAssistantUrl}/history?entity_id=${encodeURIComponent(entityId)}`;
+  return el("a", {
+    href, class: "entity-link", target: "_blank", rel: "noopener noreferrer",
+    title: `${entityId} in Home Assistant (opens a new tab)`,
+  }, entityId);
 }
 
 const SYNC_LABELS = { in_sync: "In sync", pending: "Pending", never: "Never fetched" };
@@ -226,6 +274,16 @@ export async function copyText(text, input) {
   }
 }
 
+/** Save `blob` as a file named `name` (a download the browser asks no question about). */
+export function saveFile(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 // --- undo after delete (kept across the page change to the list) -----------------
 
 export function rememberDeleted(entry) {
@@ -264,16 +322,25 @@ export async function showUser() {
   return user;
 }
 
-/** Every page: the user box, "/" to jump to the filter, and "3 minutes ago" kept current. */
+function showShortcuts() {
+  const dialog = document.getElementById("shortcuts");
+  if (!dialog.open) ask(dialog);
+}
+
+/** Every page: the user box, "/" to jump to the filter, "?" for the keyboard shortcuts,
+ * and "3 minutes ago" kept current. */
 export function startPage() {
   showUser();
   setInterval(() => {
     for (const node of document.querySelectorAll("time[datetime]")) node.textContent = timeAgo(node.dateTime);
   }, 30000);
+  document.getElementById("shortcuts-open").addEventListener("click", showShortcuts);
   document.addEventListener("keydown", (event) => {
-    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key !== "/" && event.key !== "?") return;
     const target = event.target;
-    if (target.closest("input, textarea, select, [contenteditable]")) return;
+    if (target.closest("input, textarea, select, [contenteditable], dialog")) return;
+    if (event.key === "?") { event.preventDefault(); showShortcuts(); return; }
     const focusable = document.querySelector("[data-slash-focus]");
     if (focusable) { event.preventDefault(); focusable.focus(); }
   });

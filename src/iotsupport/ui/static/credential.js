@@ -1,7 +1,9 @@
 // A device's credential on its page: issue (shown once, with a copy button), rotate,
 // revoke, and download a provisioning bundle (JSON or an NVS partition image).
 
-import { api, ask, copyText, el, formatDateTime, loginUrl, notify, timeElement } from "./common.js";
+import {
+  api, ask, copyText, el, formatDateTime, loginUrl, notify, saveFile, timeElement,
+} from "./common.js";
 
 const dom = Object.fromEntries([
   "credential", "credential-state", "issue-token", "revoke-token", "provisioning", "provision-form",
@@ -118,12 +120,6 @@ async function download(path, body) {
     notify(`No bundle: ${message}`, { kind: "error" });
     return false;
   }
-  const blob = await response.blob();
-  const url = URL.createObjectURL(blob);
-  const link = el("a", { href: url, download: filenameOf(response, "provisioning.bin"), hidden: true });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  saveFile(await response.blob(), filenameOf(response, "provisioning.bin"));
   return true;
 }

@@ -2,13 +2,16 @@
 // and (when the server keeps history) compare versions and roll back.
 
 import {
-  api, ask, copyText, deviceUrl, el, formatDateTime, isMissingRoute, notify, onLeaveForLogin,
-  rawMember, rememberDeleted, startPage, syncBadge, timeAgo, timeElement,
+  api, ask, copyText, deviceUrl, el, entityLink, formatBytes, formatDateTime, isMissingRoute,
+  notify, onLeaveForLogin, rawMember, rememberDeleted, saveFile, server, startPage, syncBadge,
+  timeAgo, timeElement,
 } from "./common.js";
 import { renderCredential, setupCredential } from "./credential.js";
 import { lineDiff, parseUnified, prettyJson, renderDiff } from "./diff.js";
 import { formatJson, setupEditor } from "./editor.js";
-import { fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel } from "./schema.js";
+import {
+  fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel, useModelSchema,
+} from "./schema.js";
 
 const configId = Number(document.body.dataset.configId);
 const base = `/api/configs/${configId}`;
@@ -18,7 +21,7 @@ const dom = Object.fromEntries([
   "copy-url", "save", "revert", "duplicate", "delete", "dirty", "edit-form", "history",
   "versions", "history-diff", "confirm-delete", "confirm-delete-mac", "confirm-rollback",
   "rollback-version", "conflict", "conflict-summary", "conflict-diff", "model", "show-model",
-  "schema-errors", "schema-status", "model-dialog",
+  "schema-errors", "schema-status", "model-dialog", "title", "download", "rollback-notify",
 ].map((id) => [id.replace(/-(.)/g, (_, char) => char.toUpperCase()), document.getElementById(id)]));
 
 /** What the server has: the config's fields, its ETag, and the content text as saved. */
@@ -28,12 +31,15 @@ let versions = [];
 let saving = false;
 let syncTimer = 0;
 const SYNC_POLL_MS = 10000;
+// A save with no answer gives up after this long (the edits stay in the editor).
+const SAVE_TIMEOUT_MS = 20000;
 
 const schemaCheck = liveSchemaCheck({
   container: dom.schemaErrors,
   status: dom.schemaStatus,
   model: () => dom.model.value,
   draft: () => (editor.state.ok ? editor.text : null),
+  onErrors: (errors) => editor.setServerErrors(errors),
 });
 const editor = setupEditor({ onInput: () => { renderDirty(); schemaCheck.check(); } });
 
@@ -49,6 +55,8 @@ function renderDirty() {
   const dirty = isDirty();
   dom.dirty.hidden = !dirty;
   dom.revert.disabled = !dirty;
+  dom.save.disabled = !dirty || saving;
+  dom.save.title = dirty ? "" : "Nothing to save: no changes since the saved version";
   document.title = `${dirty ? "• " : ""}${saved.config?.device_name || saved.config?.mac_address || "Device"} · IoTSupport`;
   for (const button of dom.versions.querySelectorAll("button.rollback")) {
     button.disabled = dirty;
@@ -75,7 +83,10 @@ function renderMeta() {
   const config = saved.config;
   dom.mac.textContent = config.mac_address;
   dom.crumb.textContent = config.mac_address;
-  dom.subtitle.textContent = [config.device_name, config.device_entity_id].filter(Boolean).join(" · ") || "No deviceName in the content";
+  const subtitle = [];
+  if (config.device_name) subtitle.push(config.device_name);
+  if (config.device_entity_id) subtitle.push(subtitle.length ? " · " : "", entityLink(config.device_entity_id));
+  dom.subtitle.replaceChildren(...(subtitle.length ? subtitle : ["No deviceName in the content"]));
   dom.deviceUrl.value = deviceUrl(config.mac_address);
   dom.duplicate.href = `/devices/new?from=${config.id}`;
   const updated = [timeElement(config.updated_at)];
@@ -119,6 +130,7 @@ async function load() {
   const result = await api("GET", base);
   dom.loading.hidden = true;
   if (!result.ok) {
+    dom.mac.textContent = result.status === 404 ? "Device not found" : `Device ${configId}`;
     dom.loadError.replaceChildren(
       `Could not load this device: ${result.error} `, el("a", { href: "/" }, "Back to the list"));
     dom.loadError.hidden = false;
@@ -164,32 +176,60 @@ function restoreDraft() {
 
 async function save({ overwrite = false } = {}) {
   if (saving) return;
+  if (!isDirty() && !overwrite) {
+    notify(`Nothing to save: no changes since version ${saved.config.version}.`, { kind: "info" });
+    return;
+  }
   const state = editor.state;
   if (!state.ok) {
     notify(`Not saved: the content is not a valid JSON object (${state.line ? `line ${state.line}, column ${state.column}: ` : ""}${state.message}).`, { kind: "error" });
     editor.focus();
     return;
   }
-  saving = true;
-  dom.save.disabled = true;
   const sent = editor.text;
+  const body = { content: sent, model: chosenModel() };
+  const size = new Blob([JSON.stringify(body)]).size;
+  if (server.maxRequestBytes && size > server.maxRequestBytes) {
+    notify(`Not saved: the content is ${formatBytes(size)}, and the server takes at most ${formatBytes(server.maxRequestBytes)} per request (MAX_REQUEST_BYTES).`, { kind: "error" });
+    return;
+  }
+  const before = saved.config.version;
+  setSaving(true);
   const headers = saved.etag ? { "If-Match": saved.etag } : {};
-  const result = await api("PUT", base, { body: { content: sent, model: chosenModel() }, headers });
-  saving = false;
-  dom.save.disabled = false;
+  const result = await api("PUT", base, { body, headers, timeout: SAVE_TIMEOUT_MS });
+  setSaving(false);
   if (result.ok) {
     accept(result);
     renderMeta();
-    notify(`Saved version ${saved.config.version}${overwrite ? " (theirs overwritten)" : ""}.`);
+    if (saved.config.version === before) {
+      notify(`Nothing to save: the server has this content as version ${before} already.`, { kind: "info" });
+    } else {
+      notify(`Saved version ${saved.config.version}${overwrite ? " (theirs overwritten)" : ""}.`);
+    }
     loadHistory();
     return;
   }
-  if (result.status === 412) {
-    await resolveConflict();
+  if (result.timedOut) {
+    notify(`Not saved: ${result.error} Your edits are still here. If the save did reach the server, saving again shows that first.`, { kind: "error" });
     return;
   }
-  if (result.data?.code === "schema_violation") renderSchemaErrors(dom.schemaErrors, result.data.details.errors);
+  if (result.status === 412) {
+    await resolveConflict(sent);
+    return;
+  }
+  if (result.data?.code === "schema_violation") {
+    renderSchemaErrors(dom.schemaErrors, result.data.details.errors);
+    editor.setServerErrors(result.data.details.errors);
+  }
   notify(`Not saved: ${result.error}`, { kind: "error" });
+}
+
+/** While a save waits for its answer: "Saving…", and no second save. */
+function setSaving(on) {
+  saving = on;
+  dom.save.textContent = on ? "Saving…" : "Save";
+  dom.save.setAttribute("aria-busy", String(on));
+  renderDirty();
 }
 
 /** The unified diff text of a diff endpoint answer (JSON {diff} or plain text). */
@@ -213,7 +253,7 @@ async function showTheirChanges(started, current, currentText) {
   });
 }
 
-async function resolveConflict() {
+async function resolveConflict(sent) {
   const started = { ...saved };
   const result = await api("GET", base);
   if (!result.ok) {
@@ -222,6 +262,14 @@ async function resolveConflict() {
   }
   const current = result.data;
   const currentText = contentText(result);
+  if (currentText === sent && (current.model ?? null) === chosenModel()) {
+    // An earlier save that got no answer had gone through.
+    accept(result);
+    renderMeta();
+    notify(`Saved: the server has your content as version ${current.version} (an earlier save went through).`);
+    loadHistory();
+    return;
+  }
   const who = current.updated_by ? ` by ${current.updated_by}` : "";
   dom.conflictSummary.textContent = `You started from version ${started.config.version}. Version ${current.version} was saved${who} ${timeAgo(current.updated_at)} (${formatDateTime(current.updated_at)}). Your edits are not saved yet.`;
   await showTheirChanges(started, current, currentText);
@@ -233,8 +281,10 @@ async function resolveConflict() {
     accept(result);
     dom.model.value = saved.config.model ?? "";
     editor.text = saved.text;
+    onModelChange();
     renderMeta();
     notify(`Loaded version ${saved.config.version}; your edits were dropped.`, { kind: "info" });
+    editor.focus();
     loadHistory();
   } else {
     notify("Not saved. Saving again will warn again; choose “Overwrite” to replace their version.", { kind: "info" });
@@ -335,6 +385,9 @@ async function loadHistory() {
 
 async function rollback(version) {
   dom.rollbackVersion.textContent = `v${version}`;
+  dom.rollbackNotify.textContent = server.mqtt
+    ? " and tells the device over MQTT"
+    : "; the device gets it at its next fetch";
   if (await ask(dom.confirmRollback) !== "rollback") return;
   const result = await api("POST", `${base}/rollback`, { body: { version } });
   if (!result.ok) {
@@ -344,8 +397,10 @@ async function rollback(version) {
   accept(result); // the rollback answers with the config as it is now
   dom.model.value = saved.config.model ?? "";
   editor.text = saved.text;
+  onModelChange();
   renderMeta();
   notify(`Rolled back: version ${saved.config.version} has v${version}'s content.`);
+  editor.focus(); // the new state, not the button that is gone with the old history
   loadHistory();
 }
 
@@ -354,6 +409,7 @@ async function rollback(version) {
 function onModelChange() {
   dom.showModel.disabled = !dom.model.value;
   renderDirty();
+  useModelSchema(editor, dom.model.value, () => dom.model.value);
   schemaCheck.now();
 }
 
@@ -377,6 +433,11 @@ dom.revert.addEventListener("click", () => {
   editor.text = saved.text;
   onModelChange();
   notify("Changes discarded.", { kind: "info" });
+  editor.focus();
+});
+dom.download.addEventListener("click", () => {
+  const name = `${saved.config.mac_address.replaceAll(":", "-")}.json`;
+  saveFile(new Blob([saved.text], { type: "application/json" }), name);
 });
 dom.delete.addEventListener("click", remove);
 dom.copyUrl.addEventListener("click", async () => {

@@ -1,29 +1,38 @@
-// The devices list: every config in one table, filtered as you type and sorted by any column.
+// The devices list: every config in one table, filtered as you type (and searched in the
+// configs' content on the server), sorted by any column, and kept current while it is open.
 //
 // Filtering and sorting work on the data; the table holds only the first rows of
 // the result and grows as you scroll (or press "Show more"), so every keystroke
 // stays quick with thousands of devices. A row's element is built once, when first shown.
+// Every few seconds the list asks the server what changed since its last answer
+// (`?since=<cursor>`) and applies only that: changed rows, new ones, deleted ones.
 
 import {
-  api, el, notify, restoreDeleted, startPage, syncBadge, takeDeleted, timeElement,
+  api, el, entityLink, notify, restoreDeleted, startPage, syncBadge, takeDeleted, timeElement,
 } from "./common.js";
 import { setupBulk } from "./bulk.js";
+import { setupImport } from "./import.js";
 import { fillModelPicker } from "./schema.js";
 
 const SYNC_RANK = { pending: 0, never: 1, in_sync: 2 };
+const POLL_MS = 5000; // how often an open, visible list asks what changed
+const POLL_MAX_MS = 60000; // the longest wait after failures
+const RELOAD_MS = 10 * 60 * 1000; // a whole new list now and then (what `since` cannot see)
+const SEARCH_DELAY_MS = 300;
+const SEARCH_MIN_LENGTH = 2;
 
 const COLUMNS = [
   { key: "selected", label: "", cls: "select", unsortable: true },
   { key: "mac_address", label: "MAC", cls: "mono" },
-  { key: "device_name", label: "Name" },
+  { key: "device_name", label: "Name", cls: "name hide-narrow" },
   { key: "device_entity_id", label: "Entity ID", cls: "mono small hide-narrow" },
-  { key: "enable_ota", label: "OTA", cls: "center" },
-  { key: "model", label: "Model", cls: "small", optional: true },
+  { key: "enable_ota", label: "OTA", cls: "center hide-narrow" },
+  { key: "model", label: "Model", cls: "small hide-narrow", optional: true },
   { key: "version", label: "Ver.", cls: "num hide-narrow", title: "Version" },
   { key: "updated_at", label: "Updated", cls: "hide-narrow" },
   { key: "sync_state", label: "Sync", optional: true },
   { key: "last_fetched_at", label: "Last fetch", cls: "hide-narrow", optional: true },
-  { key: "credential", label: "Credential", optional: true },
+  { key: "credential", label: "Credential", cls: "hide-narrow", optional: true },
 ];
 
 const dom = {
@@ -33,6 +42,7 @@ const dom = {
   stateFilter: document.getElementById("state-filter"),
   stateFilterLabel: document.getElementById("state-filter-label"),
   count: document.getElementById("count"),
+  title: document.getElementById("title"),
   loading: document.getElementById("loading"),
   wrap: document.getElementById("table-wrap"),
   empty: document.getElementById("empty"),
@@ -42,13 +52,21 @@ const dom = {
   modelFilterLabel: document.getElementById("model-filter-label"),
   bulkBar: document.getElementById("bulk-bar"),
   selectedCount: document.getElementById("selected-count"),
+  searchStatus: document.getElementById("search-status"),
+  exportLink: document.getElementById("export"),
 };
 
 const PAGE_ROWS = 150;
-const view = { items: [], matches: [], shown: 0, columns: [], sort: "mac_address", descending: false, selected: new Set() };
+const view = {
+  items: [], byId: new Map(), matches: [], shown: 0, columns: [], sort: "mac_address",
+  descending: false, selected: new Set(), cursor: null,
+  // The content search: the text it was for, and the line that matched, by config id.
+  content: { query: "", lines: new Map() },
+};
 const numberFormat = new Intl.NumberFormat();
 
-function cell(column, config) {
+function cell(column, item) {
+  const config = item.config;
   const value = config[column.key];
   switch (column.key) {
     case "selected":
@@ -62,7 +80,16 @@ function cell(column, config) {
         ? el("span", { class: "badge schema-bad", title: "Does not meet the model's current schema" }, "✗ schema")
         : null);
     case "mac_address":
-      return el("a", { href: `/devices/${config.id}` }, value);
+      // On a phone the name column is hidden: the name (and a content match) go here.
+      return el("span", {}, el("a", { href: `/devices/${config.id}` }, value),
+        el("span", { class: "narrow-only" }, config.device_name ? el("span", { class: "under" }, config.device_name) : null,
+          contentMatch(config)));
+    case "device_name": {
+      const name = value ? el("span", {}, value) : el("span", { class: "muted" }, "—");
+      return el("span", {}, name, contentMatch(config));
+    }
+    case "device_entity_id":
+      return value ? entityLink(value) : el("span", { class: "muted" }, "—");
     case "enable_ota":
       if (value === null || value === undefined) return el("span", { class: "muted", title: "not set" }, "—");
       return el("span", { class: value ? "ota on" : "ota off" }, value ? "on" : "off");
@@ -83,6 +110,14 @@ function cell(column, config) {
   }
 }
 
+/** Where a content search found the text: the matching line, or nothing. */
+function contentMatch(config) {
+  const line = view.content.lines.get(config.id);
+  if (line === undefined) return null;
+  return el("span", { class: "match" }, el("span", { class: "badge content-match" }, "in content"), " ",
+    line === null ? null : el("code", {}, line));
+}
+
 /** A token or not, and a mark on devices that still fetch by MAC alone (left to migrate). */
 function credentialCell(config) {
   const parts = [config.credential
@@ -95,10 +130,10 @@ function credentialCell(config) {
   return el("span", {}, ...parts);
 }
 
-function buildRow(config) {
-  const tr = el("tr", { "data-href": `/devices/${config.id}` });
-  if (config.sync_state === "pending") tr.classList.add("pending");
-  for (const column of view.columns) tr.append(el("td", { class: column.cls }, cell(column, config)));
+function buildRow(item) {
+  const tr = el("tr", { "data-href": `/devices/${item.config.id}`, "data-id": item.config.id });
+  if (item.config.sync_state === "pending") tr.classList.add("pending");
+  for (const column of view.columns) tr.append(el("td", { class: column.cls }, cell(column, item)));
   return tr;
 }
 
@@ -106,6 +141,10 @@ function searchText(config) {
   const mac = config.mac_address || "";
   return [mac, mac.replaceAll(":", ""), config.device_name, config.device_entity_id]
     .filter(Boolean).join(" ").toLowerCase();
+}
+
+function itemOf(config) {
+  return { config, search: searchText(config), tr: null };
 }
 
 function renderSelection() {
@@ -166,7 +205,7 @@ function renderHead() {
     const active = column.key === view.sort;
     const th = el("th", {
       // The header takes the column's alignment and visibility, not its cell font.
-      scope: "col", class: (column.cls || "").replace(/\b(mono|small)\b/g, "").trim() || null,
+      scope: "col", class: (column.cls || "").replace(/\b(mono|small|name)\b/g, "").trim() || null,
       "aria-sort": active ? (view.descending ? "descending" : "ascending") : "none",
     });
     if (column.unsortable) return th;
@@ -188,15 +227,15 @@ function sortBy(key) {
 }
 
 function rowOf(item) {
-  item.tr ??= buildRow(item.config);
+  item.tr ??= buildRow(item);
   const box = item.tr.querySelector("input.pick");
   if (box) box.checked = view.selected.has(item.config.id);
   return item.tr;
 }
 
-/** Append the next page of matches to the table. */
-function showMore() {
-  const next = view.matches.slice(view.shown, view.shown + PAGE_ROWS);
+/** Append the next rows of matches to the table (a page, or up to `until`). */
+function showMore(until = view.shown + PAGE_ROWS) {
+  const next = view.matches.slice(view.shown, until);
   dom.rows.append(...next.map(rowOf));
   view.shown += next.length;
   const rest = view.matches.length - view.shown;
@@ -204,30 +243,41 @@ function showMore() {
   dom.more.textContent = `Show ${numberFormat.format(Math.min(rest, PAGE_ROWS))} more (${numberFormat.format(rest)} not shown)`;
 }
 
-function render() {
+/** Draw the matches; `keep`: as many rows as before (a live update keeps the admin's place). */
+function render({ keep = false } = {}) {
+  const until = keep ? Math.max(view.shown, PAGE_ROWS) : PAGE_ROWS;
+  const focused = dom.rows.contains(document.activeElement) ? document.activeElement : null;
   dom.rows.replaceChildren();
   view.shown = 0;
-  showMore();
+  showMore(until);
+  if (focused?.isConnected) focused.focus({ preventScroll: true });
 }
 
-function applySort() {
+function applySort(options) {
   view.items.sort(compare);
-  applyFilter();
+  applyFilter(options);
 }
 
-function applyFilter() {
+function contentMatches(item) {
+  return view.content.query !== "" && view.content.query === currentQuery()
+    && view.content.lines.has(item.config.id);
+}
+
+function applyFilter(options) {
   const terms = dom.filter.value.toLowerCase().replaceAll("-", ":").split(/\s+/).filter(Boolean);
   const state = dom.stateFilter.value;
   const model = dom.modelFilter.value;
   view.matches = view.items.filter((item) => (!state || item.config.sync_state === state)
     && (!model || (model === "-" ? !item.config.model : item.config.model === model))
-    && terms.every((term) => item.search.includes(term) || item.search.includes(term.replaceAll(":", ""))));
+    && (terms.every((term) => item.search.includes(term) || item.search.includes(term.replaceAll(":", "")))
+      || contentMatches(item)));
   const shown = view.matches.length;
   const total = view.items.length;
   dom.count.textContent = shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
-  dom.empty.hidden = total === 0 || shown > 0;
-  if (total > 0 && shown === 0) dom.empty.textContent = "No device matches this filter.";
-  render();
+  dom.empty.hidden = shown > 0;
+  if (total === 0) dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
+  else if (shown === 0) dom.empty.textContent = "No device matches this filter.";
+  render(options);
   renderSelection();
 }
 
@@ -239,6 +289,15 @@ function saveState() {
   if (view.sort !== "mac_address" || view.descending) params.set("sort", `${view.descending ? "-" : ""}${view.sort}`);
   const query = params.toString();
   history.replaceState(null, "", query ? `?${query}` : location.pathname);
+  renderExportLink();
+}
+
+/** Export what the model filter shows: every config, or the model's. */
+function renderExportLink() {
+  const model = dom.modelFilter.value;
+  const only = model && model !== "-";
+  dom.exportLink.href = only ? `/api/configs/export?model=${encodeURIComponent(model)}` : "/api/configs/export";
+  dom.exportLink.textContent = only ? `Export ${model}` : "Export";
 }
 
 function loadState() {
@@ -253,17 +312,32 @@ function loadState() {
   if (view.columns.some((column) => column.key === key)) view.sort = key;
 }
 
+function renderPendingCount() {
+  const pending = view.items.filter((item) => item.config.sync_state === "pending").length;
+  dom.pendingCount.hidden = pending === 0;
+  dom.pendingCount.textContent = `${numberFormat.format(pending)} pending`;
+  dom.pendingCount.title = "Changed since the device last fetched its config: show only these";
+}
+
+// Loads and polls answer out of order on a busy server: only the newest load counts, and
+// a poll that a load overtook is dropped (the load's cursor goes on from there).
+let loadSequence = 0;
+
 async function loadDevices() {
+  const mine = ++loadSequence;
   const result = await api("GET", "/api/configs");
+  if (mine !== loadSequence) return false;
   dom.loading.hidden = true;
   if (!result.ok) {
     notify(`Could not load the devices: ${result.error}`, { kind: "error" });
-    return;
+    return false;
   }
   const configs = result.data.configs;
+  view.cursor = result.data.cursor ?? null;
   const sample = configs[0] || {};
-  view.columns = COLUMNS.filter((column) => !column.optional || column.key in sample);
-  if ("model" in sample) {
+  const firstLoad = view.columns.length === 0;
+  if (firstLoad || configs.length) view.columns = COLUMNS.filter((column) => !column.optional || column.key in sample);
+  if (firstLoad && "model" in sample) {
     const chosen = new URLSearchParams(location.search).get("model");
     const models = await fillModelPicker(dom.modelFilter, null, { noneLabel: "all" });
     dom.modelFilter.append(el("option", { value: "-" }, "no model"));
@@ -273,19 +347,167 @@ async function loadDevices() {
   const known = new Set(configs.map((config) => config.id));
   for (const id of [...view.selected]) if (!known.has(id)) view.selected.delete(id);
   dom.stateFilterLabel.hidden = !("sync_state" in sample);
-  const pending = configs.filter((config) => config.sync_state === "pending").length;
-  dom.pendingCount.hidden = pending === 0;
-  dom.pendingCount.textContent = `${numberFormat.format(pending)} pending`;
-  dom.pendingCount.title = "Changed since the device last fetched its config: show only these";
-  loadState();
-  view.items = configs.map((config) => ({ config, search: searchText(config), tr: null }));
+  if (firstLoad) { loadState(); renderExportLink(); }
+  view.items = configs.map(itemOf);
+  view.byId = new Map(view.items.map((item) => [item.config.id, item]));
+  renderPendingCount();
   renderHead();
   dom.wrap.hidden = configs.length === 0;
-  applySort();
-  if (configs.length === 0) {
-    dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
-    dom.empty.hidden = false;
+  applySort({ keep: !firstLoad });
+  if (firstLoad) searchContent();
+  return true;
+}
+
+// --- the content search ----------------------------------------------------------------
+
+function currentQuery() {
+  const text = dom.filter.value.trim();
+  return text.length >= SEARCH_MIN_LENGTH ? text : "";
+}
+
+let searchTimer = 0;
+let searchSequence = 0;
+
+/** Ask the server which configs contain the filter's text (debounced); mark those rows. */
+function searchContent({ delay = 0 } = {}) {
+  clearTimeout(searchTimer);
+  const query = currentQuery();
+  if (!query) {
+    const had = view.content.lines.size > 0;
+    view.content = { query: "", lines: new Map() };
+    dom.searchStatus.textContent = "";
+    if (had) { for (const item of view.items) item.tr = null; applyFilter(); }
+    return;
   }
+  searchTimer = setTimeout(async () => {
+    const mine = ++searchSequence;
+    dom.searchStatus.textContent = "Searching the configs' content…";
+    const result = await api("GET", `/api/configs?q=${encodeURIComponent(query)}`);
+    if (mine !== searchSequence || query !== currentQuery()) return; // a newer search runs
+    if (!result.ok) {
+      dom.searchStatus.textContent = `The content could not be searched: ${result.error}`;
+      return;
+    }
+    const lines = new Map(result.data.configs.map((row) => [row.id, row.match ?? null]));
+    for (const id of new Set([...lines.keys(), ...view.content.lines.keys()])) {
+      const item = view.byId.get(id);
+      if (item && lines.get(id) !== view.content.lines.get(id)) item.tr = null;
+    }
+    view.content = { query, lines };
+    const count = lines.size;
+    dom.searchStatus.textContent = count === 0
+      ? `No config contains “${query}”.`
+      : `${numberFormat.format(count)} ${count === 1 ? "config contains" : "configs contain"} “${query}” (marked “in content”).`;
+    applyFilter({ keep: true });
+  }, delay);
+}
+
+// --- keeping the list current ----------------------------------------------------------
+
+let pollTimer = 0;
+let pollDelay = POLL_MS;
+let lastReload = Date.now();
+
+function selectingText() {
+  const selection = window.getSelection();
+  return selection && !selection.isCollapsed && selection.toString() !== ""
+    && dom.rows.contains(selection.anchorNode);
+}
+
+/** Apply what changed since the last answer: rows replaced in place, new and deleted rows. */
+function applyChanges(configs, deleted) {
+  let added = false;
+  for (const id of deleted) {
+    if (!view.byId.has(id)) continue;
+    view.byId.delete(id);
+    view.selected.delete(id);
+    added = true; // the order of the list changes
+  }
+  if (deleted.length) view.items = view.items.filter((item) => view.byId.has(item.config.id));
+  for (const config of configs) {
+    const item = view.byId.get(config.id);
+    if (!item) {
+      const fresh = itemOf(config);
+      view.items.push(fresh);
+      view.byId.set(config.id, fresh);
+      added = true;
+      continue;
+    }
+    if (JSON.stringify(item.config) === JSON.stringify(config)) continue; // a repeat
+    const moved = sortValue(item.config, view.sort) !== sortValue(config, view.sort);
+    item.config = config;
+    item.search = searchText(config);
+    const old = item.tr;
+    item.tr = null;
+    if (old?.isConnected && !moved) {
+      const focused = old.contains(document.activeElement) ? document.activeElement : null;
+      const fresh = rowOf(item);
+      old.replaceWith(fresh);
+      if (focused) fresh.querySelector(focused.matches("input.pick") ? "input.pick" : "a")?.focus({ preventScroll: true });
+    }
+    added ||= moved;
+  }
+  return added;
+}
+
+let polling = false;
+
+async function poll() {
+  clearTimeout(pollTimer);
+  if (document.hidden || view.cursor === null || polling) return; // resumed by visibilitychange
+  polling = true;
+  try {
+    await pollOnce();
+  } finally {
+    polling = false;
+  }
+}
+
+async function pollOnce() {
+  if (Date.now() - lastReload > RELOAD_MS) {
+    lastReload = Date.now();
+    if (await loadDevices()) searchContent();
+    schedule(POLL_MS);
+    return;
+  }
+  if (selectingText()) { schedule(1000); return; } // do not pull rows from under a selection
+  const loads = loadSequence;
+  const result = await api("GET", `/api/configs?since=${encodeURIComponent(view.cursor)}`);
+  if (loads !== loadSequence) { schedule(POLL_MS); return; }
+  if (!result.ok) { schedule(Math.min(pollDelay * 2, POLL_MAX_MS)); return; }
+  const { configs, deleted, cursor } = result.data;
+  view.cursor = cursor;
+  if (configs.length || deleted.length) {
+    const wasEmpty = view.items.length === 0;
+    const reorder = applyChanges(configs, deleted);
+    renderPendingCount();
+    if (wasEmpty && view.items.length) { view.columns = []; await loadDevices(); } else if (reorder) applySort({ keep: true });
+    else applyFilter({ keep: true });
+    dom.wrap.hidden = view.items.length === 0;
+    if (currentQuery()) searchContent({ delay: SEARCH_DELAY_MS }); // changed content may match now
+  }
+  schedule(POLL_MS);
+}
+
+function schedule(delay) {
+  pollDelay = delay;
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(poll, delay);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) poll();
+});
+
+// --- undo and restore --------------------------------------------------------------------
+
+/** Keyboard focus on a device's row (the new state after an undo or a restore). */
+function focusDevice(id) {
+  const index = view.matches.findIndex((item) => item.config.id === id);
+  if (index < 0) { dom.title.focus(); return; }
+  if (index >= view.shown) showMore(index + 1);
+  const link = view.byId.get(id)?.tr?.querySelector("a");
+  if (link) { link.focus(); link.scrollIntoView({ block: "nearest" }); } else dom.title.focus();
 }
 
 async function undoDelete(entry) {
@@ -296,6 +518,7 @@ async function undoDelete(entry) {
   }
   notify(`Restored ${entry.mac}.`);
   await Promise.all([loadDevices(), loadDeleted()]);
+  focusDevice(result.data.id);
 }
 
 function listOf(data, ...keys) {
@@ -326,11 +549,44 @@ async function loadDeleted() {
   }));
 }
 
+// --- rows that behave as links ---------------------------------------------------------------
+
+/** The device a click on a row opens, or null: controls, links and selected text are left alone. */
+function rowTarget(event) {
+  if (event.target.closest("a, button, input, label, select, td.select")) return null;
+  const row = event.target.closest("tr[data-href]");
+  if (!row) return null;
+  const selection = window.getSelection();
+  if (selection && selection.toString() !== "" && selection.containsNode(row, true)) return null;
+  return row.dataset.href;
+}
+
+dom.rows.addEventListener("click", (event) => {
+  const href = rowTarget(event);
+  if (!href) return;
+  if (event.ctrlKey || event.metaKey || event.shiftKey) window.open(href, "_blank", "noopener");
+  else location.assign(href);
+});
+dom.rows.addEventListener("auxclick", (event) => {
+  if (event.button !== 1) return;
+  const href = rowTarget(event);
+  if (!href) return;
+  event.preventDefault();
+  window.open(href, "_blank", "noopener");
+});
+dom.rows.addEventListener("mousedown", (event) => {
+  // A middle click on a row opens it; it should not start scrolling the page.
+  if (event.button === 1 && rowTarget(event)) event.preventDefault();
+});
+
+// --- wiring ---------------------------------------------------------------------------------
+
 dom.filter.setAttribute("data-slash-focus", "");
 let pendingFrame = 0;
 dom.filter.addEventListener("input", () => {
   cancelAnimationFrame(pendingFrame);
   pendingFrame = requestAnimationFrame(() => { applyFilter(); saveState(); });
+  searchContent({ delay: SEARCH_DELAY_MS });
 });
 dom.stateFilter.addEventListener("change", () => { applyFilter(); saveState(); });
 dom.modelFilter.addEventListener("change", () => { applyFilter(); saveState(); });
@@ -346,8 +602,12 @@ document.getElementById("clear-selection").addEventListener("click", () => {
 });
 const bulk = setupBulk({
   selected: () => [...view.selected].sort((a, b) => a - b),
-  changed: () => loadDevices(),
+  changed: async (ids = []) => {
+    await loadDevices();
+    if (ids.length) focusDevice(ids[0]);
+  },
 });
+setupImport({ imported: () => loadDevices() });
 dom.pendingCount.addEventListener("click", () => {
   dom.stateFilter.value = dom.stateFilter.value === "pending" ? "" : "pending";
   applyFilter();
@@ -360,21 +620,19 @@ dom.filter.addEventListener("keydown", (event) => {
     if (first) location.assign(`/devices/${first.config.id}`);
   }
 });
-dom.more.addEventListener("click", showMore);
-// Scrolling near the end of the table shows the next page by itself.
-new IntersectionObserver((entries) => {
-  if (entries.some((entry) => entry.isIntersecting) && !dom.more.hidden) showMore();
-}, { rootMargin: "600px" }).observe(dom.more);
-dom.rows.addEventListener("click", (event) => {
-  if (event.target.closest("a, button, input, td.select")) return;
-  const row = event.target.closest("tr[data-href]");
-  if (row) location.assign(row.dataset.href);
-});
+dom.more.addEventListener("click", () => showMore());
+// Scrolling near the end of the table shows the next page by itself. Where the button is
+// now decides (an entry can be stale: a click on the button may have moved it meanwhile).
+const NEAR_PX = 600;
+new IntersectionObserver(() => {
+  if (!dom.more.hidden && dom.more.getBoundingClientRect().top < window.innerHeight + NEAR_PX) showMore();
+}, { rootMargin: `${NEAR_PX}px` }).observe(dom.more);
 
 startPage();
 const deleted = takeDeleted();
 if (deleted) {
-  notify(`Deleted ${deleted.mac}.`, { kind: "info", action: { label: "Undo", run: () => undoDelete(deleted) } });
+  // The Undo is where the keyboard is: the admin just deleted and arrived here.
+  notify(`Deleted ${deleted.mac}.`, { kind: "info", focus: true, action: { label: "Undo", run: () => undoDelete(deleted) } });
 }
-loadDevices();
+loadDevices().then(() => schedule(POLL_MS));
 loadDeleted();

@@ -18,9 +18,10 @@ function assetRow(asset) {
     el("td", { class: "num nowrap", title: `${asset.size} bytes` }, formatBytes(asset.size)),
     el("td", { class: "mono small hide-narrow" }, sha
       ? el("button", {
-        type: "button", class: "link sha", title: `${sha} (click to copy)`, "aria-label": `Copy SHA-256 of ${name}`,
+        type: "button", class: "link sha", title: `${sha} (click to copy)`,
         onclick: async () => notify(await copyText(sha) ? "Checksum copied." : sha, { kind: "info" }),
-      }, `${sha.slice(0, 12)}…`)
+        // The accessible name starts with the visible text (WCAG "label in name").
+      }, `${sha.slice(0, 12)}…`, el("span", { class: "visually-hidden" }, ` copy the SHA-256 of ${name}`))
       : "—"),
     el("td", { class: "nowrap" }, timeElement(asset.uploaded_at)),
     el("td", { class: "right" }, el("button", {

@@ -2,7 +2,10 @@
 
 import { api, el, normalizeMac, notify, rawMember, startPage } from "./common.js";
 import { formatJson, setupEditor } from "./editor.js";
-import { fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel } from "./schema.js";
+import { devicePicker } from "./picker.js";
+import {
+  fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel, useModelSchema,
+} from "./schema.js";
 
 const TEMPLATE = `{
   "deviceName": "",
@@ -15,6 +18,12 @@ const form = document.getElementById("new-form");
 const macInput = document.getElementById("mac");
 const macHelp = document.getElementById("mac-help");
 const copyFrom = document.getElementById("copy-from");
+const picker = devicePicker({
+  input: copyFrom,
+  list: document.getElementById("copy-options"),
+  status: document.getElementById("copy-status"),
+  onPick: () => useSource(),
+});
 const sources = form.elements.namedItem("source");
 const createButton = document.getElementById("create");
 const modelSelect = document.getElementById("model");
@@ -25,6 +34,7 @@ const schemaCheck = liveSchemaCheck({
   status: document.getElementById("schema-status"),
   model: () => modelSelect.value,
   draft: () => (editor.state.ok ? editor.text : null),
+  onErrors: (errors) => editor.setServerErrors(errors),
 });
 let touched = false; // once the admin edits the content, switching source asks first
 const editor = setupEditor({
@@ -35,9 +45,13 @@ const editor = setupEditor({
 });
 const helpText = macHelp.innerHTML;
 
+let takenMac = null; // the MAC the server said exists, while the field still holds it
+
 function checkMac() {
   const raw = macInput.value;
   const mac = raw.trim() ? normalizeMac(raw) : null;
+  if (mac !== null && mac === takenMac) { macInput.value = mac; return mac; } // keep the link
+  takenMac = null;
   const bad = raw.trim() !== "" && mac === null;
   macInput.setAttribute("aria-invalid", String(bad));
   if (bad) macHelp.textContent = "Not a MAC address: expected 12 hex digits, e.g. aa:bb:cc:dd:ee:ff.";
@@ -47,14 +61,29 @@ function checkMac() {
   return mac;
 }
 
+/** The MAC is taken: mark the field and link to the device that has it. */
+function macTaken(mac, configId) {
+  takenMac = mac;
+  macInput.setAttribute("aria-invalid", "true");
+  macHelp.classList.add("error-text");
+  macHelp.replaceChildren(`A device with ${mac} exists already: `,
+    el("a", { href: `/devices/${configId}` }, `open ${mac}`), ", or use another MAC.");
+  macInput.focus();
+}
+
+function setModel(code) {
+  modelSelect.value = code ?? "";
+  showModelButton.disabled = !modelSelect.value;
+  useModelSchema(editor, modelSelect.value, () => modelSelect.value);
+}
+
 async function loadCopy(id) {
   const result = await api("GET", `/api/configs/${id}`);
   if (!result.ok) {
     notify(`Could not read that device: ${result.error}`, { kind: "error" });
     return;
   }
-  modelSelect.value = result.data.model ?? "";
-  showModelButton.disabled = !modelSelect.value;
+  setModel(result.data.model);
   editor.text = rawMember(result.text, "content") ?? formatJson(JSON.stringify(result.data.content));
   touched = false;
 }
@@ -67,16 +96,17 @@ async function template() {
 }
 
 async function useSource() {
-  if (touched && !window.confirm("Replace the content you edited?")) return;
   const copy = sources.value === "copy";
   copyFrom.disabled = !copy;
-  if (!copy) { editor.text = await template(); touched = false; schemaCheck.now(); return; }
-  if (copyFrom.value) await loadCopy(copyFrom.value);
+  if (copy && picker.value === null) { copyFrom.focus(); return; } // nothing picked yet
+  if (touched && !window.confirm("Replace the content you edited?")) return;
+  if (copy) await loadCopy(picker.value);
+  else { editor.text = await template(); touched = false; }
   schemaCheck.now();
 }
 
 modelSelect.addEventListener("change", async () => {
-  showModelButton.disabled = !modelSelect.value;
+  setModel(modelSelect.value);
   if (sources.value === "template" && !touched) editor.text = await template();
   schemaCheck.now();
 });
@@ -85,18 +115,13 @@ showModelButton.addEventListener("click", () => showModel(document.getElementByI
 async function fillDevices(preselect) {
   const result = await api("GET", "/api/configs");
   if (!result.ok) {
-    copyFrom.replaceChildren(el("option", { value: "" }, "Devices could not be loaded"));
+    document.getElementById("copy-status").textContent = "Devices could not be loaded.";
     notify(`Could not load the devices: ${result.error}`, { kind: "error" });
     return;
   }
-  const configs = result.data.configs;
-  if (configs.length === 0) {
-    copyFrom.replaceChildren(el("option", { value: "" }, "No devices yet"));
-    return;
-  }
-  copyFrom.replaceChildren(...configs.map((config) => el("option", {
-    value: config.id, selected: String(config.id) === preselect,
-  }, config.device_name ? `${config.mac_address} — ${config.device_name}` : config.mac_address)));
+  picker.setDevices(result.data.configs);
+  if (preselect) picker.pick(preselect);
+  copyFrom.dataset.ready = "";
 }
 
 async function create(event) {
@@ -118,8 +143,12 @@ async function create(event) {
   const result = await api("POST", "/api/configs", { body });
   createButton.disabled = false;
   if (!result.ok) {
-    if (result.data?.code === "schema_violation") renderSchemaErrors(schemaErrors, result.data.details.errors);
+    if (result.data?.code === "schema_violation") {
+      renderSchemaErrors(schemaErrors, result.data.details.errors);
+      editor.setServerErrors(result.data.details.errors);
+    }
     notify(`Not created: ${result.error}`, { kind: "error" });
+    if (result.status === 409 && result.data?.details?.config_id) macTaken(mac, result.data.details.config_id);
     return;
   }
   location.assign(`/devices/${result.data.id}?created=1`);
@@ -130,14 +159,13 @@ macInput.addEventListener("input", () => {
   if (macInput.getAttribute("aria-invalid") === "true" && normalizeMac(macInput.value)) checkMac();
 });
 for (const radio of form.querySelectorAll('input[name="source"]')) radio.addEventListener("change", useSource);
-copyFrom.addEventListener("change", useSource);
 form.addEventListener("submit", create);
 
 startPage();
 const params = new URLSearchParams(location.search);
 const from = params.get("from");
 await fillModelPicker(modelSelect, params.get("model"));
-showModelButton.disabled = !modelSelect.value;
+setModel(modelSelect.value);
 editor.text = await template();
 await fillDevices(from);
 if (from) {

@@ -15,9 +15,10 @@ function parseStages(text) {
 
 function shaButton(sha, what) {
   return el("button", {
-    type: "button", class: "link sha", title: `${sha} (click to copy)`, "aria-label": `Copy SHA-256 of ${what}`,
+    type: "button", class: "link sha", title: `${sha} (click to copy)`,
     onclick: async () => notify(await copyText(sha) ? "Checksum copied." : sha, { kind: "info" }),
-  }, `${sha.slice(0, 12)}…`);
+    // The name starts with the visible text, as a speech-input user would say it.
+  }, `${sha.slice(0, 12)}…`, el("span", { class: "visually-hidden" }, ` copy the SHA-256 of ${what}`));
 }
 
 function releaseRow(release) {

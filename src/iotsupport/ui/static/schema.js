@@ -11,6 +11,26 @@ export function loadModels() {
   return modelsPromise;
 }
 
+const details = new Map();
+
+/** One model with its schema and template (fetched once per page): the API answer. */
+export function loadModel(code) {
+  if (!details.has(code)) {
+    const request = api("GET", `/api/models/${encodeURIComponent(code)}`);
+    request.then((result) => { if (!result.ok) details.delete(code); });
+    details.set(code, request);
+  }
+  return details.get(code);
+}
+
+/** Give the editor the schema of model `code` (completion, hover, margin); "" or null: none. */
+export async function useModelSchema(editor, code, current = () => code) {
+  if (!code) { editor.setSchema(null); return; }
+  const result = await loadModel(code);
+  if (current() !== code) return; // the admin picked another meanwhile
+  editor.setSchema(result.ok ? result.data.schema : null);
+}
+
 /** Fill a <select> with "no model" and each model; `current` is a code or null. */
 export async function fillModelPicker(select, current, { noneLabel = "No model (free-form)" } = {}) {
   const models = await loadModels();
@@ -38,9 +58,10 @@ export function renderSchemaErrors(container, errors, { title = "Does not meet t
 /**
  * Check the draft against the model's schema as the admin types (debounced; the server
  * validates, the page only shows). Returns {check(), clear()}.
- * `draft()` gives the text or null when it is not a JSON object yet; `model()` a code or "".
+ * `draft()` gives the text or null when it is not a JSON object yet; `model()` a code or "";
+ * `onErrors(errors)` gets each answer's errors ([] when there are none or no check).
  */
-export function liveSchemaCheck({ container, status, model, draft, delay = 300 }) {
+export function liveSchemaCheck({ container, status, model, draft, onErrors = () => {}, delay = 300 }) {
   let timer = 0;
   let sequence = 0;
 
@@ -53,6 +74,7 @@ export function liveSchemaCheck({ container, status, model, draft, delay = 300 }
     if (mine !== sequence) return; // a newer check is on its way
     if (!result.ok) { clear(); return; }
     renderSchemaErrors(container, result.data.errors);
+    onErrors(result.data.errors);
     if (status) {
       status.textContent = result.data.valid ? `✓ Meets the schema of ${code}` : `✗ ${result.data.errors.length} schema error${result.data.errors.length === 1 ? "" : "s"}`;
       status.className = `schema-status ${result.data.valid ? "ok" : "bad"}`;
@@ -63,6 +85,7 @@ export function liveSchemaCheck({ container, status, model, draft, delay = 300 }
   function clear() {
     sequence += 1;
     renderSchemaErrors(container, []);
+    onErrors([]);
     if (status) status.hidden = true;
   }
 
@@ -75,7 +98,7 @@ export function liveSchemaCheck({ container, status, model, draft, delay = 300 }
 
 /** A dialog that shows a model's schema and template (read-only), with a link to edit. */
 export async function showModel(dialog, code) {
-  const result = await api("GET", `/api/models/${encodeURIComponent(code)}`);
+  const result = await loadModel(code);
   if (!result.ok) return result;
   dialog.querySelector("[data-model-title]").textContent = `${result.data.name} (${code})`;
   dialog.querySelector("[data-model-schema]").textContent = JSON.stringify(result.data.schema, null, 2);

@@ -1,0 +1,5 @@
+// A page with no script of its own (the missing-page page): what every page has.
+
+import { startPage } from "./common.js";
+
+startPage();
