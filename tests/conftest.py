@@ -137,7 +137,9 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def app(settings: Settings, publisher: RecordingPublisher) -> Iterator[Flask]:
     app = create_app(settings, publisher=publisher, registry=CollectorRegistry())
+    app.extensions["iotsupport"].devices.cache.start()  # device fetches from memory
     yield app
+    app.extensions["iotsupport"].devices.cache.stop()
     app.extensions["iotsupport"].database.dispose()
 
 
@@ -157,11 +159,13 @@ def client_with(database_url: str) -> Iterator[ClientWith]:
     def build(**overrides: t.Any) -> FlaskClient:
         settings = make_settings(database_url, **overrides)
         app = create_app(settings, publisher=RecordingPublisher(), registry=CollectorRegistry())
+        app.extensions["iotsupport"].devices.cache.start()
         apps.append(app)
         return app.test_client()
 
     yield build
     for app in apps:
+        app.extensions["iotsupport"].devices.cache.stop()
         app.extensions["iotsupport"].image_proxy.close()
         app.extensions["iotsupport"].database.dispose()
 

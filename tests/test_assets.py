@@ -844,7 +844,13 @@ def test_health_reports_the_assets_folder(
     folder.mkdir()
     assert health(client) == (
         200,
-        {"status": "healthy", "database": "ok", "mqtt": "disabled", "assets": "ok"},
+        {
+            "status": "healthy",
+            "database": "ok",
+            "mqtt": "disabled",
+            "assets": "ok",
+            "device_cache": "database",  # this app's cache was not started
+        },
     )
 
 

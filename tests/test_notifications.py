@@ -304,6 +304,7 @@ def test_unreachable_broker_never_fails_an_api_call(database_url: str) -> None:
             "database": "ok",
             "mqtt": "disconnected",
             "assets": "disabled",
+            "device_cache": "database",  # this app's cache was not started
         }
         totals = publish_totals(client)
         # create and update, on each topic; the delete clears the retained desired state

@@ -64,6 +64,7 @@ def test_health_when_all_is_well(client: FlaskClient) -> None:
         "database": "ok",
         "mqtt": "connected",
         "assets": "disabled",
+        "device_cache": "memory",  # the test app's cache is started, as wsgi.py does
     }
 
 
@@ -77,6 +78,7 @@ def test_health_reports_mqtt_disabled_without_mqtt_url(
         "database": "ok",
         "mqtt": "disabled",
         "assets": "disabled",
+        "device_cache": "database",  # not started: create_app alone reads the database
     }
 
 

@@ -26,6 +26,7 @@ from iotsupport.configs.service import ConfigService
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
+from iotsupport.device_cache import build_device_cache
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
 from iotsupport.images import ImageProxy
@@ -92,6 +93,7 @@ def create_app(
         on_written=rollouts.wake,  # device reports written: rollouts may advance
     )
     accounts = build_accounts(settings, database, registry)
+    device_cache = build_device_cache(settings, database, registry)
     app.extensions[EXTENSION_KEY] = AppState(
         settings,
         database,
@@ -99,7 +101,7 @@ def create_app(
         scrape_registry,
         checkins=checkins,
         image_proxy=ImageProxy(settings, registry),
-        devices=DeviceGate(settings, database, publisher, accounts, registry),
+        devices=DeviceGate(settings, database, publisher, accounts, registry, device_cache),
         accounts=accounts,
         rollouts=rollouts,
         assets=assets,

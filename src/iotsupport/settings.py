@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int | None = Field(default=None, ge=1)  # default: THREADS
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # PostgreSQL: how long a commit's MQTT announcements wait at most for every worker
+    # to have applied it to its in-memory device documents (README "Scaling").
+    device_cache_settle_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
 
     mqtt_url: str | None = None
     mqtt_username: str | None = None

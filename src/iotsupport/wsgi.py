@@ -29,6 +29,9 @@ def create_server_app() -> Flask:
     # but runs its own finalizers; either way the last fetches get written.
     atexit.register(checkins.stop)
     util.Finalize(checkins, checkins.stop, exitpriority=10)
+    device_cache = state(app).devices.cache  # device fetches from memory once loaded
+    device_cache.start()
+    atexit.register(device_cache.stop)
     uses = state(app).devices.uses  # when and from where each credential was last used
     uses.start()
     atexit.register(uses.stop)

@@ -58,6 +58,7 @@ def health() -> Response:
         database=database,
         mqtt=mqtt,
         assets=folder,
+        device_cache=state().devices.cache.state,
         broker_accounts_pending=pending,
         reason="; ".join(reasons) or None,
     )

@@ -51,6 +51,11 @@ class HealthSchema(BaseModel):
     database: t.Literal["ok", "unreachable"]
     mqtt: t.Literal["connected", "disconnected", "disabled"]
     assets: t.Literal["ok", "missing", "not_writable", "disabled"] = "disabled"
+    device_cache: t.Literal["memory", "database"] = Field(
+        default="database",
+        description="Where this worker reads device fetches: memory, or the database while "
+        "its cache loads or catches up after losing its change feed (slower, never stale).",
+    )
     broker_accounts_pending: int | None = Field(
         default=None,
         description="Device broker account changes the broker has not confirmed yet "

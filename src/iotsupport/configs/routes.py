@@ -24,9 +24,9 @@ from iotsupport.configs.schemas import config_json
 from iotsupport.configs.schemas import config_list_json
 from iotsupport.configs.service import UNSET
 from iotsupport.configs.service import ConfigService
-from iotsupport.configs.service import DeviceDocument
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import get_session
+from iotsupport.device_cache import DeviceDocument
 from iotsupport.device_models.service import ModelService
 from iotsupport.extensions import state
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import functools
 import typing as t
-from dataclasses import dataclass
 
-from sqlalchemy import bindparam
-from sqlalchemy import case
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,8 +21,6 @@ from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import HistoryEvent
 from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
 from iotsupport.credentials.accounts import BrokerAccounts
-from iotsupport.credentials.tables import DeviceCredential
-from iotsupport.credentials.tokens import CredentialState
 from iotsupport.db import after_commit
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
@@ -53,43 +48,6 @@ class Unset:
 UNSET = Unset()
 # A config's model, as a request gives it: a code, None (no model), or UNSET (keep it).
 ModelChoice = str | None | Unset
-
-
-# The hot read is a Core statement built once: that halves SQLAlchemy's per-call
-# work on the device endpoint.
-_CONFIGS = DeviceConfig.__table__
-_CREDENTIALS = DeviceCredential.__table__
-# When the device already holds the current version, the content is not even read.
-# The device's credential comes in the same statement: a fetch stays one round trip.
-_DEVICE_DOCUMENT = (
-    select(
-        _CONFIGS.c.id,
-        _CONFIGS.c.version,
-        _CONFIGS.c.etag,
-        case(
-            (_CONFIGS.c.etag.in_(bindparam("known_etags", expanding=True)), None),
-            else_=_CONFIGS.c.content,
-        ).label("content"),
-        _CREDENTIALS.c.token_hash,
-        _CREDENTIALS.c.previous_hash,
-        _CREDENTIALS.c.previous_expires_at,
-        _CREDENTIALS.c.broker_hash,
-    )
-    .select_from(_CONFIGS.outerjoin(_CREDENTIALS, _CREDENTIALS.c.config_id == _CONFIGS.c.id))
-    .where(_CONFIGS.c.mac_address == bindparam("mac"))
-)
-
-
-@dataclass(slots=True)
-class DeviceDocument:
-    """What a device fetch needs: the ETag, and the content unless the device has it;
-    plus the config and version, for the device's check-in, and its credential."""
-
-    config_id: int
-    version: int
-    etag: str
-    content: str | None
-    credential: CredentialState | None
 
 
 class ConfigService:
@@ -140,27 +98,6 @@ class ConfigService:
     def find_by_mac(self, mac_address: str) -> DeviceConfig | None:
         query = select(DeviceConfig).where(DeviceConfig.mac_address == normalize_mac(mac_address))
         return self.session.scalars(query).one_or_none()
-
-    def device_document(
-        self, mac_address: str, known_etags: t.Collection[str] = ()
-    ) -> DeviceDocument:
-        """The device's config; `content` is None when its ETag is among `known_etags`."""
-        mac = normalize_mac(mac_address)
-        params = {"mac": mac, "known_etags": list(known_etags)}
-        row = self.session.execute(_DEVICE_DOCUMENT, params).one_or_none()
-        if row is None:
-            raise NotFound(f"no config for {mac}")
-        credential = None
-        if row.token_hash is not None:
-            credential = CredentialState(
-                row.id,
-                mac,
-                row.token_hash,
-                row.previous_hash,
-                row.previous_expires_at,
-                row.broker_hash,
-            )
-        return DeviceDocument(row.id, row.version, row.etag, row.content, credential)
 
     def create(self, mac_address: str, content: str, model: str | None = None) -> DeviceConfig:
         mac = normalize_mac(mac_address)

@@ -39,8 +39,6 @@ from sqlalchemy.orm import Session
 from iotsupport.auth.access import DeviceAccess
 from iotsupport.configs.checkins import client_address
 from iotsupport.configs.content import normalize_mac
-from iotsupport.configs.service import ConfigService
-from iotsupport.configs.service import DeviceDocument
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.headers import Presented
@@ -58,6 +56,7 @@ from iotsupport.db import Database
 from iotsupport.db import commit
 from iotsupport.db import get_session
 from iotsupport.db.base import utcnow
+from iotsupport.device_cache import DeviceCache
 from iotsupport.errors import DeviceUnauthorized
 from iotsupport.errors import NotFound
 from iotsupport.errors import TooManyRequests
@@ -127,7 +126,9 @@ class DeviceGate:
         publisher: Publisher,
         accounts: BrokerAccounts,
         registry: CollectorRegistry,
+        cache: DeviceCache,
     ) -> None:
+        self.cache = cache  # every device's document, in memory
         self.mode = settings.device_auth
         self.grace = timedelta(hours=settings.device_token_grace_hours)
         self.database = database
@@ -179,12 +180,7 @@ class DeviceGate:
     ) -> None:
         mac = normalize_mac(str((req.view_args or {}).get(arg, "")))
         known = req.if_none_match.as_set(include_weak=True)
-        try:
-            document: DeviceDocument | None = ConfigService(
-                get_session(), self.publisher
-            ).device_document(mac, known)
-        except NotFound:
-            document = None
+        document = self.cache.document(get_session(), mac, known)
         context.device_document = document
         if self.mode == "off":
             if document is None:

@@ -36,6 +36,7 @@ T = t.TypeVar("T")
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AFTER_COMMIT_KEY = "after_commit"
 READ_ONLY_KEY = "read_only"
+BARRIER_KEY = "announcement_barrier"
 # Health and the config count give up after this long: a Kubernetes probe times out at 2 s.
 PROBE_DEADLINE_SECONDS = 1.5
 
@@ -148,6 +149,10 @@ def commit(session: Session) -> None:
     """Commit, then run the after-commit callbacks the services queued."""
     session.commit()
     callbacks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT_KEY, [])
+    barrier: Callable[[], None] | None = session.info.get(BARRIER_KEY)
+    if callbacks and barrier is not None:
+        # What is announced must be what every worker serves (device_cache.settle).
+        barrier()
     for callback in callbacks:
         try:
             callback()
@@ -165,6 +170,8 @@ class Database:
         # hold a health check or a scrape past its deadline.
         self._probes: ThreadPoolExecutor | None = None
         self._probes_lock = threading.Lock()
+        # Run after a commit, before its announcements (set by the device cache).
+        self.announcement_barrier: Callable[[], None] | None = None
 
     def call_with_deadline(
         self, probe: Callable[[Session], T], seconds: float = PROBE_DEADLINE_SECONDS
@@ -188,6 +195,8 @@ class Database:
     def session(self, *, read_only: bool = False) -> Session:
         session = Session(bind=self.read_engine if read_only else self.engine)
         session.info[READ_ONLY_KEY] = read_only
+        if not read_only and self.announcement_barrier is not None:
+            session.info[BARRIER_KEY] = self.announcement_barrier
         return session
 
     def dispose(self) -> None:

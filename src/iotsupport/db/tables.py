@@ -10,6 +10,7 @@ from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.tables import BrokerAccountChange
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.db.base import Base
+from iotsupport.device_cache.tables import DeviceChange
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.releases.tables import Release
 from iotsupport.releases.tables import StoredFile
@@ -25,6 +26,7 @@ __all__ = [
     "BrokerAccountChange",
     "ConfigDeletion",
     "ConfigHistory",
+    "DeviceChange",
     "DeviceCheckin",
     "DeviceConfig",
     "DeviceModel",

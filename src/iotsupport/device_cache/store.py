@@ -1,0 +1,156 @@
+"""The per-worker documents, and which source a fetch reads them from."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Gauge
+from prometheus_client import Histogram
+from sqlalchemy.orm import Session
+
+from iotsupport.db import Database
+from iotsupport.device_cache.documents import DeviceDocument
+from iotsupport.device_cache.documents import read_document
+from iotsupport.settings import Settings
+
+CacheState = t.Literal["memory", "database"]
+
+
+class Feed(t.Protocol):
+    """What keeps a cache current: PostgreSQL's notifications or SQLite's journal."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def current(self) -> bool:
+        """May fetches read memory now? (SQLite catches up first.)"""
+        ...
+
+    def settle(self) -> None:
+        """Return once every worker has applied what this process committed."""
+        ...
+
+
+class CacheMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        fetches = Counter(
+            "iotsupport_device_fetches",
+            "Device config fetches by where the worker read the document: memory, or the "
+            "database (while its cache loads or its change feed is away).",
+            ["source"],
+            registry=registry,
+        )
+        self.from_memory = fetches.labels("memory")
+        self.from_database = fetches.labels("database")
+        self.current = Gauge(
+            "iotsupport_device_cache_current",
+            "1 when every worker answers device fetches from memory; 0 while one reads "
+            "the database until its cache has caught up.",
+            registry=registry,
+            multiprocess_mode="min",
+        )
+        self.reloads = Counter(
+            "iotsupport_device_cache_reloads",
+            "Documents reloaded after a change (changed), or whole loads (full).",
+            ["kind"],
+            registry=registry,
+        )
+        self.settle = Histogram(
+            "iotsupport_device_cache_settle_seconds",
+            "From a commit to every worker having applied it (PostgreSQL), measured "
+            "before the commit's MQTT announcements.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=registry,
+        )
+
+
+class DeviceCache:
+    """Every device's document by MAC. One writer at a time (the feed); fetches read the
+    dict without a lock (a dict's get and item assignment are atomic)."""
+
+    def __init__(self, metrics: CacheMetrics) -> None:
+        self.metrics = metrics
+        self.feed: Feed | None = None
+        self._documents: dict[str, DeviceDocument] = {}
+        self._loaded = threading.Event()
+
+    def document(
+        self, session: Session, mac: str, known_etags: t.Collection[str]
+    ) -> DeviceDocument | None:
+        """The device's document (without content when the client holds its ETag)."""
+        if self.feed is not None and self._loaded.is_set() and self.feed.current():
+            self.metrics.from_memory.inc()
+            document = self._documents.get(mac)
+            return document.for_client(known_etags) if document is not None else None
+        self.metrics.from_database.inc()
+        return read_document(session, mac, known_etags)
+
+    @property
+    def state(self) -> CacheState:
+        current = self.feed is not None and self._loaded.is_set() and self.feed.current()
+        return "memory" if current else "database"
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    # --- the feed's side ----------------------------------------------------------
+
+    def replace_all(self, documents: dict[str, DeviceDocument]) -> None:
+        self._documents = documents
+        self.metrics.reloads.labels("full").inc()
+        self._loaded.set()
+        self.metrics.current.set(1)
+
+    def apply(self, macs: Iterable[str], found: dict[str, DeviceDocument]) -> None:
+        """The newest documents of `macs`; a MAC not in `found` has no config any more."""
+        count = 0
+        for mac in macs:
+            document = found.get(mac)
+            if document is None:
+                self._documents.pop(mac, None)
+            else:
+                self._documents[mac] = document
+            count += 1
+        self.metrics.reloads.labels("changed").inc(count)
+
+    def lost(self) -> None:
+        """The change feed is away: fetches read the database until the next full load."""
+        self._loaded.clear()
+        self.metrics.current.set(0)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.feed is not None:
+            self.feed.start()
+
+    def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+
+    def settle(self) -> None:
+        if self.feed is not None:
+            self.feed.settle()
+
+
+def build_device_cache(
+    settings: Settings, database: Database, registry: CollectorRegistry
+) -> DeviceCache:
+    """The cache with the feed of this database; it answers from memory once started."""
+    cache = DeviceCache(CacheMetrics(registry))
+    if settings.is_sqlite:
+        from iotsupport.device_cache.sqlite import JournalFeed
+
+        cache.feed = JournalFeed(cache, database)
+    else:
+        from iotsupport.device_cache.postgres import NotificationFeed
+
+        cache.feed = NotificationFeed(cache, database, settings)
+    cache.metrics.current.set(0)
+    database.announcement_barrier = cache.settle
+    return cache
