@@ -37,6 +37,8 @@ READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AFTER_COMMIT_KEY = "after_commit"
 READ_ONLY_KEY = "read_only"
 BARRIER_KEY = "announcement_barrier"
+# Set on a session that wrote what device fetches read (device_cache/store.py).
+DEVICES_CHANGED_KEY = "devices_changed"
 # Health and the config count give up after this long: a Kubernetes probe times out at 2 s.
 PROBE_DEADLINE_SECONDS = 1.5
 
@@ -150,8 +152,9 @@ def commit(session: Session) -> None:
     session.commit()
     callbacks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT_KEY, [])
     barrier: Callable[[], None] | None = session.info.get(BARRIER_KEY)
-    if callbacks and barrier is not None:
-        # What is announced must be what every worker serves (device_cache.settle).
+    if barrier is not None and (session.info.pop(DEVICES_CHANGED_KEY, False) or callbacks):
+        # Answer and announce only once every worker serves what was committed
+        # (device_cache settle): a revoked token is refused everywhere when this returns.
         barrier()
     for callback in callbacks:
         try:

@@ -57,6 +57,7 @@ class NotificationFeed:
         self._listening = threading.Event()
         self._settle_lock = threading.Lock()
         self._settler: psycopg.Connection | None = None
+        self._last_settle_started = 0.0  # commits of several threads share one settle
 
     # --- the listener ---------------------------------------------------------------
 
@@ -136,7 +137,8 @@ class NotificationFeed:
                     )
 
     def _load_all(self) -> None:
-        with self.database.read_engine.connect() as reader:
+        # In a transaction: the rows stream through a server-side cursor.
+        with self.database.engine.connect() as reader, reader.begin():
             self.cache.replace_all(dict(read_all(reader)))
 
     # --- the committing side ----------------------------------------------------------
@@ -146,6 +148,9 @@ class NotificationFeed:
         this process committed. Never raises: the commit stands, announced late at worst."""
         started = time.monotonic()
         with self._settle_lock:
+            if self._last_settle_started >= started:
+                return  # one that began after this commit has finished: it covers it
+            self._last_settle_started = time.monotonic()
             try:
                 acknowledged, expected = self._settle_once(started + self.settle_timeout)
             except (psycopg.Error, SQLAlchemyError) as exc:

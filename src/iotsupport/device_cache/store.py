@@ -10,8 +10,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter
 from prometheus_client import Gauge
 from prometheus_client import Histogram
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import UOWTransaction
 
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.db import DEVICES_CHANGED_KEY
 from iotsupport.db import Database
 from iotsupport.device_cache.documents import DeviceDocument
 from iotsupport.device_cache.documents import read_document
@@ -83,7 +89,7 @@ class DeviceCache:
         self, session: Session, mac: str, known_etags: t.Collection[str]
     ) -> DeviceDocument | None:
         """The device's document (without content when the client holds its ETag)."""
-        if self.feed is not None and self._loaded.is_set() and self.feed.current():
+        if self.feed is not None and self.feed.current() and self._loaded.is_set():
             self.metrics.from_memory.inc()
             document = self._documents.get(mac)
             return document.for_client(known_etags) if document is not None else None
@@ -92,7 +98,7 @@ class DeviceCache:
 
     @property
     def state(self) -> CacheState:
-        current = self.feed is not None and self._loaded.is_set() and self.feed.current()
+        current = self.feed is not None and self.feed.current() and self._loaded.is_set()
         return "memory" if current else "database"
 
     def __len__(self) -> int:
@@ -136,6 +142,26 @@ class DeviceCache:
     def settle(self) -> None:
         if self.feed is not None:
             self.feed.settle()
+
+
+# What device fetches read: a commit that wrote these waits for every worker (settle).
+_DEVICE_TABLES = frozenset({DeviceConfig.__tablename__, DeviceCredential.__tablename__})
+
+
+@event.listens_for(Session, "after_flush")
+def _note_device_objects(session: Session, _flush: UOWTransaction) -> None:
+    for instance in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(instance, DeviceConfig | DeviceCredential):
+            session.info[DEVICES_CHANGED_KEY] = True
+            return
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_device_statements(execute: ORMExecuteState) -> None:
+    if execute.is_insert or execute.is_update or execute.is_delete:
+        table = getattr(execute.statement, "table", None)
+        if getattr(table, "name", None) in _DEVICE_TABLES:
+            execute.session.info[DEVICES_CHANGED_KEY] = True
 
 
 def build_device_cache(

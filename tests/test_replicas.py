@@ -1,0 +1,145 @@
+"""Two servers on one PostgreSQL database: the moment an MQTT announcement arrives, the
+other server already serves what it announces, even while listeners are being cut."""
+
+from __future__ import annotations
+
+import json
+import threading
+import typing as t
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import create_engine
+from sqlalchemy import text
+
+from conftest import random_mac
+from conftest import serving
+from iotsupport.settings import Settings
+
+DEVICES = 20
+VERSIONS_EACH = 51  # created at version 1, then 50 changes: 1,000 changes in all
+CUT_AFTER = 500
+
+
+class Checker:
+    """Subscribed to the devices' desired topics; fetches from the other server at once."""
+
+    def __init__(self, mqtt_url: str, macs: list[str], servers: list[str]) -> None:
+        self.servers = servers
+        self.fetch_from: dict[str, str] = {}  # the server that did not make the change
+        self.stale: list[tuple[str, int, int]] = []
+        self.checked = 0
+        self.reached: dict[str, threading.Condition] = {mac: threading.Condition() for mac in macs}
+        self.announced: dict[str, int] = dict.fromkeys(macs, 0)
+        self.http = httpx.Client(timeout=10)
+        parts = urlsplit(mqtt_url)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+        self.client.subscribe([(f"iotsupport/devices/{mac}/desired", 1) for mac in macs])
+        self.client.loop_start()
+        assert subscribed.wait(5)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if not message.payload:
+            return
+        mac = message.topic.split("/")[2]
+        announced = int(json.loads(message.payload)["config_version"])
+        server = self.fetch_from.get(mac, self.servers[1])
+        response = self.http.get(f"{server}/api/configs/{mac}.json")
+        served = int(response.json()["seq"]) if response.status_code == 200 else 0
+        if served < announced:
+            self.stale.append((mac, announced, served))
+        condition = self.reached[mac]
+        with condition:
+            self.checked += 1
+            self.announced[mac] = max(self.announced[mac], announced)
+            condition.notify_all()
+
+    def wait_for(self, mac: str, version: int) -> bool:
+        condition = self.reached[mac]
+        with condition:
+            return condition.wait_for(lambda: self.announced[mac] >= version, timeout=10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+        self.http.close()
+
+
+def cut_listeners(url: str) -> int:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        cut = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() "
+                "AND application_name = 'iotsupport device cache'"
+            )
+        ).scalar_one()
+    engine.dispose()
+    return int(cut)
+
+
+@pytest.mark.postgres
+def test_no_stale_answer_from_the_other_server_in_1000_announced_changes(
+    pg_settings: Settings, mqtt_url: str, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": pg_settings.database_url, "MQTT_URL": mqtt_url, "WORKERS": "2"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        serving(tmp_path / "a", **env) as (port_a, _),
+        serving(tmp_path / "b", **env) as (
+            port_b,
+            _,
+        ),
+    ):
+        servers = [f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"]
+        macs = [random_mac() for _ in range(DEVICES)]
+        checker = Checker(mqtt_url, macs, servers)
+        changes = 0
+        changes_lock = threading.Lock()
+        cut = threading.Event()
+
+        def drive(index: int, mac: str) -> None:
+            nonlocal changes
+            with httpx.Client(timeout=10) as http:
+                writer, reader = servers[index % 2], servers[1 - index % 2]
+                checker.fetch_from[mac] = reader
+                created = http.post(
+                    f"{writer}/api/configs", json={"mac_address": mac, "content": {"seq": 1}}
+                )
+                assert created.status_code == 201, created.text
+                assert checker.wait_for(mac, 1), f"no announcement of {mac} v1"
+                for seq in range(2, VERSIONS_EACH + 1):
+                    writer, reader = reader, writer  # alternate which server changes it
+                    checker.fetch_from[mac] = reader
+                    url = f"{writer}/api/configs/{created.json()['id']}"
+                    assert http.put(url, json={"content": {"seq": seq}}).status_code == 200
+                    assert checker.wait_for(mac, seq), f"no announcement of {mac} v{seq}"
+                    with changes_lock:
+                        changes += 1
+                        if changes == CUT_AFTER:
+                            assert cut_listeners(pg_settings.database_url) == 4
+                            cut.set()
+
+        try:
+            with ThreadPoolExecutor(max_workers=DEVICES) as pool:
+                for future in [pool.submit(drive, i, mac) for i, mac in enumerate(macs)]:
+                    future.result()
+        finally:
+            checker.close()
+        assert cut.is_set()
+        assert changes == DEVICES * (VERSIONS_EACH - 1) == 1000
+        assert checker.checked >= 1020  # every announcement (creates included) was checked
+        assert checker.stale == []
+        health = [httpx.get(f"{server}/api/health").json() for server in servers]
+        assert all(body["status"] == "healthy" for body in health)
