@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,12 +12,12 @@ from urllib.parse import urlsplit
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import random_mac
+from conftest import serving
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
-from conftest import random_mac
-from conftest import serving
 from iotsupport.settings import Settings
 
 DEVICES = 20
