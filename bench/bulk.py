@@ -224,7 +224,7 @@ def main() -> None:
                     f"{name:<8} median {statistics.median(values):6.2f} s  "
                     f"(min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)"
                 )
-            server.print_peak_memory()
+            server.print_memory("VmHWM", "peak RSS (VmHWM)")
         finally:
             server.stop()
             counter.close()

@@ -255,7 +255,7 @@ def main() -> None:
         # After the phases, so "changes since" holds what the overlap keeps of the
         # background load (configs/listing.py), as a browser's poll does.
         single_requests(base, args.rounds)
-        server.print_peak_memory()
+        server.print_memory("VmHWM", "peak RSS (VmHWM)")
     finally:
         server.stop()
 

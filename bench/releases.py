@@ -265,7 +265,7 @@ def main() -> None:
                 release_path = release_download_path(f"http://127.0.0.1:{args.port}", image)
                 measure("GET /api/models/{code}/releases/{v}/image", args.port, release_path, pids)
             finally:
-                peaks.update(server.peak_memory_mb())
+                peaks.update(server.memory_mb("VmHWM"))
                 server.stop()
         print_rows(rows, size)
         # Independent of how busy the machine is (PostgreSQL's own share is not counted).

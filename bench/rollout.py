@@ -225,7 +225,7 @@ def main() -> None:
             print(f"server CPU during the simulation: {server_cpu:.1f} s (all processes)")
         finally:
             sampler.stop()
-            peaks = server.peak_memory_mb()
+            peaks = server.memory_mb("VmHWM")
             server.stop()
             if broker is not None:
                 broker.terminate()

@@ -265,25 +265,39 @@ class Server:
         if not answers(f"http://127.0.0.1:{port}/api/health", seconds=20):
             self.stop()
             raise SystemExit(f"server did not come up; see {log}")
+        self.wait_for_device_cache()
+
+    def wait_for_device_cache(self, seconds: float = 30.0) -> None:
+        """Until health says twenty times in a row that fetches read memory (each answer
+        comes from some worker); code without the cache does not say it at all."""
+        deadline = time.monotonic() + seconds
+        in_a_row = 0
+        while in_a_row < 20 and time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health") as answer:
+                where = json.load(answer).get("device_cache")
+            if where is None:
+                return
+            in_a_row = in_a_row + 1 if where == "memory" else 0
+            time.sleep(0.05 if where == "memory" else 0.2)
 
     def worker_pids(self) -> list[int]:
         return child_pids(self.process.pid)
 
-    def peak_memory_mb(self) -> dict[int, float]:
-        peaks = {}
+    def memory_mb(self, field: str) -> dict[int, float]:
+        """VmHWM (the peak so far) or VmRSS (now) of the supervisor and each worker."""
+        found = {}
         for pid in [self.process.pid, *self.worker_pids()]:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks[pid] = int(line.split()[1]) / 1024
-        return peaks
+                if line.startswith(f"{field}:"):
+                    found[pid] = int(line.split()[1]) / 1024
+        return found
 
-    def print_peak_memory(self) -> None:
-        peaks = self.peak_memory_mb()
+    def print_memory(self, field: str, label: str) -> None:
         print(
-            "peak RSS (VmHWM) MB: "
+            f"{label} MB: "
             + ", ".join(
                 f"{'main' if pid == self.process.pid else 'worker'} {pid}: {mb:.0f}"
-                for pid, mb in peaks.items()
+                for pid, mb in self.memory_mb(field).items()
             )
         )
 
@@ -464,6 +478,11 @@ def main() -> None:
         metavar="REV",
         help="also run the device scenarios against this commit's code, same data, same run",
     )
+    parser.add_argument(
+        "--baseline-without-tokens",
+        action="store_true",
+        help="the baseline predates device credentials (e.g. eb4b8d1): its devices send none",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -517,10 +536,11 @@ def main() -> None:
                 print(f"-- baseline {args.baseline} (the code before the change), same data --")
                 before = Server(url, args.port, options, log, source=source_of(args.baseline))
                 try:
-                    # Its devices send no token: the code before credentials had none.
-                    baseline_rows = device_scenarios(
-                        args, files.device_without_token, connection_counts
+                    # Code from before credentials had no tokens: its devices send none.
+                    baseline_paths = (
+                        files.device_without_token if args.baseline_without_tokens else device
                     )
+                    baseline_rows = device_scenarios(args, baseline_paths, connection_counts)
                 finally:
                     before.stop()
                 print_table(baseline_rows)
@@ -528,6 +548,7 @@ def main() -> None:
             server = Server(url, args.port, options, log)
             try:
                 rows = device_scenarios(args, device, connection_counts)
+                server.print_memory("VmHWM", "peak RSS after the device scenarios")
                 rows.append(
                     run_wrk("GET /api/configs/{id}", args.port, by_id, 32, args.seconds, 200)
                 )
@@ -545,7 +566,7 @@ def main() -> None:
                 if args.baseline:
                     print_ratios(baseline_rows, rows)
                 print_checkins(url)
-                server.print_peak_memory()
+                server.print_memory("VmHWM", "peak RSS after the admin reads too")
             finally:
                 server.stop()
 

@@ -180,7 +180,7 @@ class DeviceGate:
     ) -> None:
         mac = normalize_mac(str((req.view_args or {}).get(arg, "")))
         known = req.if_none_match.as_set(include_weak=True)
-        document = self.cache.document(get_session(), mac, known)
+        document = self.cache.document(get_session, mac, known)
         context.device_document = document
         if self.mode == "off":
             if document is None:

@@ -86,15 +86,16 @@ class DeviceCache:
         self._loaded = threading.Event()
 
     def document(
-        self, session: Session, mac: str, known_etags: t.Collection[str]
+        self, session: t.Callable[[], Session], mac: str, known_etags: t.Collection[str]
     ) -> DeviceDocument | None:
-        """The device's document (without content when the client holds its ETag)."""
+        """The device's document (without content when the client holds its ETag);
+        `session` is called only when the database must be read."""
         if self.feed is not None and self.feed.current() and self._loaded.is_set():
             self.metrics.from_memory.inc()
             document = self._documents.get(mac)
             return document.for_client(known_etags) if document is not None else None
         self.metrics.from_database.inc()
-        return read_document(session, mac, known_etags)
+        return read_document(session(), mac, known_etags)
 
     @property
     def state(self) -> CacheState:
