@@ -27,6 +27,7 @@ from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
 from iotsupport.device_cache import build_device_cache
+from iotsupport.device_cache.fast_path import DeviceFetchFastPath
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
 from iotsupport.images import ImageProxy
@@ -94,6 +95,7 @@ def create_app(
     )
     accounts = build_accounts(settings, database, registry)
     device_cache = build_device_cache(settings, database, registry)
+    devices = DeviceGate(settings, database, publisher, accounts, registry, device_cache)
     app.extensions[EXTENSION_KEY] = AppState(
         settings,
         database,
@@ -101,7 +103,7 @@ def create_app(
         scrape_registry,
         checkins=checkins,
         image_proxy=ImageProxy(settings, registry),
-        devices=DeviceGate(settings, database, publisher, accounts, registry, device_cache),
+        devices=devices,
         accounts=accounts,
         rollouts=rollouts,
         assets=assets,
@@ -110,12 +112,17 @@ def create_app(
     )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
-    observability.init_app(app, observability.RequestMetrics(registry))
+    request_metrics = observability.RequestMetrics(registry)
+    observability.init_app(app, request_metrics)
     protections.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     auth.init_app(app, settings)
     register_blueprints(app)
+    # Innermost first: a device fetch from memory skips Flask, and is compressed as any.
+    app.wsgi_app = DeviceFetchFastPath(  # type: ignore[method-assign]
+        app.wsgi_app, devices, checkins, request_metrics
+    )
     app.wsgi_app = compression.Compression(app.wsgi_app)  # type: ignore[method-assign]
 
     from iotsupport.cli import register_commands

@@ -45,12 +45,33 @@ class RequestMetrics:
             registry=registry,
         )
 
+    def record(
+        self, method: str, path: str, route: str, status: int, elapsed: float, request_id: str
+    ) -> None:
+        """Count, time and log one answered request (the access log's one line)."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.duration.labels(method, route).observe(elapsed)
+        log.info(
+            "%s %r route=%s status=%d duration_ms=%.1f request_id=%s",
+            method,
+            path[:256],
+            route,
+            status,
+            elapsed * 1000,
+            request_id,
+        )
+
+
+def request_id(given: str | None) -> str:
+    """The client's X-Request-ID when it is a short, plain id; else a new one."""
+    if given and _SAFE_REQUEST_ID.fullmatch(given):
+        return given
+    # 128 random bits without uuid4's system call on every request (seeded per process).
+    return f"{random.getrandbits(128):032x}"
+
 
 def _incoming_request_id() -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    # Only a short, plain id is trusted into our logs; anything else is replaced.
-    # 128 random bits without uuid4's system call on every request (seeded per process).
-    return given if _SAFE_REQUEST_ID.fullmatch(given) else f"{random.getrandbits(128):032x}"
+    return request_id(request.headers.get(REQUEST_ID_HEADER))
 
 
 def init_app(app: Flask, metrics: RequestMetrics) -> None:
@@ -66,19 +87,10 @@ def init_app(app: Flask, metrics: RequestMetrics) -> None:
             return response
         elapsed = time.perf_counter() - started
         route = request.url_rule.rule if request.url_rule else "unmatched"
-        status = response.status_code
-        metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.duration.labels(request.method, route).observe(elapsed)
-        request_id = g.get("request_id") or _incoming_request_id()
-        response.headers[REQUEST_ID_HEADER] = request_id
-        log.info(
-            "%s %r route=%s status=%d duration_ms=%.1f request_id=%s",
-            request.method,
-            request.path[:256],
-            route,
-            status,
-            elapsed * 1000,
-            request_id,
+        answered_id = g.get("request_id") or _incoming_request_id()
+        response.headers[REQUEST_ID_HEADER] = answered_id
+        metrics.record(
+            request.method, request.path, route, response.status_code, elapsed, answered_id
         )
         return response
 

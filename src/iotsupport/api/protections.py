@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from flask import Flask
 from flask import Response
 from flask import current_app
@@ -37,18 +39,28 @@ def init_app(app: Flask) -> None:
     app.after_request(_protect)
 
 
+def head_within_limits(environ: t.Mapping[str, t.Any]) -> bool:
+    return _url_bytes(environ) <= MAX_URL_BYTES and _header_bytes(environ) <= MAX_HEADER_BYTES
+
+
+def _url_bytes(environ: t.Mapping[str, t.Any]) -> int:
+    return len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
+
+
+def _header_bytes(environ: t.Mapping[str, t.Any]) -> int:
+    return sum(len(key) + len(value) for key, value in environ.items() if key.startswith("HTTP_"))
+
+
 def _refuse_oversized_head() -> Response | None:
     environ = request.environ
-    url = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
-    if url > MAX_URL_BYTES:
+    if _url_bytes(environ) > MAX_URL_BYTES:
         return error_response(
             414,
             f"the URL is longer than {MAX_URL_BYTES} bytes",
             "uri_too_long",
             {"max_bytes": MAX_URL_BYTES},
         )
-    head = sum(len(key) + len(value) for key, value in environ.items() if key.startswith("HTTP_"))
-    if head > MAX_HEADER_BYTES:
+    if _header_bytes(environ) > MAX_HEADER_BYTES:
         return error_response(
             431,
             f"the request headers are larger than {MAX_HEADER_BYTES} bytes",

@@ -126,6 +126,21 @@ class CheckinRecorder:
         self._flush_lock = threading.Lock()
         self._writer = Periodic("checkin-flush", interval, self.flush)
 
+    def record_fetch(
+        self, config_id: int, version: int, environ: t.Mapping[str, t.Any], with_credential: bool
+    ) -> None:
+        """Note a device's config fetch from its request (the WSGI environ)."""
+        self.record(
+            config_id,
+            version,
+            peer=environ.get("REMOTE_ADDR"),
+            forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
+            user_agent=environ.get("HTTP_USER_AGENT"),
+            firmware_version=environ.get("HTTP_X_FIRMWARE_VERSION"),
+            with_credential=with_credential,
+            firmware_sha256=environ.get("HTTP_X_FIRMWARE_SHA256"),
+        )
+
     def record(
         self,
         config_id: int,

@@ -156,16 +156,8 @@ def delete_config(config_id: int) -> Response:
 def device_config(mac: str) -> Response:
     # The access hook has read the document (with the device's credential) already.
     document: DeviceDocument = g.device_document
-    environ = request.environ  # read directly: this runs on every device request
-    state().checkins.record(
-        document.config_id,
-        document.version,
-        peer=environ.get("REMOTE_ADDR"),
-        forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
-        user_agent=environ.get("HTTP_USER_AGENT"),
-        firmware_version=environ.get("HTTP_X_FIRMWARE_VERSION"),
-        with_credential="device" in g,
-        firmware_sha256=environ.get("HTTP_X_FIRMWARE_SHA256"),
+    state().checkins.record_fetch(
+        document.config_id, document.version, request.environ, with_credential="device" in g
     )
     if document.content is None or request.if_none_match.star_tag:
         response = Response(status=304)

@@ -18,6 +18,7 @@ admits roles it is checked as an admin's login.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 import typing as t
@@ -57,6 +58,7 @@ from iotsupport.db import commit
 from iotsupport.db import get_session
 from iotsupport.db.base import utcnow
 from iotsupport.device_cache import DeviceCache
+from iotsupport.device_cache import DeviceDocument
 from iotsupport.errors import DeviceUnauthorized
 from iotsupport.errors import NotFound
 from iotsupport.errors import TooManyRequests
@@ -86,6 +88,20 @@ _STATE_BY_HASH = _STATE.where(
     )
 )
 _STATE_BY_MAC = _STATE.where(_CONFIGS.mac_address == bindparam("mac"))
+
+
+# The config fetch's route, as metrics and the access log name it.
+FETCH_ROUTE = "/api/configs/<mac:mac>.json"
+
+
+class Admission(enum.Enum):
+    """What `DeviceGate.admit_fetch` decided, when no device proved itself."""
+
+    ANONYMOUS = "served without a credential"
+    UNKNOWN = "no such config (DEVICE_AUTH=off: 404)"
+    REFUSED = "no token where one is needed (401)"
+    WRONG_TOKEN = "a token that is not valid for this MAC (401, counted as a failure)"
+    DEFERRED = "valid, but its first use must be written: only the Flask route does that"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,20 +198,52 @@ class DeviceGate:
         known = req.if_none_match.as_set(include_weak=True)
         document = self.cache.document(get_session, mac, known)
         context.device_document = document
+        admission = self.admit_fetch(req.environ, mac, document, presented)
+        if isinstance(admission, AuthenticatedDevice):
+            context.device = admission
+        elif admission is Admission.UNKNOWN:
+            raise NotFound(f"no config for {mac}")
+        elif admission in (Admission.REFUSED, Admission.WRONG_TOKEN):
+            self._refuse(req, counted=admission is Admission.WRONG_TOKEN)
+
+    def admit_fetch(
+        self,
+        environ: dict[str, t.Any],
+        mac: str,
+        document: DeviceDocument | None,
+        presented: Presented,
+        *,
+        may_write: bool = True,
+    ) -> AuthenticatedDevice | Admission:
+        """May this device fetch be answered? The one decision of the config fetch, for
+        the Flask route and for the fast path (device_cache/fast_path.py), which passes
+        `may_write=False`: a first use that must retire a token is left to Flask.
+
+        Counts and records an admitted fetch; a refusal is left to the caller."""
         if self.mode == "off":
-            if document is None:
-                raise NotFound(f"no config for {mac}")
-            return
+            return Admission.UNKNOWN if document is None else Admission.ANONYMOUS
         if presented.kind == "token":
             state = document.credential if document is not None else None
             if presented.mac is not None and presented.mac != mac:
                 state = None  # another device's user name: refused after the same work
-            self._decide(req, context, state, presented)
-            return
+            hashed = token_hash(presented.token)
+            verdict = check(state, hashed, utcnow())
+            if not verdict.accepted or state is None:
+                return Admission.WRONG_TOKEN
+            writes = verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled)
+            if writes and not may_write:
+                return Admission.DEFERRED
+            self.uses.record(
+                state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+            )
+            self.metrics.count(FETCH_ROUTE, "valid")
+            if writes:
+                self._after_first_use(state, presented.token, verdict)
+            return AuthenticatedDevice(state.config_id, state.mac_address, hashed)
         if self.mode == "optional" and document is not None and document.credential is None:
-            self._count(req, "none")
-            return
-        self._refuse(req, counted=False)
+            self.metrics.count(FETCH_ROUTE, "none")
+            return Admission.ANONYMOUS
+        return Admission.REFUSED
 
     def _decide(
         self, req: Request, context: t.Any, state: CredentialState | None, presented: Presented

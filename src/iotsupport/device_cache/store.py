@@ -97,6 +97,13 @@ class DeviceCache:
         self.metrics.from_database.inc()
         return read_document(session(), mac, known_etags)
 
+    def peek(self, mac: str) -> tuple[bool, DeviceDocument | None]:
+        """(True, the document or None) when memory is current; (False, None) when the
+        database must be read. Counts nothing: the caller knows whether it answered."""
+        if self.feed is not None and self.feed.current() and self._loaded.is_set():
+            return True, self._documents.get(mac)
+        return False, None
+
     @property
     def state(self) -> CacheState:
         current = self.feed is not None and self.feed.current() and self._loaded.is_set()
