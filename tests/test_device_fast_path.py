@@ -54,7 +54,8 @@ def answer(
 
 
 def fetched_from_memory(app: Flask) -> float:
-    return state(app).devices.cache.metrics.from_memory._value.get()  # type: ignore[attr-defined]
+    value: float = state(app).devices.cache.metrics.from_memory._value.get()
+    return value
 
 
 CASES: list[tuple[str, str, dict[str, str]]] = [

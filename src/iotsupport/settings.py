@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     # PostgreSQL: how long a commit's MQTT announcements wait at most for every worker
     # to have applied it to its in-memory device documents (README "Scaling").
-    device_cache_settle_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    device_cache_settle_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     mqtt_url: str | None = None
     mqtt_username: str | None = None

@@ -19,6 +19,7 @@ import threading
 import time
 
 import psycopg
+from sqlalchemy import Connection
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -95,14 +96,19 @@ class NotificationFeed:
         failures = 0
         while not self._stopping.is_set():
             try:
-                with self._connect(LISTENER_NAME) as connection:
+                # Its own reading connection, outside the pool the requests share.
+                with (
+                    self._connect(LISTENER_NAME) as connection,
+                    self.database.engine.connect() as reader,
+                ):
                     connection.execute(f"LISTEN {CHANGES_CHANNEL}")
-                    self._load_all()
+                    with reader.begin():  # the rows stream through a server-side cursor
+                        self.cache.replace_all(dict(read_all(reader)))
                     self._listening.set()
                     if failures:
                         log.info("device cache: caught up; fetches read memory again")
                     failures = 0
-                    self._listen(connection)
+                    self._listen(connection, reader)
             except Exception as exc:  # noqa: BLE001 - any failure: read the database meanwhile
                 if self._stopping.is_set():
                     break
@@ -119,7 +125,7 @@ class NotificationFeed:
                 self._stopping.wait(wait)
         self._listening.clear()
 
-    def _listen(self, connection: psycopg.Connection) -> None:
+    def _listen(self, connection: psycopg.Connection, reader: Connection) -> None:
         while not self._stopping.is_set():
             batch = list(connection.notifies(timeout=1.0, stop_after=1))
             if not batch:
@@ -127,7 +133,7 @@ class NotificationFeed:
             batch.extend(connection.notifies(timeout=_BATCH_WINDOW_SECONDS))
             macs = {n.payload for n in batch if not n.payload.startswith(MARKER_PREFIX)}
             if macs:
-                with self.database.read_engine.connect() as reader:
+                with reader.begin():
                     found = read_some(reader, macs)
                 self.cache.apply(macs, found)
             for notification in batch:
@@ -135,11 +141,6 @@ class NotificationFeed:
                     connection.execute(
                         "SELECT pg_notify(%s, %s)", (ACKS_CHANNEL, notification.payload)
                     )
-
-    def _load_all(self) -> None:
-        # In a transaction: the rows stream through a server-side cursor.
-        with self.database.engine.connect() as reader, reader.begin():
-            self.cache.replace_all(dict(read_all(reader)))
 
     # --- the committing side ----------------------------------------------------------
 

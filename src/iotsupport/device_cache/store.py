@@ -70,7 +70,7 @@ class CacheMetrics:
             "iotsupport_device_cache_settle_seconds",
             "From a commit to every worker having applied it (PostgreSQL), measured "
             "before the commit's MQTT announcements.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=registry,
         )
 
