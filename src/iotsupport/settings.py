@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int | None = Field(default=None, ge=1)  # default: THREADS
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # PostgreSQL: where each worker LISTENs for device changes, when DATABASE_URL goes
+    # through a pooler in transaction mode (PgBouncer), which cannot carry LISTEN.
+    database_listen_url: str | None = None
     # PostgreSQL: how long a commit's MQTT announcements wait at most for every worker
     # to have applied it to its in-memory device documents (README "Scaling").
     device_cache_settle_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
@@ -112,10 +115,12 @@ class Settings(BaseSettings):
     rollout_device_timeout_seconds: float = Field(default=3600.0, gt=0)
     rollout_tick_seconds: float = Field(default=5.0, gt=0, le=300)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
-    def _normalise_database_url(cls, url: str) -> str:
+    def _normalise_database_url(cls, url: str | None) -> str | None:
         # Operators often paste the libpq form; SQLAlchemy needs the driver named.
+        if url is None:
+            return None
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]

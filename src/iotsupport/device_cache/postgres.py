@@ -50,7 +50,8 @@ class NotificationFeed:
         self.cache = cache
         self.database = database
         self.settle_timeout = settings.device_cache_settle_timeout_seconds
-        url = make_url(settings.database_url).set(drivername="postgresql")
+        listen_url = settings.database_listen_url or settings.database_url
+        url = make_url(listen_url).set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
         self._connect_timeout = max(1, round(settings.db_connect_timeout_seconds))
         self._stopping = threading.Event()
