@@ -41,6 +41,7 @@ from werkzeug.test import TestResponse
 from iotsupport import create_app
 from iotsupport import migrate
 from iotsupport.db.tables import Base
+from iotsupport.device_cache.postgres import LISTENER_NAME
 from iotsupport.notifications import MqttState
 from iotsupport.notifications import Payload
 from iotsupport.settings import Settings
@@ -213,6 +214,22 @@ def pg_settings(pg_database_url: str) -> Settings:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     engine.dispose()
     return make_settings(pg_database_url)
+
+
+def cut_cache_listeners(url: str) -> int:
+    """Terminate every worker's device cache listener on this database (as a network cut
+    or a database restart would); how many there were."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        cut = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": LISTENER_NAME},
+        ).scalar_one()
+    engine.dispose()
+    return int(cut)
 
 
 @pytest.fixture

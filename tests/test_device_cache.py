@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import RecordingPublisher
+from conftest import cut_cache_listeners
 from conftest import make_settings
 from conftest import wait_until
 from credentials_support import bearer
@@ -148,20 +149,6 @@ def pg_cached_app(pg_settings: t.Any) -> Iterator[Flask]:
     state(app).database.dispose()
 
 
-def terminate_listeners(url: str) -> int:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        cut = connection.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() "
-                "AND application_name = 'iotsupport device cache'"
-            )
-        ).scalar_one()
-    engine.dispose()
-    return int(cut)
-
-
 @pytest.mark.postgres
 def test_postgres_commits_are_applied_before_the_request_answers(
     pg_cached_app: Flask, pg_settings: t.Any
@@ -192,7 +179,7 @@ def test_postgres_a_cut_listener_reads_the_database_then_catches_up(
     client = pg_cached_app.test_client()
     create_device(client, MAC, {"v": 1})
     cache = state(pg_cached_app).devices.cache
-    assert terminate_listeners(pg_settings.database_url) == 1
+    assert cut_cache_listeners(pg_settings.database_url) == 1
     assert wait_until(lambda: cache.state == "database", 5)
     # Changed while nobody listens: the fetch reads the database, so it is never stale.
     write_outside_the_api(pg_settings.database_url, MAC, '{"v": "while away"}')

@@ -12,11 +12,10 @@ from urllib.parse import urlsplit
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import cut_cache_listeners
 from conftest import random_mac
 from conftest import serving
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import create_engine
-from sqlalchemy import text
 
 from iotsupport.settings import Settings
 
@@ -73,20 +72,6 @@ class Checker:
         self.http.close()
 
 
-def cut_listeners(url: str) -> int:
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        cut = connection.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() "
-                "AND application_name = 'iotsupport device cache'"
-            )
-        ).scalar_one()
-    engine.dispose()
-    return int(cut)
-
-
 @pytest.mark.postgres
 def test_no_stale_answer_from_the_other_server_in_1000_announced_changes(
     pg_settings: Settings, mqtt_url: str, tmp_path: Path
@@ -127,7 +112,7 @@ def test_no_stale_answer_from_the_other_server_in_1000_announced_changes(
                     with changes_lock:
                         changes += 1
                         if changes == CUT_AFTER:
-                            assert cut_listeners(pg_settings.database_url) == 4
+                            assert cut_cache_listeners(pg_settings.database_url) == 4
                             cut.set()
 
         try:
