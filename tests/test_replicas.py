@@ -127,3 +127,25 @@ def test_no_stale_answer_from_the_other_server_in_1000_announced_changes(
         assert checker.stale == []
         health = [httpx.get(f"{server}/api/health").json() for server in servers]
         assert all(body["status"] == "healthy" for body in health)
+        assert_revocation_is_immediate(servers, macs[0])
+
+
+def assert_revocation_is_immediate(servers: list[str], mac: str) -> None:
+    """Issued on one server, revoked on the other: refused by both the moment the revoke
+    has answered (20 times, so that each worker of both servers is asked)."""
+    with httpx.Client(timeout=10) as http:
+        config_id = next(
+            config["id"]
+            for config in http.get(f"{servers[0]}/api/configs").json()["configs"]
+            if config["mac_address"] == mac
+        )
+        for _ in range(5):
+            issued = http.post(f"{servers[0]}/api/configs/{config_id}/credential")
+            token = issued.json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            url = f"/api/configs/{mac}.json"
+            assert http.get(servers[1] + url, headers=headers).status_code == 200
+            revoked = http.delete(f"{servers[1]}/api/configs/{config_id}/credential")
+            assert revoked.status_code == 204
+            for server in servers * 2:
+                assert http.get(server + url, headers=headers).status_code == 401
