@@ -33,6 +33,7 @@ from flask.testing import FlaskCliRunner
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import make_url
 from sqlalchemy import text
@@ -201,13 +202,32 @@ def pg_database_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def pg_settings(pg_database_url: str) -> Settings:
-    engine = create_engine(pg_database_url)
-    with engine.begin() as connection:
-        tables = ", ".join(Base.metadata.tables)
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+@pytest.fixture(scope="session")
+def pg_cleaner(pg_database_url: str) -> Iterator[Engine]:
+    """The connection that empties the test database before each PostgreSQL test."""
+    engine = create_engine(pg_database_url, pool_size=1, pool_pre_ping=True)
+    yield engine
     engine.dispose()
+
+
+def empty_database(engine: Engine) -> None:
+    """Every table emptied and every sequence restarted, as TRUNCATE ... RESTART IDENTITY
+    would, but row by row: a TRUNCATE of all tables costs a quarter of a second, this a few
+    milliseconds (the tables of a test are small)."""
+    with engine.begin() as connection:
+        sequences = connection.execute(
+            text("SELECT schemaname, sequencename FROM pg_sequences")
+        ).all()
+        statements = [
+            f'DELETE FROM "{table.name}"' for table in reversed(Base.metadata.sorted_tables)
+        ]
+        statements += [f'ALTER SEQUENCE "{schema}"."{name}" RESTART' for schema, name in sequences]
+        connection.exec_driver_sql("; ".join(statements))
+
+
+@pytest.fixture
+def pg_settings(pg_database_url: str, pg_cleaner: Engine) -> Settings:
+    empty_database(pg_cleaner)
     return make_settings(pg_database_url)
 
 
