@@ -277,6 +277,17 @@ def test_filter_and_sort_two_thousand_devices(page: Page, app: Flask) -> None:
     page.get_by_role("button", name="Show 150 more (1,850 not shown)").click()
     expect(rows).to_have_count(300)
     screenshot(page, "devices", full_page=False)
+    # Scrolling to just above the button shows one more page by itself; the button moves on.
+    more = page.locator("#more")
+    more.evaluate("(more) => scrollBy(0, more.getBoundingClientRect().top - innerHeight - 300)")
+    expect(rows).to_have_count(450)
+    expect(more).to_have_text("Show 150 more (1,550 not shown)")
+    # On screen it stays put until pressed (after two frames the observer has answered).
+    more.scroll_into_view_if_needed()
+    page.evaluate(
+        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    )
+    expect(rows).to_have_count(450)
 
     rows.nth(2).locator("td").nth(1).click()  # a click anywhere on a row opens the device
     expect(page.locator("#mac")).to_have_text("24:0a:c4:00:00:03")

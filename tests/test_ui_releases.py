@@ -15,7 +15,8 @@ from ui_support import NewPage
 from ui_support import screenshot
 from ui_support import toast
 
-WATCH_MS = 15_000  # the page refreshes every 3 s
+REFRESH_MS = 3000  # how often the rollout page refreshes itself (rollout.js)
+WATCH_MS = 15_000
 
 
 def image_file(name: str, data: bytes) -> FilePayload:
@@ -34,6 +35,8 @@ def test_the_pages_run_only_our_own_scripts(client: FlaskClient, path: str) -> N
 def test_upload_start_watch_pause_and_resume(app: Flask, new_page: NewPage, base_url: str) -> None:
     fleet = Fleet(app, 10, versions=("1.0.0",))
     page: Page = new_page(base_url)
+    # The browser's clock is ours: the test moves it on to the next refresh, not waits for it.
+    page.clock.install()
     page.goto("/models/thermo")
     page.get_by_role("link", name="Firmware and rollouts").click()
     expect(page).to_have_url(f"{base_url}/models/thermo/releases")
@@ -62,12 +65,14 @@ def test_upload_start_watch_pause_and_resume(app: Flask, new_page: NewPage, base
     for device in fleet.stage_devices(rollout, 1):
         fleet.update(device)
     fleet.settle()
+    page.clock.fast_forward(REFRESH_MS)
     expect(stages.nth(0)).to_contain_text("1/1 updated", timeout=WATCH_MS)
     expect(stages.nth(1)).to_contain_text("running", timeout=WATCH_MS)
     second = fleet.stage_devices(fleet.rollout(1), 2)
     fleet.download(second[0])
     fleet.update(second[1])
     fleet.settle()
+    page.clock.fast_forward(REFRESH_MS)
     expect(stages.nth(1)).to_contain_text("1/4 updated, 1 downloading", timeout=WATCH_MS)
     stages.nth(1).locator("summary").click()
     expect(stages.nth(1).locator("tbody tr")).to_have_count(4)
@@ -84,6 +89,7 @@ def test_upload_start_watch_pause_and_resume(app: Flask, new_page: NewPage, base
     assert fleet.rollout(1)["current_stage"] == 2  # paused: stage 3 waits
     page.get_by_role("button", name="Resume").click()
     expect(page.locator("#state")).to_have_text("Running")
+    page.clock.fast_forward(REFRESH_MS)
     expect(stages.nth(2)).to_contain_text("running", timeout=WATCH_MS)
     expect(stages.nth(1).locator("tbody tr")).to_have_count(4)  # still open after refreshes
 

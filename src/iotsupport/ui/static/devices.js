@@ -621,12 +621,16 @@ dom.filter.addEventListener("keydown", (event) => {
   }
 });
 dom.more.addEventListener("click", () => showMore());
-// Scrolling near the end of the table shows the next page by itself. Where the button is
-// now decides (an entry can be stale: a click on the button may have moved it meanwhile).
+// Scrolling near the end of the table shows the next page by itself, while the button is
+// still below the screen. A button on screen stays put until it is pressed: a page shown
+// then would pull it from under the pointer, and the click (or a keyboard user's focus)
+// would add a second page or land on a row. Where the button is now decides, not the
+// entry (a click may have moved the button since the entry was taken).
 const NEAR_PX = 600;
 new IntersectionObserver(() => {
-  if (!dom.more.hidden && dom.more.getBoundingClientRect().top < window.innerHeight + NEAR_PX) showMore();
-}, { rootMargin: `${NEAR_PX}px` }).observe(dom.more);
+  const { top } = dom.more.getBoundingClientRect();
+  if (!dom.more.hidden && top >= window.innerHeight && top < window.innerHeight + NEAR_PX) showMore();
+}, { rootMargin: `0px 0px ${NEAR_PX}px 0px` }).observe(dom.more);
 
 startPage();
 const deleted = takeDeleted();
