@@ -25,7 +25,9 @@ run: $(VENV)/.runtime
 
 ## test: lint, type-check and run the test suite
 test: $(VENV)/.dev lint test-npm
-	$(BIN)/pytest -n auto  # one worker per core (pytest-xdist)
+	# One worker per core (pytest-xdist). Bytecode is cached even where the environment
+	# says not to: every worker and every server a test starts would compile it again.
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -n auto
 
 # What the tests take from npm, each folder with its own lock: the OpenID provider the
 # login tests start (tests/oidc) and axe-core, the accessibility checker the UI tests
