@@ -23,6 +23,8 @@ from ipaddress import ip_address
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Histogram
+from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -226,7 +228,9 @@ class CheckinRecorder:
             if inserts:
                 session.execute(insert(DeviceCheckin), inserts)
             if updates:
-                session.execute(update(DeviceCheckin), updates)
+                # A Core executemany: the ORM's bulk update by key cost ten times the CPU,
+                # held the GIL meanwhile and stretched the device fetches' tail.
+                session.connection().execute(_UPDATE, [_by_key(values) for values in updates])
             return _delays(session, delivered)
 
     def _row(self, config_id: int, fetch: PendingFetch) -> dict[str, t.Any]:
@@ -251,6 +255,28 @@ class CheckinRecorder:
                 elif newer.version == fetch.version:  # keep when this version was first seen
                     first = min(newer.first_fetched_at, fetch.first_fetched_at)
                     self._pending[config_id] = replace(newer, first_fetched_at=first)
+
+
+_CHECKIN_TABLE = t.cast(Table, DeviceCheckin.__table__)
+_CHECKINS = _CHECKIN_TABLE.c
+_UPDATED_COLUMNS = (
+    "fetched_at",
+    "fetched_version",
+    "client_address",
+    "user_agent",
+    "firmware_version",
+    "firmware_sha256",
+    "with_credential",
+)
+_UPDATE = (
+    update(_CHECKIN_TABLE)
+    .where(_CHECKINS.config_id == bindparam("key"))
+    .values({name: bindparam(name) for name in _UPDATED_COLUMNS})
+)
+
+
+def _by_key(values: dict[str, t.Any]) -> dict[str, t.Any]:
+    return {"key": values["config_id"], **{name: values[name] for name in _UPDATED_COLUMNS}}
 
 
 def _sha256_header(value: str | None) -> str | None:
