@@ -150,6 +150,10 @@ def main() -> None:
                         reader,
                         TOKENS[row.mac_address],
                     )
+                    with announcements.condition:  # a retained one of an earlier run
+                        announcements.arrived.pop(
+                            (row.mac_address, versions[row.mac_address] + 1), None
+                        )
                     started = time.perf_counter()
                     response = http.put(
                         f"{writer}/api/configs/{row.id}",
