@@ -95,7 +95,7 @@ def create_app(
     )
     accounts = build_accounts(settings, database, registry)
     device_cache = build_device_cache(settings, database, registry)
-    devices = DeviceGate(settings, database, publisher, accounts, registry, device_cache)
+    devices = DeviceGate(settings, database, accounts, registry, device_cache)
     app.extensions[EXTENSION_KEY] = AppState(
         settings,
         database,

@@ -62,7 +62,6 @@ from iotsupport.device_cache import DeviceDocument
 from iotsupport.errors import DeviceUnauthorized
 from iotsupport.errors import NotFound
 from iotsupport.errors import TooManyRequests
-from iotsupport.notifications import Publisher
 from iotsupport.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,7 +138,6 @@ class DeviceGate:
         self,
         settings: Settings,
         database: Database,
-        publisher: Publisher,
         accounts: BrokerAccounts,
         registry: CollectorRegistry,
         cache: DeviceCache,
@@ -148,7 +146,6 @@ class DeviceGate:
         self.mode = settings.device_auth
         self.grace = timedelta(hours=settings.device_token_grace_hours)
         self.database = database
-        self.publisher = publisher
         self.accounts = accounts
         self.trusted = settings.trusted_networks
         self.limiter = FailureLimiter(
