@@ -12,7 +12,6 @@ cache is not current.
 
 from __future__ import annotations
 
-import re
 import time
 import typing as t
 from collections.abc import Iterable
@@ -23,12 +22,13 @@ from iotsupport.api.protections import DEFAULT_CSP
 from iotsupport.api.protections import SECURITY_HEADERS
 from iotsupport.api.protections import head_within_limits
 from iotsupport.configs.checkins import CheckinRecorder
-from iotsupport.configs.content import MAC_PATTERN
+from iotsupport.configs.content import normalize_mac
 from iotsupport.credentials.device_auth import FETCH_ROUTE
 from iotsupport.credentials.device_auth import Admission
 from iotsupport.credentials.device_auth import AuthenticatedDevice
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.credentials.headers import presented_credential
+from iotsupport.errors import InvalidInput
 from iotsupport.observability import REQUEST_ID_HEADER
 from iotsupport.observability import RequestMetrics
 from iotsupport.observability import request_id
@@ -40,7 +40,6 @@ if t.TYPE_CHECKING:
 
 _PREFIX = "/api/configs/"
 _SUFFIX = ".json"
-_MAC = re.compile(MAC_PATTERN)
 _COMMON_HEADERS = [
     ("Cache-Control", "no-cache"),
     *SECURITY_HEADERS.items(),
@@ -73,9 +72,12 @@ class DeviceFetchFastPath:
             and path.endswith(_SUFFIX)
             and head_within_limits(environ)
         ):
-            raw_mac = path[len(_PREFIX) : -len(_SUFFIX)]
-            if _MAC.fullmatch(raw_mac):
-                answered = self._answer(environ, start_response, method, path, raw_mac, started)
+            try:
+                mac = normalize_mac(path[len(_PREFIX) : -len(_SUFFIX)])
+            except InvalidInput:
+                mac = None  # Flask answers the 400
+            if mac is not None:
+                answered = self._answer(environ, start_response, method, path, mac, started)
                 if answered is not None:
                     return answered
         return self.app(environ, start_response)
@@ -86,10 +88,9 @@ class DeviceFetchFastPath:
         start_response: StartResponse,
         method: str,
         path: str,
-        raw_mac: str,
+        mac: str,
         started: float,
     ) -> list[bytes] | None:
-        mac = raw_mac.lower().replace("-", ":")
         current, document = self.cache.peek(mac)
         if not current or document is None or document.content is None:
             return None

@@ -13,7 +13,6 @@ import sqlite3
 import threading
 
 from sqlalchemy import Connection
-from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -26,8 +25,7 @@ from iotsupport.device_cache.tables import DeviceChange
 log = logging.getLogger(__name__)
 
 _CHANGES = DeviceChange.__table__.c
-_NEWEST = select(func.max(_CHANGES.seq))
-_NEWEST_SQL = f"SELECT max(seq) FROM {DeviceChange.__tablename__}"
+_NEWEST = f"SELECT max(seq) FROM {DeviceChange.__tablename__}"
 _SINCE = select(_CHANGES.seq, _CHANGES.mac_address).order_by(_CHANGES.seq)
 
 
@@ -62,9 +60,7 @@ class JournalFeed:
                     self._connection = self.database.read_engine.connect()
                     self._driver = self._connection.connection.driver_connection
                     self._load_all(self._connection)
-                # On the driver's own connection: a fraction of SQLAlchemy's cost per call.
-                assert self._driver is not None
-                newest = self._driver.execute(_NEWEST_SQL).fetchone()[0] or 0
+                newest = self._newest()
                 if newest != self._applied:
                     self._catch_up(self._connection, newest)
                 self._failing = False
@@ -93,8 +89,15 @@ class JournalFeed:
         self.cache.apply(macs, read_some(connection, macs))
         self._applied = rows[-1].seq
 
+    def _newest(self) -> int:
+        """The journal's newest seq, on the driver's own connection: a fraction of
+        SQLAlchemy's cost, on every fetch."""
+        assert self._driver is not None
+        row = self._driver.execute(_NEWEST).fetchone()
+        return (row[0] if row is not None else None) or 0
+
     def _load_all(self, connection: Connection) -> None:
         # The newest seq first: whatever commits during the load is applied again after.
-        newest = connection.execute(_NEWEST).scalar() or 0
+        newest = self._newest()
         self.cache.replace_all(dict(read_all(connection)))
         self._applied = newest

@@ -91,27 +91,27 @@ class DeviceCache:
     ) -> DeviceDocument | None:
         """The device's document (without content when the client holds its ETag);
         `session` is called only when the database must be read."""
-        if self.feed is not None and self.feed.current() and self._loaded.is_set():
-            self.metrics.from_memory.inc()
-            document = self._documents.get(mac)
-            return document.for_client(known_etags) if document is not None else None
-        self.metrics.from_database.inc()
-        return read_document(session(), mac, known_etags)
+        current, document = self.peek(mac)
+        if not current:
+            self.metrics.from_database.inc()
+            return read_document(session(), mac, known_etags)
+        self.metrics.from_memory.inc()
+        return document.for_client(known_etags) if document is not None else None
 
     def peek(self, mac: str) -> tuple[bool, DeviceDocument | None]:
         """(True, the document or None) when memory is current; (False, None) when the
         database must be read. Counts nothing: the caller knows whether it answered."""
-        if self.feed is not None and self.feed.current() and self._loaded.is_set():
+        if self._current():
             return True, self._documents.get(mac)
         return False, None
 
     @property
     def state(self) -> CacheState:
-        current = self.feed is not None and self.feed.current() and self._loaded.is_set()
-        return "memory" if current else "database"
+        return "memory" if self._current() else "database"
 
-    def __len__(self) -> int:
-        return len(self._documents)
+    def _current(self) -> bool:
+        # The feed first: SQLite's catches up (and loads) before it says yes.
+        return self.feed is not None and self.feed.current() and self._loaded.is_set()
 
     # --- the feed's side ----------------------------------------------------------
 
