@@ -75,11 +75,10 @@ class DeviceFetchFastPath:
             try:
                 mac = normalize_mac(path[len(_PREFIX) : -len(_SUFFIX)])
             except InvalidInput:
-                mac = None  # Flask answers the 400
-            if mac is not None:
-                answered = self._answer(environ, start_response, method, path, mac, started)
-                if answered is not None:
-                    return answered
+                return self.app(environ, start_response)  # Flask answers the 400
+            answered = self._answer(environ, start_response, method, path, mac, started)
+            if answered is not None:
+                return answered
         return self.app(environ, start_response)
 
     def _answer(

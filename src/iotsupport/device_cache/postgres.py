@@ -72,6 +72,7 @@ class NotificationFeed:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._listening.clear()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None

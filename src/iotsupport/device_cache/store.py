@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import threading
 import typing as t
 from collections.abc import Iterable
 
@@ -84,7 +83,6 @@ class DeviceCache:
         self.metrics = metrics
         self.feed: Feed | None = None
         self._documents: dict[str, DeviceDocument] = {}
-        self._loaded = threading.Event()
 
     def document(
         self, session: t.Callable[[], Session], mac: str, known_etags: t.Collection[str]
@@ -110,8 +108,8 @@ class DeviceCache:
         return "memory" if self._current() else "database"
 
     def _current(self) -> bool:
-        # The feed first: SQLite's catches up (and loads) before it says yes.
-        return self.feed is not None and self.feed.current() and self._loaded.is_set()
+        # Each feed says yes only once it has loaded everything (SQLite's catches up first).
+        return self.feed is not None and self.feed.current()
 
     # --- the feed's side ----------------------------------------------------------
 
@@ -122,7 +120,6 @@ class DeviceCache:
         # of its reach. They hold no cycles; when replaced, reference counting frees them.
         gc.freeze()
         self.metrics.reloads.labels("full").inc()
-        self._loaded.set()
         self.metrics.current.set(1)
 
     def apply(self, macs: Iterable[str], found: dict[str, DeviceDocument]) -> None:
@@ -138,8 +135,7 @@ class DeviceCache:
         self.metrics.reloads.labels("changed").inc(count)
 
     def lost(self) -> None:
-        """The change feed is away: fetches read the database until the next full load."""
-        self._loaded.clear()
+        """The feed is away (it says so through `current()` until its next full load)."""
         self.metrics.current.set(0)
 
     # --- lifecycle ------------------------------------------------------------------
