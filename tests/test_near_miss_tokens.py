@@ -88,10 +88,12 @@ class Work:
 
         monkeypatch.setattr(hmac, "compare_digest", counting)
 
-    def of(self, request: t.Callable[[], TestResponse]) -> tuple[TestResponse, tuple[t.Any, ...]]:
+    def of(
+        self, route: Route, client: FlaskClient, headers: dict[str, str]
+    ) -> tuple[TestResponse, tuple[t.Any, ...]]:
         self.statements.clear()
         self.compared = 0
-        response = request()
+        response = route(client, headers)
         return response, (tuple(self.statements), self.compared)
 
     def _statement(self, _c: t.Any, _cur: t.Any, sql: str, *_: t.Any) -> None:
@@ -115,7 +117,7 @@ def test_near_miss_tokens_are_refused_alike_everywhere(
     device = fleet.devices[0]
     client = app.test_client()
     work = Work(app, monkeypatch)
-    schemes = {
+    schemes: dict[str, t.Callable[[str], dict[str, str]]] = {
         "Bearer": bearer,
         "Basic": lambda token: basic(device.mac, token),
         "Basic, MAC in capitals": lambda token: basic(device.mac.upper(), token),
@@ -125,11 +127,11 @@ def test_near_miss_tokens_are_refused_alike_everywhere(
             assert served.status_code == 200, route_name
         for scheme, header in schemes.items():
             # What a token that shares nothing with the device's costs and answers.
-            stranger, expected = work.of(lambda: route(client, header(new_token())))
+            stranger, expected = work.of(route, client, header(new_token()))
             refused_alike(stranger)
             for miss, token in near_misses(device.token).items():
                 where = (route_name, scheme, miss)
-                response, spent = work.of(lambda: route(client, header(token)))
+                response, spent = work.of(route, client, header(token))
                 refused_alike(response)
                 assert response.data == stranger.data, where
                 assert spent == expected, where  # same statements, same comparisons
