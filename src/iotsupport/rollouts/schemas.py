@@ -125,3 +125,8 @@ class FirmwareTargetSchema(BaseModel):
     size: int = Field(description="Bytes to download.")
     sha256: str = Field(description="SHA-256 of the file, hex: check the download against it.")
     url: str = Field(description="Where to download it (with this device's token).")
+    signed_url: str = Field(
+        description="The same file for this device alone, without a token (an OTA client "
+        "that cannot send one; HTTP caches), until signed_url_expires_at."
+    )
+    signed_url_expires_at: Timestamp
