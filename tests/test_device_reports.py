@@ -4,12 +4,24 @@ report corrects an ended rollout, and the writers of two workers never deadlock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+from conftest import answers
+from conftest import console_script
+from conftest import free_port
 from conftest import make_settings
+from conftest import script_environment
+from conftest import wait_until
 from flask import Flask
 from prometheus_client import CollectorRegistry
 from rollout_support import Device
@@ -154,3 +166,59 @@ def test_two_workers_writing_overlapping_reports_never_deadlock(
             )
         ).all()
     assert used == ["10.0.0.9"] * len(devices)
+
+
+# --- a kill -9 right after the answer ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def served(folder: Path, database_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`iotsupport serve` (one worker) in its own process group; batched reports would wait
+    a minute, and the rollout ticker five."""
+    port = free_port()
+    env = script_environment(
+        PORT=str(port),
+        DATABASE_URL=database_url,
+        WORKERS="1",
+        CHECKIN_FLUSH_SECONDS="60",
+        ROLLOUT_TICK_SECONDS="300",
+    )
+    with (folder / "serve.log").open("a") as log:
+        server = subprocess.Popen(
+            [console_script(), "serve"],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: answers(f"{url}/api/health/live"), timeout=30)
+        yield url, server
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+
+
+def test_a_version_change_survives_a_kill_9_right_after_its_answer(
+    app: Flask, database_url: str, tmp_path: Path
+) -> None:
+    fleet = Fleet(app, 1)
+    (device,) = fleet.devices
+    rollout = fleet.start(["100%"])
+    fleet.download(device)
+    fleet.settle()
+    assert fleet.states(rollout["id"])[device.mac] == "downloading"
+    with served(tmp_path, database_url) as (url, server):
+        headers = {**device.auth, "X-Firmware-Version": "2.0.0"}
+        answered = httpx.get(f"{url}/api/configs/{device.mac}.json", headers=headers)
+        assert answered.status_code == 200
+        os.killpg(server.pid, signal.SIGKILL)  # the worker and its pending reports die
+        server.wait(30)
+    with served(tmp_path, database_url) as (url, _server):
+        body = httpx.get(f"{url}/api/rollouts/{rollout['id']}").json()
+    states = {d["mac_address"]: d["state"] for s in body["stages"] for d in s["devices"]}
+    assert states[device.mac] == "updated"
+    assert body["counts"]["updated"] == 1
