@@ -74,7 +74,10 @@ class DeviceProgressSchema(BaseModel):
         "sha256_mismatch (the version with another SHA-256), timeout."
     )
     from_version: str | None = Field(description="What it reported when the rollout began.")
-    reported_version: str | None = Field(description="What its last fetch reported.")
+    reported_version: str | None = Field(
+        description="What its last report that this rollout takes said: proved by the "
+        "device's credential, or any report with unverified_reports."
+    )
     reported_sha256: str | None
     reported_at: Timestamp | None
     unknown_firmware: bool = Field(
