@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import DeviceAppFactory
 from conftest import answers
 from conftest import console_script
 from conftest import free_port
-from conftest import make_settings
 from conftest import script_environment
 from conftest import wait_until
 from flask import Flask
@@ -28,11 +28,9 @@ from rollout_support import Device
 from rollout_support import Fleet
 from sqlalchemy import select
 
-from iotsupport import create_app
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.device_reports import DeviceReportIntake
 from iotsupport.extensions import state
-from iotsupport.settings import Settings
 
 
 def anonymous_device(fleet: Fleet, index: int) -> Device:
@@ -99,12 +97,9 @@ def test_a_rollout_that_takes_unverified_reports_moves_on_them(app: Flask) -> No
 
 
 def test_a_device_failed_by_timeout_that_then_reports_the_release_counts_as_updated(
-    settings: Settings,
+    device_app: DeviceAppFactory,
 ) -> None:
-    app = create_app(
-        make_settings(settings.database_url, rollout_device_timeout_seconds=1),
-        registry=CollectorRegistry(),
-    )
+    app = device_app(rollout_device_timeout_seconds=1)
     fleet = Fleet(app, 2)
     rollout = fleet.start(["100%"])
     on_time, late = fleet.devices
@@ -119,7 +114,6 @@ def test_a_device_failed_by_timeout_that_then_reports_the_release_counts_as_upda
     assert fleet.states(rollout["id"])[late.mac] == "updated"
     listing = fleet.client.get(f"/api/models/{fleet.code}/rollouts").get_json()
     assert listing["rollouts"][0]["counts"]["updated"] == 2
-    state(app).database.dispose()
 
 
 # --- two workers' writers on PostgreSQL -----------------------------------------------------------
