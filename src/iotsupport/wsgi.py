@@ -23,19 +23,15 @@ def create_server_app() -> Flask:
     publisher = state(app).publisher
     publisher.start()
     atexit.register(publisher.stop)
-    checkins = state(app).checkins
-    checkins.start()
+    reports = state(app).reports  # check-ins, firmware versions, credential uses
+    reports.start()
     # A worker process ends through multiprocessing, which skips atexit handlers
-    # but runs its own finalizers; either way the last fetches get written.
-    atexit.register(checkins.stop)
-    util.Finalize(checkins, checkins.stop, exitpriority=10)
+    # but runs its own finalizers; either way the last reports get written.
+    atexit.register(reports.stop)
+    util.Finalize(reports, reports.stop, exitpriority=10)
     device_cache = state(app).devices.cache  # device fetches from memory once loaded
     device_cache.start()
     atexit.register(device_cache.stop)
-    uses = state(app).devices.uses  # when and from where each credential was last used
-    uses.start()
-    atexit.register(uses.stop)
-    util.Finalize(uses, uses.stop, exitpriority=10)
     rollouts = state(app).rollouts  # advances active rollouts from the devices' reports
     rollouts.start()
     atexit.register(rollouts.stop)

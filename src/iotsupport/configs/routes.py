@@ -156,8 +156,8 @@ def delete_config(config_id: int) -> Response:
 def device_config(mac: str) -> Response:
     # The access hook has read the document (with the device's credential) already.
     document: DeviceDocument = g.device_document
-    state().checkins.record_fetch(
-        document.config_id, document.version, request.environ, with_credential="device" in g
+    state().reports.fetched(
+        document.config_id, document.version, request.environ, verified="device" in g
     )
     if document.content is None or request.if_none_match.star_tag:
         response = Response(status=304)

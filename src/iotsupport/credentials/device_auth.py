@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from iotsupport.auth.access import DeviceAccess
 from iotsupport.configs.checkins import client_address
 from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.reports import DeviceReports
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.headers import Presented
@@ -53,7 +54,6 @@ from iotsupport.credentials.tokens import CredentialState
 from iotsupport.credentials.tokens import Verdict
 from iotsupport.credentials.tokens import check
 from iotsupport.credentials.tokens import token_hash
-from iotsupport.credentials.usage import CredentialUseRecorder
 from iotsupport.db import READ_ONLY_METHODS
 from iotsupport.db import Database
 from iotsupport.db import commit
@@ -129,8 +129,10 @@ class DeviceGate:
         accounts: BrokerAccounts,
         registry: CollectorRegistry,
         cache: DeviceCache,
+        reports: DeviceReports,
     ) -> None:
         self.cache = cache  # every device's document, in memory
+        self.reports = reports  # credential uses go to the one intake of device reports
         self.mode = settings.device_auth
         self.grace = timedelta(hours=settings.device_token_grace_hours)
         self.database = database
@@ -138,11 +140,6 @@ class DeviceGate:
         self.trusted = settings.trusted_networks
         self.limiter = FailureLimiter(
             settings.device_auth_max_failures, settings.device_auth_failure_window_seconds
-        )
-        self.uses = CredentialUseRecorder(
-            database.session,
-            interval=settings.checkin_flush_seconds,
-            trusted_proxies=settings.trusted_networks,
         )
         self.metrics = DeviceMetrics(registry)
         self.signer = UrlSigner(database)
@@ -237,9 +234,7 @@ class DeviceGate:
             writes = verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled)
             if writes and not may_write:
                 return Admission.DEFERRED
-            self.uses.record(
-                state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
-            )
+            self.reports.credential_used(state.config_id, environ)
             self.metrics.count(FETCH_ROUTE, "valid")
             if writes:
                 self._after_first_use(state, presented.token, verdict)
@@ -258,10 +253,7 @@ class DeviceGate:
             self._refuse(req, counted=True)
             return
         context.device = AuthenticatedDevice(state.config_id, state.mac_address, hashed)
-        environ = req.environ
-        self.uses.record(
-            state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
-        )
+        self.reports.credential_used(state.config_id, req.environ)
         self._count(req, "valid")
         if verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled):
             self._after_first_use(state, presented.token, verdict)

@@ -76,6 +76,7 @@ def start_rollout(code: str, body: RolloutCreateSchema) -> Response:
         body.stages,
         error_threshold=body.error_threshold,
         approve_each_stage=body.approve_each_stage,
+        unverified_reports=body.unverified_reports,
     )
     return rollout_response(rollout, 201)
 
