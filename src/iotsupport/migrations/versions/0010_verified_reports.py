@@ -5,8 +5,8 @@ firmware version and SHA-256); rollouts gain `unverified_reports` (off: a rollou
 devices only by proved reports). Existing check-ins made with a credential are copied
 over, so running rollouts keep what they saw.
 
-Revision ID: 0012
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from iotsupport.db.base import UTCDateTime
 
-revision = "0012"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
