@@ -93,7 +93,7 @@ class Checker:
 
 FAULTS = ["none", "cut listeners", "database restarts"]
 CUT_EVERY = 40  # changes between two cuts of every listener: 25 cuts in a run
-RESTART_EVERY = 250  # changes between two restarts of the database: 4 in a run
+RESTART_EVERY = 50  # changes between two restarts of the database: 20 in a run
 
 
 @contextmanager
