@@ -3,8 +3,8 @@
 PostgreSQL workers renew a lease here; the settle before an announcement waits for
 every worker whose lease has not run out (device_cache/postgres.py). Unused on SQLite.
 
-Revision ID: 0013
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from iotsupport.db.base import UTCDateTime
 
-revision = "0013"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
