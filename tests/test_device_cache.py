@@ -130,7 +130,7 @@ def test_an_app_not_started_reads_the_database(database_url: str) -> None:
     client = app.test_client()
     create_device(client, MAC, {"v": 1})
     assert fetch(client, MAC).get_json() == {"v": 1}
-    assert fetched_from(client) == {"memory": 0.0, "database": 1.0}
+    assert fetched_from(client) == {"memory": 0.0, "database": 1.0, "stale": 0.0}
     assert client.get("/api/health").get_json()["device_cache"] == "database"
     state(app).database.dispose()
 

@@ -11,6 +11,7 @@ from iotsupport.credentials.tables import BrokerAccountChange
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.credentials.tables import ServerSecret
 from iotsupport.db.base import Base
+from iotsupport.device_cache.tables import DeviceCacheWorker
 from iotsupport.device_cache.tables import DeviceChange
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.releases.tables import Release
@@ -27,6 +28,7 @@ __all__ = [
     "BrokerAccountChange",
     "ConfigDeletion",
     "ConfigHistory",
+    "DeviceCacheWorker",
     "DeviceChange",
     "DeviceCheckin",
     "DeviceConfig",
