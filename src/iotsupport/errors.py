@@ -16,6 +16,7 @@ AppError
  │    └── ChangedSince              409 changed_since  (undo of a bulk change)
  ├── PreconditionFailed  412 precondition_failed
  ├── PayloadTooLarge     413 payload_too_large
+ ├── UnsupportedMediaType 415 unsupported_media_type (a JSON body not sent as JSON)
  ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
  ├── InvalidFirmwareImage 422 (not a valid ESP32 app image; releases/esp_image.py
  │                            has a subclass with its own code for each check)
@@ -140,6 +141,11 @@ class PreconditionFailed(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class HostNotAllowed(AppError):

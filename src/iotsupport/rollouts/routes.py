@@ -175,7 +175,7 @@ def device_firmware() -> Response:
     if target is None or runs(target, version, sha256):
         response = Response(status=204)
     else:
-        base = state().settings.baseurl or request.host_url.rstrip("/")
+        base = state().settings.public_url
         url = base + image_path(target.model, target.version)
         body = FirmwareTargetSchema(
             version=target.version, size=target.size, sha256=target.sha256, url=url
