@@ -8,6 +8,7 @@ AppError
  │    ├── InvalidToken   401 invalid_token
  │    └── DeviceUnauthorized 401 device_unauthorized (one body for every device refusal)
  ├── Forbidden           403 forbidden
+ │    └── CrossSiteRequest 403 cross_site_request (a change from another site's page)
  ├── HostNotAllowed      403 host_not_allowed      (image proxy allowlist)
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
@@ -109,6 +110,10 @@ class DeviceUnauthorized(Unauthorized):
 class Forbidden(AppError):
     status_code = 403
     code = "forbidden"
+
+
+class CrossSiteRequest(Forbidden):
+    code = "cross_site_request"
 
 
 class NotFound(AppError):

@@ -21,7 +21,9 @@ from flask import request
 
 from iotsupport.api.origins import HostRule
 from iotsupport.api.origins import cross_site_reason
+from iotsupport.api.origins import origin_of
 from iotsupport.auth.access import access_of
+from iotsupport.errors import CrossSiteRequest
 from iotsupport.errors import error_response
 from iotsupport.extensions import state
 from iotsupport.settings import Settings
@@ -102,11 +104,12 @@ def _refuse_foreign_requests() -> Response | None:
         request.method, headers.get("Sec-Fetch-Site"), headers.get("Origin"), host, baseurl
     )
     if reason is not None:
-        return error_response(
-            403,
+        details = {"reason": reason}
+        if baseurl:
+            details["expected_origin"] = origin_of(baseurl)
+        raise CrossSiteRequest(
             "cross-site request refused: a page on another site may not change anything here",
-            "cross_site_request",
-            {"reason": reason},
+            details,
         )
     return None
 
