@@ -41,8 +41,7 @@ def parse_allowed_hosts(value: str) -> tuple[str, ...]:
             continue
         if not name or any(char in name for char in "/:@[]* ") or ".." in name:
             raise HostEntryError(
-                f"{entry!r} is not a host name, `.domain`, `ip` or `*` "
-                "(no scheme, port or path)"
+                f"{entry!r} is not a host name, `.domain`, `ip` or `*` (no scheme, port or path)"
             )
     return entries
 
