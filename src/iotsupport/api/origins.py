@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import typing as t
 from dataclasses import dataclass
+from dataclasses import field
 from ipaddress import IPv4Network
 from ipaddress import IPv6Network
 from ipaddress import ip_address
@@ -22,6 +23,7 @@ Networks = tuple[IPv4Network | IPv6Network, ...]
 
 ANY_IP = "ip"  # ALLOWED_HOSTS entry: any IP literal (which DNS rebinding cannot use)
 ANY_HOST = "*"  # ALLOWED_HOSTS entry: every name (turns the rebinding defence off)
+MAX_JUDGED = 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sec-Fetch-Site values of a request that a browser made for one of our own pages or
 # for the user (address bar, bookmark); `same-site` is another port or subdomain.
@@ -70,6 +72,9 @@ class HostRule:
 
     entries: tuple[str, ...]
     trusted: Networks
+    # Host header values already judged: parsing an address costs more than a device
+    # fetch from memory should pay. Bounded, so that made-up names cannot fill it.
+    _judged: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, allowed_hosts: str, baseurl: str | None, trusted: Networks) -> HostRule:
@@ -95,6 +100,14 @@ class HostRule:
         return any(address in network for network in self.trusted)
 
     def allows(self, host: str) -> bool:
+        judged = self._judged.get(host)
+        if judged is None:
+            judged = self._judge(host)
+            if len(self._judged) < MAX_JUDGED:
+                self._judged[host] = judged
+        return judged
+
+    def _judge(self, host: str) -> bool:
         name = host_name(host)
         if not name or any(ord(char) < 0x21 or ord(char) == 0x7F for char in name):
             return False
