@@ -213,3 +213,12 @@ def test_json_content_types_are_accepted(client: FlaskClient, content_type: str)
     headers = {"Content-Type": content_type}
     response = client.post("/api/configs", data=json.dumps(CONFIG), headers=headers)
     assert response.status_code == 201, response.get_data(as_text=True)
+
+
+def test_no_answer_names_the_host_it_was_asked_under(client: FlaskClient) -> None:
+    host = {"Host": "192.168.1.99:4444"}
+    login = client.get("/api/auth/login?redirect=/models", headers=host)  # login off
+    assert login.status_code == 302 and login.headers["Location"] == "/models"
+    assert "servers" not in client.get("/api/openapi.json", headers=host).get_json()
+    for path in ["/", "/models", "/api/docs"]:
+        assert "192.168.1.99" not in client.get(path, headers=host).get_data(as_text=True)
