@@ -31,6 +31,7 @@ from credentials_support import issue
 from flask import Flask
 from flask.testing import FlaskClient
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
@@ -87,20 +88,39 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 class Login:
-    """An MQTT 5 client logging in as a device."""
+    """An MQTT 5 client logging in as a device: by default with the client id a device
+    must use (its MAC, the user name); `keep_session` asks for a persistent session."""
 
-    def __init__(self, broker: Broker, username: str, password: str) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        username: str,
+        password: str,
+        client_id: str | None = None,
+        *,
+        keep_session: bool = False,
+    ) -> None:
         self.connack: ReasonCode | None = None
         self.granted: list[ReasonCode] = []
         self.messages: list[tuple[str, bytes]] = []
         self._connected = threading.Event()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=username if client_id is None else client_id,
+            protocol=mqtt.MQTTv5,
+        )
         self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
-        self.client.connect_async("127.0.0.1", broker.port)
+        properties = None
+        if keep_session:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 600
+        self.client.connect_async(
+            "127.0.0.1", broker.port, clean_start=not keep_session, properties=properties
+        )
         self.client.loop_start()
         self._connected.wait(5)
 
@@ -291,3 +311,85 @@ def test_a_leaked_token_cannot_take_the_broker_account_after_an_admin_rotation(
     assert settled(client)
     assert logs_in(broker, MAC, admins) and not logs_in(broker, MAC, leaked)
     assert fetch(client, MAC, bearer(leaked)).status_code == 401
+
+
+def ctrl(broker: Broker, *command: str) -> str:
+    """`mosquitto_ctrl dynsec ...` as the broker's admin."""
+    return subprocess.run(
+        [MOSQUITTO_CTRL, "-p", str(broker.port), "-u", ADMIN, "-P", ADMIN_PASSWORD, "dynsec"]
+        + list(command),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def desired_of(login: Login, mac: str) -> list[dict[str, t.Any]]:
+    topic = f"iotsupport/devices/{mac}/desired"
+    return [json.loads(payload) for name, payload in login.messages if name == topic]
+
+
+def test_a_device_cannot_take_another_devices_session(
+    dynsec_app: t.Callable[[], Flask], broker: Broker
+) -> None:
+    client = dynsec_app().test_client()
+    mine = issue(client, create_device(client, MAC, {"v": 1}))
+    theirs_id = create_device(client, OTHER, {"secret": 1})
+    token = issue(client, theirs_id)
+    assert settled(client)
+    theirs = Login(broker, OTHER, token, keep_session=True)
+    try:
+        assert theirs.accepted
+        assert theirs.subscribe(f"iotsupport/devices/{OTHER}/desired").value == 1
+    finally:
+        theirs.close()  # offline; the broker keeps its session and queues what comes
+    client.put(f"/api/configs/{theirs_id}", json={"content": {"secret": 2}})
+    # The other device's client id, with my own account: refused, nothing delivered.
+    thief = Login(broker, MAC, mine, client_id=OTHER, keep_session=True)
+    try:
+        assert not thief.accepted
+        assert not wait_until(lambda: bool(thief.messages), 1)
+    finally:
+        thief.close()
+    assert not logs_in_as(broker, MAC, mine, "iotsupport-anything")
+    # My own client id: my own desired state, and nothing of theirs.
+    login = Login(broker, MAC, mine)
+    try:
+        assert login.accepted
+        assert login.subscribe(f"iotsupport/devices/{MAC}/desired").value == 1
+        assert wait_until(lambda: bool(desired_of(login, MAC)), 5)
+        assert desired_of(login, MAC)[0]["config_version"] == 1
+        assert login.subscribe(f"iotsupport/devices/{OTHER}/desired").value == NOT_AUTHORIZED
+        assert not desired_of(login, OTHER)
+    finally:
+        login.close()
+
+
+def test_what_no_acl_allows_is_denied_on_the_broker(
+    dynsec_app: t.Callable[[], Flask], broker: Broker
+) -> None:
+    """An account that may subscribe to a topic but was given no right to receive it
+    gets nothing: the broker's default is deny (the plugin's own is allow)."""
+    client = dynsec_app().test_client()
+    issue(client, create_device(client, OTHER, {"secret": 1}))
+    assert settled(client)
+    ctrl(broker, "createClient", "watcher", "-p", "watcher-secret")
+    ctrl(broker, "createRole", "watcher")
+    ctrl(broker, "addRoleACL", "watcher", "subscribePattern", "iotsupport/devices/#", "allow")
+    ctrl(broker, "addClientRole", "watcher", "watcher")
+    watcher = Login(broker, "watcher", "watcher-secret", client_id="")
+    try:
+        assert watcher.accepted
+        assert watcher.subscribe(f"iotsupport/devices/{OTHER}/desired").value == 1
+        client.put("/api/configs/1", json={"content": {"secret": 2}})
+        assert not wait_until(lambda: bool(watcher.messages), 2)
+    finally:
+        watcher.close()
+
+
+def logs_in_as(broker: Broker, username: str, password: str, client_id: str) -> bool:
+    login = Login(broker, username, password, client_id=client_id)
+    try:
+        return login.accepted
+    finally:
+        login.close()

@@ -67,7 +67,10 @@ def test_an_nvs_image_read_back_by_an_independent_reader(
     device_app: DeviceAppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    app = device_app(device_auth="required", mqtt_url="mqtt://broker:1883")
+    # Without BASEURL, the server's address is HOST:PORT (never the Host the admin sent).
+    app = device_app(
+        device_auth="required", mqtt_url="mqtt://broker:1883", host="192.168.1.20", port=8080
+    )
     client = app.test_client()
     config_id = create_device(client, MAC)
     response = provision(
@@ -91,7 +94,7 @@ def test_an_nvs_image_read_back_by_an_independent_reader(
     token = stored["token"][1]
     assert stored == {
         "bundle_ver": ("u8", 1),
-        "server_url": ("string", "http://localhost"),
+        "server_url": ("string", "http://192.168.1.20:8080"),
         "mac": ("string", MAC),
         "token": ("string", token),
         "mqtt_url": ("string", "mqtt://broker:1883"),

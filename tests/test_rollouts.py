@@ -43,7 +43,8 @@ def test_a_rollout_goes_stage_by_stage_as_devices_update(
         "version": "2.0.0",
         "size": release["size"],
         "sha256": release["sha256"],
-        "url": "http://localhost/api/models/thermo/releases/2.0.0/image",
+        # From BASEURL, by default http://HOST:PORT; never from the request's Host.
+        "url": state(app).settings.public_url + "/api/models/thermo/releases/2.0.0/image",
     }
     others = [device for device in fleet.devices if device is not first]
     assert all(desired_firmware(publisher, d.mac) is None for d in others)

@@ -49,7 +49,8 @@ class Served:
 
 def get(path: str, *headers: str) -> bytes:
     extra = "".join(f"{header}\r\n" for header in headers)
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode("latin-1")
+    head = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
+    return head.encode("latin-1")
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +80,11 @@ def test_serve_makes_the_metrics_folder(served: Served) -> None:
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
-        (b"GET /api/health/live HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400),
+        (b"GET /api/health/live HTTP/1.1\r\nHost: localhost\r\nBad Header: 1\r\n\r\n", 400),
         (b"GARBAGE\r\n\r\n", 400),
-        (b"GET /api/health/live HTTP/3.0\r\nHost: x\r\n\r\n", 400),
+        (b"GET /api/health/live HTTP/3.0\r\nHost: localhost\r\n\r\n", 400),
         (
-            b"POST /api/configs HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+            b"POST /api/configs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n"
             b"Content-Length: 2\r\n\r\nab",
             400,
         ),
@@ -135,7 +136,7 @@ def chunked(body: bytes) -> bytes:
 
 def post_chunked(served: Served, body: bytes) -> tuple[int, dict[str, t.Any]]:
     head = (
-        b"POST /api/configs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/configs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     status, _, answer = served.exchange(head + chunked(body))
@@ -180,7 +181,7 @@ def test_a_refused_upload_is_answered_before_its_body_is_sent(served: Served) ->
     length = len(head) + 60 * 1024 * 1024 + len(f"\r\n--{BOUNDARY}--\r\n")
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
         sock.sendall(
-            f"POST /api/assets HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"POST /api/assets HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {length}\r\n\r\n".encode()
             + head
             + b"\0" * (48 * 1024)  # the first bytes of the file (a read is 32 KiB), no more

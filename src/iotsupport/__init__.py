@@ -114,14 +114,15 @@ def create_app(
     # so the commit runs before the access log records the final status.
     request_metrics = observability.RequestMetrics(registry)
     observability.init_app(app, request_metrics)
-    protections.init_app(app)
+    hosts = protections.host_rule(settings)
+    protections.init_app(app, hosts)
     db.init_app(app)
     errors.init_app(app)
     auth.init_app(app, settings)
     register_blueprints(app)
     # Innermost first: a device fetch from memory skips Flask, and is compressed as any.
     app.wsgi_app = DeviceFetchFastPath(  # type: ignore[method-assign]
-        app.wsgi_app, devices, reports, request_metrics
+        app.wsgi_app, devices, reports, request_metrics, hosts
     )
     app.wsgi_app = compression.Compression(app.wsgi_app)  # type: ignore[method-assign]
 

@@ -8,6 +8,7 @@ AppError
  │    ├── InvalidToken   401 invalid_token
  │    └── DeviceUnauthorized 401 device_unauthorized (one body for every device refusal)
  ├── Forbidden           403 forbidden
+ │    └── CrossSiteRequest 403 cross_site_request (a change from another site's page)
  ├── HostNotAllowed      403 host_not_allowed      (image proxy allowlist)
  ├── NotFound            404 not_found
  ├── Conflict            409 conflict
@@ -16,6 +17,7 @@ AppError
  │    └── ChangedSince              409 changed_since  (undo of a bulk change)
  ├── PreconditionFailed  412 precondition_failed
  ├── PayloadTooLarge     413 payload_too_large
+ ├── UnsupportedMediaType 415 unsupported_media_type (a JSON body not sent as JSON)
  ├── UnprocessableImage  422 unprocessable_image   (not an image, too many pixels)
  ├── InvalidFirmwareImage 422 (not a valid ESP32 app image; releases/esp_image.py
  │                            has a subclass with its own code for each check)
@@ -110,6 +112,10 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class CrossSiteRequest(Forbidden):
+    code = "cross_site_request"
+
+
 class NotFound(AppError):
     status_code = 404
     code = "not_found"
@@ -140,6 +146,11 @@ class PreconditionFailed(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class HostNotAllowed(AppError):

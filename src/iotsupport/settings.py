@@ -17,6 +17,8 @@ from pydantic_settings import NoDecode
 from pydantic_settings import SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///iotsupport.db"
+# Bind addresses that are no address a client can use.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 class Settings(BaseSettings):
@@ -63,8 +65,12 @@ class Settings(BaseSettings):
     history_keep_versions: int = Field(default=50, ge=2)
     # Device check-ins are written at most this often per process (coalesced in memory).
     checkin_flush_seconds: float = Field(default=2.0, gt=0, le=60)
-    # Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed.
+    # Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For (and
+    # X-Forwarded-Host) is believed.
     trusted_proxies: str = ""
+    # Host names the server answers to (api/origins.py): names, `.domain`, `ip` (any IP
+    # literal), `*`; BASEURL's host is always allowed. Others: 400 before any route.
+    allowed_hosts: str = "localhost,ip"
 
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     # POST /api/configs/import: the upload, and what its files hold once unzipped; how many
@@ -90,7 +96,9 @@ class Settings(BaseSettings):
 
     # Login (OIDC). Off: every route is open to anyone.
     oidc_enabled: bool = False
-    baseurl: str | None = None  # where browsers reach us, e.g. https://iot.example.com
+    # Where browsers and devices reach us, e.g. https://iot.example.com: every URL the
+    # server hands out starts with it (never with a request's Host). Default: HOST:PORT.
+    baseurl: str | None = None
     oidc_issuer_url: str | None = None
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
@@ -187,6 +195,32 @@ class Settings(BaseSettings):
             except EntryError as exc:
                 raise ValueError(f"IMAGE_PROXY_ALLOWED_HOSTS: {exc}") from None
         return entries
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        # Imported here: the api package imports this module.
+        from iotsupport.api.origins import parse_allowed_hosts
+
+        parse_allowed_hosts(value)  # a typo refused at startup
+        return value
+
+    @model_validator(mode="after")
+    def _check_public_url(self) -> Settings:
+        if self.baseurl is None and self.host in WILDCARD_HOSTS:
+            raise ValueError(
+                f"HOST={self.host or '(empty)'} needs BASEURL, the URL devices and browsers "
+                "reach this server by (provisioning bundles and firmware offers carry it)"
+            )
+        return self
+
+    @property
+    def public_url(self) -> str:
+        """Where devices and browsers reach us: BASEURL, else http://HOST:PORT."""
+        if self.baseurl:
+            return self.baseurl
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @field_validator("trusted_proxies")
     @classmethod

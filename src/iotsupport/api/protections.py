@@ -2,6 +2,8 @@
 
 - Request heads within our limits (URL, headers), refused in the JSON envelope;
   the HTTP server's own, larger limits are listed in README "Security".
+- Only the host names of ALLOWED_HOSTS (DNS rebinding), and no state change from
+  another site's page, whatever the login setting (api/origins.py).
 - Security headers on every answer: no MIME sniffing, no Referer to other
   sites, no framing, and a CSP that allows nothing for answers that are not
   pages (pages set their own).
@@ -17,8 +19,14 @@ from flask import Response
 from flask import current_app
 from flask import request
 
+from iotsupport.api.origins import HostRule
+from iotsupport.api.origins import cross_site_reason
+from iotsupport.api.origins import origin_of
 from iotsupport.auth.access import access_of
+from iotsupport.errors import CrossSiteRequest
 from iotsupport.errors import error_response
+from iotsupport.extensions import state
+from iotsupport.settings import Settings
 
 # Tighter than the HTTP server's (64 KiB URL, ~400 KiB of headers), so that a request
 # over them gets a JSON answer from us rather than an empty one from the server.
@@ -34,9 +42,18 @@ SECURITY_HEADERS = {
 }
 
 
-def init_app(app: Flask) -> None:
+HOST_RULE_KEY = "iotsupport.host_rule"
+
+
+def init_app(app: Flask, hosts: HostRule) -> None:
+    app.extensions[HOST_RULE_KEY] = hosts
     app.before_request(_refuse_oversized_head)
+    app.before_request(_refuse_foreign_requests)
     app.after_request(_protect)
+
+
+def host_rule(settings: Settings) -> HostRule:
+    return HostRule.of(settings.allowed_hosts, settings.baseurl, settings.trusted_networks)
 
 
 def head_within_limits(environ: t.Mapping[str, t.Any]) -> bool:
@@ -66,6 +83,33 @@ def _refuse_oversized_head() -> Response | None:
             f"the request headers are larger than {MAX_HEADER_BYTES} bytes",
             "request_header_fields_too_large",
             {"max_bytes": MAX_HEADER_BYTES},
+        )
+    return None
+
+
+def _refuse_foreign_requests() -> Response | None:
+    """Before any route (and its login check): a Host we do not answer to, then a state
+    change that another site's page made."""
+    rule: HostRule = current_app.extensions[HOST_RULE_KEY]
+    host = rule.requested_host(request.environ)
+    if not rule.allows(host):
+        return error_response(
+            400,
+            "this server does not answer to that host name; add it to ALLOWED_HOSTS",
+            "unknown_host",
+        )
+    baseurl = state().settings.baseurl
+    headers = request.headers
+    reason = cross_site_reason(
+        request.method, headers.get("Sec-Fetch-Site"), headers.get("Origin"), host, baseurl
+    )
+    if reason is not None:
+        details = {"reason": reason}
+        if baseurl:
+            details["expected_origin"] = origin_of(baseurl)
+        raise CrossSiteRequest(
+            "cross-site request refused: a page on another site may not change anything here",
+            details,
         )
     return None
 

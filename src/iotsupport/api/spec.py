@@ -27,6 +27,7 @@ from iotsupport.auth.access import Access
 from iotsupport.auth.access import access_of
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import PayloadTooLarge
+from iotsupport.errors import UnsupportedMediaType
 from iotsupport.json_text import load_object
 
 View = t.Callable[..., ResponseReturnValue]
@@ -101,6 +102,7 @@ def request_body() -> bytes:
 
 
 def parse_json_body(model: type[BodyModel]) -> BodyModel:
+    _check_json_media_type()
     raw = request_body()
     if not raw:
         raise InvalidInput("the request body is empty; send a JSON object")
@@ -110,6 +112,20 @@ def parse_json_body(model: type[BodyModel]) -> BodyModel:
         raise InvalidInput("the request body is not UTF-8") from None
     data = load_object(text, "the request body")
     return model.model_validate(data, context={"raw_body": text})
+
+
+def _check_json_media_type() -> None:
+    """A JSON body comes as JSON: a page on another site can send text/plain (or form
+    data) without asking first, never application/json."""
+    media_type = request.mimetype  # lowercased, parameters (charset) left out
+    if media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    raise UnsupportedMediaType(
+        "send the body as JSON, with Content-Type: application/json",
+        {"content_type": media_type or None},
+    )
 
 
 def _path_and_parameters(
@@ -148,19 +164,26 @@ def common_answers(spec: Operation, method: str, access: Access | None) -> dict[
     """What an operation can answer besides its own responses: the request limits
     (api/protections.py), validation, the access hook and the unit of work."""
     answers = {
+        400: "The Host is not one of ALLOWED_HOSTS",
         414: "The URL is longer than 8 KiB",
         431: "The request headers are larger than 32 KiB",
     }
     if spec.body is not None or spec.query is not None or spec.form is not None:
-        answers[400] = "The request is not valid; the details name each field"
+        answers[400] = (
+            "The request is not valid (the details name each field), "
+            "or the Host is not one of ALLOWED_HOSTS"
+        )
     if spec.body is not None:
         answers[413] = "The body is larger than MAX_REQUEST_BYTES"
+        answers[415] = "The body is not sent as application/json"
     protected = access is None or not access.is_public
     if protected:
         answers[401] = "Login is on and no valid token or login cookie came"
         answers[503] = "The identity provider is not reachable"
-    if protected or method.upper() in STATE_CHANGING:
-        answers[403] = "Roles that do not allow this, or a change by cookie from another site"
+    if method.upper() in STATE_CHANGING:
+        answers[403] = "A change from another site's page, or roles that do not allow this"
+    elif protected:
+        answers[403] = "Roles that do not allow this"
     if spec.database:
         answers[503] = "The database (or the identity provider) is not reachable"
         if method.upper() in STATE_CHANGING:

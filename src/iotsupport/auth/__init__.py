@@ -33,6 +33,7 @@ from iotsupport.auth.renewal import RenewalGate
 from iotsupport.auth.tokens import Principal
 from iotsupport.auth.tokens import ProviderUnavailable
 from iotsupport.auth.tokens import TokenRejected
+from iotsupport.errors import CrossSiteRequest
 from iotsupport.errors import Forbidden
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import InvalidToken
@@ -214,7 +215,7 @@ def _check_origin() -> None:
     if sent is None and request.referrer:
         sent = request.referrer
     if sent is None or sent == "null" or _origin(sent) != expected:
-        raise Forbidden(
+        raise CrossSiteRequest(
             "cross-site request refused: Origin must be this server",
             {"expected_origin": expected},
         )

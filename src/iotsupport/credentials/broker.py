@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 ROLE_PREFIX = "iotsupport-device-"
+# What no ACL allows is denied, for every account (the plugin's own default lets a client
+# receive anything and unsubscribe from anything). The server's own account keeps what
+# it needs through its role (README "Device credentials": the dynsec admin role, which
+# receives the control answers, and publishClientSend on `iotsupport/#`).
+DEFAULT_ACL_ACCESS = [
+    {"acltype": acltype, "allow": False}
+    for acltype in ("publishClientSend", "publishClientReceive", "subscribe", "unsubscribe")
+]
 
 
 def role_name(mac: str) -> str:
@@ -35,12 +43,16 @@ def role_name(mac: str) -> str:
 def device_acls(mac: str) -> list[dict[str, t.Any]]:
     own = f"iotsupport/devices/{mac}"
     return [
-        {"acltype": "subscribePattern", "topic": f"{own}/#", "allow": True},
-        {"acltype": "publishClientReceive", "topic": f"{own}/#", "allow": True},
-        {"acltype": "subscribePattern", "topic": "iotsupport/updates/#", "allow": True},
-        {"acltype": "publishClientReceive", "topic": "iotsupport/updates/#", "allow": True},
-        {"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True},
-    ]
+        {"acltype": acltype, "topic": topic, "allow": True}
+        for topic in (f"{own}/#", "iotsupport/updates/#")
+        for acltype in ("subscribePattern", "publishClientReceive", "unsubscribePattern")
+    ] + [{"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True}]
+
+
+def device_client_id(mac: str) -> str:
+    """The MQTT client id a device's account may connect with: its MAC, as its user name
+    (one account, one session: no device can take over another's)."""
+    return mac
 
 
 class Sealer:
@@ -119,6 +131,39 @@ class DynsecClient:
             ):
                 raise TimeoutError("the broker did not answer the control command")
             return [self._answers.pop(i) for i in ids]
+
+    def deny_by_default(self) -> None:
+        """Deny what no ACL allows, for every account."""
+        checked(self.call([{"command": "setDefaultACLAccess", "acls": DEFAULT_ACL_ACCESS}]))
+
+    def set_account(self, mac: str, password: str) -> None:
+        """The device's account with this password, bound to its client id, and its role."""
+        role, acls, client_id = role_name(mac), device_acls(mac), device_client_id(mac)
+        answer = self.call([{"command": "createRole", "rolename": role, "acls": acls}])
+        if checked(answer, tolerated=("already exists",)):
+            # A role made by an older version: it gains what it lacks.
+            add = [{"command": "addRoleACL", "rolename": role, **acl} for acl in acls]
+            checked(self.call(add), tolerated=("already exists",))
+        account = {"username": mac, "password": password, "clientid": client_id}
+        created = self.call([{"command": "createClient", **account, "roles": [{"rolename": role}]}])
+        if checked(created, tolerated=("already exists",)):
+            # The account exists (with its role, given at creation): a new password, and
+            # the client id (an account made by an older version had none).
+            checked(
+                self.call(
+                    [
+                        {"command": "setClientPassword", "username": mac, "password": password},
+                        {"command": "setClientId", "username": mac, "clientid": client_id},
+                    ]
+                )
+            )
+
+    def delete_account(self, mac: str) -> None:
+        commands = [
+            {"command": "deleteClient", "username": mac},
+            {"command": "deleteRole", "rolename": role_name(mac)},
+        ]
+        checked(self.call(commands), tolerated=("not found",))
 
     def close(self) -> None:
         if self._started:

@@ -1,10 +1,12 @@
 """Broker accounts for devices through Mosquitto's dynamic-security plugin.
 
 With MQTT_DEVICE_ACCOUNTS=dynsec each device with a credential has a broker
-account: user name its MAC, password its token, and a role of its own that may
-subscribe to (and receive) `iotsupport/devices/<mac>/#` and the legacy
-`iotsupport/updates/#` broadcasts, and publish only under
-`iotsupport/devices/<mac>/reported`. The account always has the token the device
+account: user name its MAC, password its token, client id its MAC (no other), and a
+role of its own that may subscribe to (and receive) `iotsupport/devices/<mac>/#` and
+the legacy `iotsupport/updates/#` broadcasts, and publish only under
+`iotsupport/devices/<mac>/reported`. Before its first change the server sets the
+broker's default ACL access to deny.
+The account always has the token the device
 last proved over HTTP (or the first one issued): an admin's rotation reaches the
 broker when the device first uses the new token, or, once the grace has passed,
 the account is removed until it does.
@@ -41,9 +43,6 @@ from iotsupport.credentials.broker import BrokerRefused
 from iotsupport.credentials.broker import DynsecClient
 from iotsupport.credentials.broker import Sealer
 from iotsupport.credentials.broker import Unsealable
-from iotsupport.credentials.broker import checked
-from iotsupport.credentials.broker import device_acls
-from iotsupport.credentials.broker import role_name
 from iotsupport.credentials.tables import BROKER_CHANGES
 from iotsupport.credentials.tables import CREDENTIALS
 from iotsupport.credentials.tokens import token_hash
@@ -88,6 +87,7 @@ class DynsecAccounts:
 
     def __init__(self, settings: Settings, database: Database, registry: CollectorRegistry):
         assert settings.mqtt_password
+        self._prepared = False  # the broker's defaults and our role, once per process
         self._database = database
         self._sealer = Sealer(settings.mqtt_password)
         self._client = DynsecClient(settings)
@@ -156,6 +156,13 @@ class DynsecAccounts:
 
     def process(self) -> int:
         """Expire old tokens, then send what is due; returns how many the broker confirmed."""
+        if not self._prepared:
+            try:
+                self._client.deny_by_default()
+            except (OSError, TimeoutError, BrokerRefused) as exc:
+                log.warning("broker accounts: the broker's defaults not set yet: %s", exc)
+                return 0
+            self._prepared = True
         try:
             self._expire_rotations()
             claimed = self._claim()
@@ -252,42 +259,13 @@ class DynsecAccounts:
         return claimed
 
     def _send(self, change: Wanted) -> None:
-        mac, role = change.username, role_name(change.username)
         if change.action == "delete":
-            checked(
-                self._client.call(
-                    [
-                        {"command": "deleteClient", "username": mac},
-                        {"command": "deleteRole", "rolename": role},
-                    ]
-                ),
-                tolerated=("not found",),
-            )
+            self._client.delete_account(change.username)
             return
-        password = self._sealer.unseal(mac, change.sealed_password or "")
+        password = self._sealer.unseal(change.username, change.sealed_password or "")
         if password is None:
             raise Unsealable()
-        role_answer = self._client.call(
-            [{"command": "createRole", "rolename": role, "acls": device_acls(mac)}]
-        )
-        checked(role_answer, tolerated=("already exists",))
-        created = self._client.call(
-            [
-                {
-                    "command": "createClient",
-                    "username": mac,
-                    "password": password,
-                    "roles": [{"rolename": role}],
-                }
-            ]
-        )
-        if checked(created, tolerated=("already exists",)):
-            # The account exists (with its role, given at creation): a new password only.
-            checked(
-                self._client.call(
-                    [{"command": "setClientPassword", "username": mac, "password": password}]
-                )
-            )
+        self._client.set_account(change.username, password)
 
     def _done(self, change: Wanted) -> None:
         with self._database.session() as session:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
-from flask import request
 
 from iotsupport.api import json_response
 from iotsupport.api.spec import operation
@@ -121,7 +120,7 @@ def _bundle(issued: IssuedToken, body: ProvisioningSchema) -> Bundle:
     password = body.wifi_password.get_secret_value() if body.wifi_password else None
     return Bundle(
         mac_address=issued.mac_address,
-        server_url=settings.baseurl or request.host_url.rstrip("/"),
+        server_url=settings.public_url,
         token=issued.token,
         mqtt_url=settings.device_mqtt_url or settings.mqtt_url,
         mqtt_username=issued.mac_address if state().accounts.enabled else None,

@@ -6,8 +6,8 @@ here in a few tens of µs, with what the Flask route would send: the same decisi
 (`DeviceGate.admit_fetch`), check-in, ETag/304, headers, access log line and metrics.
 Everything else goes on to Flask unchanged: refusals (so that a wrong token and an
 unknown MAC still take the one path, counted once), a first use that must write, an
-oversized head, a malformed MAC, any other method or path, and every fetch while the
-cache is not current.
+oversized head, a host name we do not answer to, a malformed MAC, any other method or
+path, and every fetch while the cache is not current.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from werkzeug.http import parse_etags
 
+from iotsupport.api.origins import HostRule
 from iotsupport.api.protections import DEFAULT_CSP
 from iotsupport.api.protections import SECURITY_HEADERS
 from iotsupport.api.protections import head_within_limits
@@ -55,8 +56,10 @@ class DeviceFetchFastPath:
         gate: DeviceGate,
         reports: DeviceReports,
         metrics: RequestMetrics,
+        hosts: HostRule,
     ) -> None:
         self.app = app
+        self.hosts = hosts
         self.gate = gate
         self.cache = gate.cache
         self.reports = reports
@@ -71,6 +74,7 @@ class DeviceFetchFastPath:
             and path.startswith(_PREFIX)
             and path.endswith(_SUFFIX)
             and head_within_limits(environ)
+            and self.hosts.allows(self.hosts.requested_host(environ))
         ):
             try:
                 mac = normalize_mac(path[len(_PREFIX) : -len(_SUFFIX)])

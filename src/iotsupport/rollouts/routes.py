@@ -186,7 +186,7 @@ def device_firmware() -> Response:
 
 def offer(target: DeviceTarget, mac: str) -> FirmwareTargetSchema:
     """The target's download: its URL (with the token), and one signed for this device."""
-    base = state().settings.baseurl or request.host_url.rstrip("/")
+    base = state().settings.public_url  # never the request's Host
     url = base + image_path(target.model, target.version)
     path = f"/api/models/{target.model}/releases/{target.version}/image"  # as Flask sees it
     query, expires = state().devices.signer.sign(path, mac, time.time())
