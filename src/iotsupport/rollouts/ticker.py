@@ -18,7 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from iotsupport.background import Periodic
 from iotsupport.db import Database
 from iotsupport.db import commit
-from iotsupport.notifications import Publisher
 from iotsupport.rollouts.service import RolloutService
 from iotsupport.rollouts.tables import Rollout
 from iotsupport.settings import Settings
@@ -27,9 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class RolloutTicker:
-    def __init__(self, settings: Settings, database: Database, publisher: Publisher) -> None:
+    def __init__(self, settings: Settings, database: Database) -> None:
         self.database = database
-        self.publisher = publisher
         self.timeout_seconds = settings.rollout_device_timeout_seconds
         self._periodic = Periodic("rollout-tick", settings.rollout_tick_seconds, self.evaluate_all)
 
@@ -57,9 +55,7 @@ class RolloutTicker:
         for rollout_id in ids:
             try:
                 with self.database.session() as session:
-                    service = RolloutService(
-                        session, self.publisher, timeout_seconds=self.timeout_seconds
-                    )
+                    service = RolloutService(session, timeout_seconds=self.timeout_seconds)
                     if service.evaluate(rollout_id, skip_locked=True):
                         commit(session)
                         done += 1
