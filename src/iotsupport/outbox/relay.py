@@ -243,24 +243,20 @@ class Relay:
 
 
 def messages(rows: Sequence[Pending], states: Mapping[str, Mapping[str, t.Any]]) -> list[Message]:
-    """The batch's messages in row order; each device's desired state once (its current
-    one), each broadcast once."""
+    """The batch's messages in row order: each row's broadcast, and each device's desired
+    state once (its current one)."""
     found: list[Message] = []
-    seen: set[tuple[str, str]] = set()
-
-    def add(key: tuple[str, str], message: Message) -> None:
-        if key not in seen:
-            seen.add(key)
-            found.append(message)
-
+    desired: set[str] = set()
     for row in rows:
         subject = row.subject
         if row.kind == "asset":
-            add(("asset", subject), (ASSETS_TOPIC, {"filename": subject}, False))
+            found.append((ASSETS_TOPIC, {"filename": subject}, False))
             continue
         if row.kind == "config":
-            add(("config", subject), (CONFIGS_TOPIC, {"filename": f"{subject}.json"}, False))
-        add(("desired", subject), (desired_topic(subject), states.get(subject), True))
+            found.append((CONFIGS_TOPIC, {"filename": f"{subject}.json"}, False))
+        if subject not in desired:
+            desired.add(subject)
+            found.append((desired_topic(subject), states.get(subject), True))
     return found
 
 
