@@ -173,8 +173,9 @@ def kill_whole(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.mqtt
 def test_a_worker_killed_right_after_a_bulk_apply_loses_no_announcement(
-    database_url: str, mqtt_url: str, subscriber: Subscriber, tmp_path: Path
+    backend_url: str, mqtt_url: str, subscriber: Subscriber, tmp_path: Path
 ) -> None:
+    database_url = backend_url
     macs = [random_mac() for _ in range(400)]
     ids = seed(database_url, macs)
     hook = tmp_path / "hook"
