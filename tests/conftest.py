@@ -128,6 +128,9 @@ class RecordingPublisher:
         self.retained.pop(topic, None)
         self.retained_log.append((topic, None))
 
+    def wait_acknowledged(self, timeout: float) -> bool:
+        return True
+
     def start(self) -> None:
         pass
 

@@ -25,6 +25,7 @@ from sqlalchemy import make_url
 
 from iotsupport import create_app
 from iotsupport.extensions import state
+from iotsupport.notifications import MqttState
 
 pytestmark = pytest.mark.postgres
 
@@ -259,15 +260,24 @@ def test_other_reads_send_one_statement_outside_any_transaction(
     assert statements.status_after == [TransactionStatus.IDLE]
 
 
+class OfflinePublisher(RecordingPublisher):
+    @property
+    def state(self) -> MqttState:
+        return "disconnected"
+
+
 @pytest.fixture
 def proxied_pg_app(
-    pg_settings: t.Any, publisher: RecordingPublisher
+    pg_settings: t.Any,
 ) -> Iterator[tuple[Flask, TcpProxy]]:
     real = make_url(pg_settings.database_url)
     proxy = TcpProxy(real.host or "127.0.0.1", real.port or 5432)
     proxy.start()
     url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = create_app(make_settings(url), publisher=publisher, registry=CollectorRegistry())
+    # Not connected: announcements stay in the outbox (written in the request's one
+    # transaction), and no delivery on the request's thread adds traffic to count.
+    offline = OfflinePublisher()
+    app = create_app(make_settings(url), publisher=offline, registry=CollectorRegistry())
     yield app, proxy
     state(app).database.dispose()
     proxy.stop()

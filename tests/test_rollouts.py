@@ -226,7 +226,7 @@ def test_a_worker_leaves_a_rollout_another_one_is_evaluating(pg_app: Flask) -> N
     with state(pg_app).database.session() as holder:
         from iotsupport.rollouts.service import RolloutService
 
-        assert RolloutService(holder, state(pg_app).publisher).lock(rollout["id"]) is not None
+        assert RolloutService(holder).lock(rollout["id"]) is not None
         assert state(pg_app).rollouts.evaluate_all() == 0  # locked: skipped, not waited for
     assert state(pg_app).rollouts.evaluate_all() == 1
     assert fleet.rollout(rollout["id"])["current_stage"] == 2

@@ -239,7 +239,7 @@ def test_export_is_streamed_in_batches(client: FlaskClient, count: int) -> None:
 
     app_state = state(client.application)
     session = app_state.database.session()
-    service = ConfigService(session, app_state.publisher)
+    service = ConfigService(session)
     for index in range(count):
         service.create(f"02:00:00:00:{index // 256:02x}:{index % 256:02x}", "{}")
     commit(session)

@@ -50,7 +50,7 @@ def seed(app: Flask, count: int) -> None:
     """`count` configs in one transaction, through the service like the API would."""
     app_state = state(app)
     session = app_state.database.session()
-    service = ConfigService(session, app_state.publisher)
+    service = ConfigService(session)
     for index in range(count):
         mac = f"24:0a:c4:00:{index // 256:02x}:{index % 256:02x}"
         content = {"deviceName": f"Sensor {index:04d}", "enableOTA": index % 2 == 0}

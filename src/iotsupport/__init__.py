@@ -32,6 +32,9 @@ from iotsupport.extensions import AppState
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.notifications import build_publisher
+from iotsupport.outbox.relay import OutboxCollector
+from iotsupport.outbox.relay import Relay
+from iotsupport.outbox.relay import backlog
 from iotsupport.releases.cache import build_release_cache
 from iotsupport.rollouts.ticker import RolloutTicker
 from iotsupport.settings import Settings
@@ -71,9 +74,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     def count_configs() -> int:
-        return database.call_with_deadline(
-            lambda session: ConfigService(session, publisher).count()
-        )
+        return database.call_with_deadline(lambda session: ConfigService(session).count())
 
     # Several worker processes: /metrics reads every worker's samples from disk.
     if settings.prometheus_multiproc_dir:
@@ -85,7 +86,9 @@ def create_app(
     scrape_registry.register(
         observability.SyncStateCollector(lambda: database.call_with_deadline(count_by_sync_state))
     )
-    rollouts = RolloutTicker(settings, database, publisher)
+    scrape_registry.register(OutboxCollector(lambda: database.call_with_deadline(backlog)))
+    outbox = Relay(settings, database, publisher, registry)
+    rollouts = RolloutTicker(settings, database)
     reports = DeviceReportIntake(
         database.session,
         registry,
@@ -106,6 +109,7 @@ def create_app(
         devices=devices,
         accounts=accounts,
         rollouts=rollouts,
+        outbox=outbox,
         assets=assets,
         release_cache=build_release_cache(settings),
         release_verifier=build_verifier(settings, purpose=RELEASE_PURPOSE),

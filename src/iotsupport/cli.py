@@ -120,7 +120,7 @@ def load_test_data(confirmed: bool, if_empty: bool) -> None:
     if if_empty:
         migrate.upgrade(engine)
         with state().database.session() as session:
-            if ConfigService(session, state().publisher).count() > 0:
+            if ConfigService(session).count() > 0:
                 click.echo("configs exist already; sample devices not loaded")
                 return
     elif not confirmed:
@@ -142,7 +142,7 @@ def db_status() -> None:
     click.echo(f"pending: {', '.join(status.pending) if status.pending else 'none'}")
     if inspect(database.engine).has_table("device_configs"):
         with database.session(read_only=True) as session:
-            click.echo(f"configs: {ConfigService(session, state().publisher).count()}")
+            click.echo(f"configs: {ConfigService(session).count()}")
 
 
 @click.command("import-dir")
@@ -163,7 +163,7 @@ def import_dir(directory: Path, dry_run: bool, model: str | None) -> None:
 def export_dir(directory: Path) -> None:
     """Write every config to DIR/aa-bb-cc-dd-ee-ff.json."""
     with state().database.session(read_only=True) as session:
-        for line in export_configs(ConfigService(session, state().publisher), directory):
+        for line in export_configs(ConfigService(session), directory):
             click.echo(line)
 
 
@@ -175,7 +175,6 @@ def _import(directory: Path, *, dry_run: bool, model: str | None = None) -> None
         with state().database.session() as session:
             service = ConfigService(
                 session,
-                publisher,
                 keep_versions=settings.history_keep_versions,
                 validation_timeout=settings.schema_validation_timeout_seconds,
             )
@@ -187,6 +186,7 @@ def _import(directory: Path, *, dry_run: bool, model: str | None = None) -> None
                 click.echo("dry run: nothing was changed")
             else:
                 commit(session)
+                state().outbox.deliver(5.0)  # the announcements, unless a server sends them
     except AppError as exc:
         raise click.ClickException(exc.message) from None
     finally:

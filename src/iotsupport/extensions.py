@@ -16,6 +16,7 @@ from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
+from iotsupport.outbox.relay import Relay
 from iotsupport.releases.cache import FileCache
 from iotsupport.rollouts.ticker import RolloutTicker
 from iotsupport.settings import Settings
@@ -34,6 +35,7 @@ class AppState:
     devices: DeviceGate  # device authentication (DEVICE_AUTH) and credential uses
     accounts: BrokerAccounts  # the devices' broker accounts (MQTT_DEVICE_ACCOUNTS)
     rollouts: RolloutTicker  # advances active rollouts (started by wsgi, like reports)
+    outbox: Relay  # publishes what commits announce (started by wsgi)
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset

@@ -1,7 +1,9 @@
 """Change notifications over MQTT: one long-lived connection per process.
 
-The API never waits on the broker: publishing only hands the message to
-paho's queue, and paho's own thread sends it and reconnects when needed.
+Requests never publish: what a commit announces is written to the outbox in the same
+transaction, and one relay at a time (outbox/relay.py) publishes it through this
+connection and waits for the broker's PUBACK (`wait_acknowledged`). paho's own thread
+sends, reconnects when needed, and resends what was not acknowledged, in order.
 """
 
 from __future__ import annotations
@@ -28,9 +30,16 @@ log = logging.getLogger(__name__)
 CONFIGS_TOPIC = "iotsupport/updates/configs"
 ASSETS_TOPIC = "iotsupport/updates/assets"
 
+DEVICE_TOPIC_ROOT = "iotsupport/devices"
+
 MqttState = t.Literal["connected", "disconnected", "disabled"]
 Payload = t.Mapping[str, t.Any]
-_DEVICE_TOPICS = "iotsupport/devices/"
+_DEVICE_TOPICS = f"{DEVICE_TOPIC_ROOT}/"
+
+
+def desired_topic(mac_address: str) -> str:
+    """The device's retained desired state (desired.py builds it)."""
+    return f"{DEVICE_TOPIC_ROOT}/{mac_address}/desired"
 
 
 def topic_label(topic: str) -> str:
@@ -41,6 +50,10 @@ def topic_label(topic: str) -> str:
     return topic
 
 
+class NotQueued(RuntimeError):
+    """paho refused to queue a message (its queue is full)."""
+
+
 class Publisher(t.Protocol):
     """What the services need from a notifier; tests pass an in-memory one."""
 
@@ -48,10 +61,16 @@ class Publisher(t.Protocol):
     def state(self) -> MqttState: ...
 
     def publish(self, topic: str, payload: Payload, *, retain: bool = False) -> None:
-        """QoS 1; `retain` keeps it on the broker for later subscribers."""
+        """QoS 1; `retain` keeps it on the broker for later subscribers. NotQueued when
+        the message could not even be queued."""
 
     def clear_retained(self, topic: str) -> None:
         """Remove the topic's retained message (an empty retained payload)."""
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        """True once the broker has acknowledged every message handed over so far;
+        False after `timeout` seconds."""
+        ...
 
     def start(self) -> None: ...
 
@@ -90,6 +109,9 @@ class DisabledPublisher:
     def clear_retained(self, topic: str) -> None:
         self._metrics.outcomes.labels(topic_label(topic), "disabled").inc()
 
+    def wait_acknowledged(self, timeout: float) -> bool:
+        return True
+
     def start(self) -> None:
         pass
 
@@ -109,6 +131,12 @@ class MqttPublisher:
         self._metrics = metrics
         self._connected = threading.Event()
         self._last_info: mqtt.MQTTMessageInfo | None = None
+        # Message ids handed to paho and not acknowledged yet. A PUBACK may arrive before
+        # publish() returns its id (`_early`): paho calls on_publish under its own lock,
+        # so this one is never held while calling into paho.
+        self._acks = threading.Condition()
+        self._unacked: set[int] = set()
+        self._early: set[int] = set()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{settings.mqtt_client_id_prefix}-{uuid.uuid4().hex[:12]}",
@@ -159,8 +187,19 @@ class MqttPublisher:
         else:
             outcome = "dropped"
             log.warning("MQTT publish to %s dropped: %s", topic, mqtt.error_string(info.rc))
-        self._last_info = info
         self._metrics.outcomes.labels(topic_label(topic), outcome).inc()
+        if outcome == "dropped":
+            raise NotQueued(f"MQTT publish not queued: {mqtt.error_string(info.rc)}")
+        with self._acks:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._unacked.add(info.mid)
+        self._last_info = info
+
+    def wait_acknowledged(self, timeout: float) -> bool:
+        with self._acks:
+            return self._acks.wait_for(lambda: not self._unacked, timeout)
 
     def _on_connect(
         self,
@@ -199,6 +238,12 @@ class MqttPublisher:
         _props: Properties,
     ) -> None:
         self._metrics.acknowledged.inc()
+        with self._acks:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:
+                self._early.add(mid)
+            self._acks.notify_all()
 
 
 def build_publisher(settings: Settings, registry: CollectorRegistry) -> Publisher:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id_prefix: str = "iotsupport"
+    # How often the outbox is looked at when nothing woke the relay, and how soon
+    # another process takes over from a relay that died (README "Change notifications").
+    outbox_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     # dynsec: one broker account per device with a credential (Mosquitto's dynamic security).
     mqtt_device_accounts: t.Literal["off", "dynsec"] = "off"
     # What provisioning bundles tell devices (default: MQTT_URL, which may be an internal name).

@@ -35,6 +35,9 @@ def create_server_app() -> Flask:
     rollouts = state(app).rollouts  # advances active rollouts from the devices' reports
     rollouts.start()
     atexit.register(rollouts.stop)
+    outbox = state(app).outbox  # publishes announcements (one process of all at a time)
+    outbox.start()
+    atexit.register(outbox.stop)
     accounts = state(app).accounts  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
     accounts.start()
     atexit.register(accounts.stop)

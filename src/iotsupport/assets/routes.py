@@ -69,7 +69,6 @@ def upload_asset() -> Response:
         get_session(),
         assets.store,
         assets.upload_verifier(),
-        state().publisher,
         used=signature_used,
     )
     with assets.metrics.counting_upload(), assets.store.staging() as staging:

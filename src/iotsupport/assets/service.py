@@ -36,14 +36,12 @@ from iotsupport.assets.store import StoredAsset
 from iotsupport.assets.tables import UsedUploadSignature
 from iotsupport.assets.upload import FILE_FIELD
 from iotsupport.assets.upload import Upload
-from iotsupport.db import after_commit
 from iotsupport.db.base import utcnow
 from iotsupport.errors import AppError
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import ServiceUnavailable
-from iotsupport.notifications import ASSETS_TOPIC
-from iotsupport.notifications import Publisher
+from iotsupport.outbox import announce_asset
 from iotsupport.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,7 +143,6 @@ class AssetService:
         session: Session,
         store: AssetStore,
         verifier: UploadVerifier,
-        publisher: Publisher,
         *,
         used: UsedCheck | None = None,
         now: datetime | None = None,
@@ -153,7 +150,6 @@ class AssetService:
         self.session = session
         self.store = store
         self.verifier = verifier
-        self.publisher = publisher
         self.now = now or utcnow()
         self._used = used
         self._verified: VerifiedUpload | None = None
@@ -195,8 +191,7 @@ class AssetService:
         synced = upload.file.sync()  # before taking the pair's row lock, which others wait on
         self._use_once(upload.fields["timestamp"], verified)
         stored = self.store.publish(upload.file, upload.filename, synced)
-        payload = {"filename": stored.name}
-        after_commit(self.session, lambda: self.publisher.publish(ASSETS_TOPIC, payload))
+        announce_asset(self.session, stored.name)  # on iotsupport/updates/assets
         log.info("asset %r stored: %d bytes, by %s", stored.name, stored.size, actor)
         return stored
 

@@ -37,7 +37,6 @@ def config_service() -> ConfigService:
     app_state = state()
     return ConfigService(
         get_session(),
-        app_state.publisher,
         actor=current_actor(),
         keep_versions=app_state.settings.history_keep_versions,
         validation_timeout=app_state.settings.schema_validation_timeout_seconds,

@@ -14,14 +14,11 @@ from iotsupport.configs.content import content_etag
 from iotsupport.configs.content import derive_fields
 from iotsupport.configs.content import normalize_mac
 from iotsupport.configs.content import parse_json_object
-from iotsupport.configs.desired import announce_desired
-from iotsupport.configs.desired import clear_desired
 from iotsupport.configs.history import HistoryService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.configs.tables import HistoryEvent
 from iotsupport.credentials.accounts import NO_BROKER_ACCOUNTS
 from iotsupport.credentials.accounts import BrokerAccounts
-from iotsupport.db import after_commit
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import LISTED_CONFIGS
@@ -35,8 +32,8 @@ from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
 from iotsupport.errors import SchemaViolation
-from iotsupport.notifications import CONFIGS_TOPIC
-from iotsupport.notifications import Publisher
+from iotsupport.outbox import announce_config
+from iotsupport.outbox import announce_desired
 
 ImportOutcome = t.Literal["created", "updated", "unchanged"]
 
@@ -54,7 +51,6 @@ class ConfigService:
     def __init__(
         self,
         session: Session,
-        publisher: Publisher,
         *,
         actor: str = ANONYMOUS_ACTOR,
         keep_versions: int = 50,
@@ -66,7 +62,6 @@ class ConfigService:
         `accounts`: the devices' broker accounts (MQTT_DEVICE_ACCOUNTS), told of deletes.
         """
         self.session = session
-        self.publisher = publisher
         self.actor = actor
         self.keep_versions = keep_versions
         self.validation_timeout = validation_timeout
@@ -152,7 +147,7 @@ class ConfigService:
         self.session.flush()
         if config.credential is not None:  # kept for a restore; the broker account goes
             self.accounts.forget(self.session, config_id, config.mac_address)
-        clear_desired(self.session, self.publisher, config.mac_address)
+        announce_desired(self.session, [config.mac_address])  # clears its retained state
 
     def restore(self, mac_address: str) -> DeviceConfig:
         """Bring the MAC's last deleted config back: same id, its history, a new version."""
@@ -317,9 +312,7 @@ class ConfigService:
         config.enable_ota = derived.enable_ota
 
     def _announce(self, config: DeviceConfig) -> None:
-        payload = {"filename": f"{config.mac_address}.json"}
-        after_commit(self.session, lambda: self.publisher.publish(CONFIGS_TOPIC, payload))
-        announce_desired(self.session, self.publisher, config)
+        announce_config(self.session, config.mac_address)
 
 
 def config_for_update(session: Session, config_id: int) -> DeviceConfig:

@@ -11,7 +11,6 @@ from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
 from iotsupport.auth.access import requires_device
-from iotsupport.configs.desired import desired_topic
 from iotsupport.credentials.device_auth import current_device
 from iotsupport.credentials.provisioning import Bundle
 from iotsupport.credentials.provisioning import nvs_image
@@ -24,6 +23,7 @@ from iotsupport.credentials.service import IssuedToken
 from iotsupport.db import get_session
 from iotsupport.errors import DeviceUnauthorized
 from iotsupport.extensions import state
+from iotsupport.notifications import desired_topic
 
 bp = Blueprint("credentials", __name__, url_prefix="/api/configs")
 device_bp = Blueprint("device", __name__, url_prefix="/api/device")

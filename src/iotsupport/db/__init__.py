@@ -39,6 +39,9 @@ READ_ONLY_KEY = "read_only"
 BARRIER_KEY = "announcement_barrier"
 # Set on a session that wrote what device fetches read (device_cache/store.py).
 DEVICES_CHANGED_KEY = "devices_changed"
+# On a writing session while announcements are on: what wakes the outbox relay after a
+# commit that wrote announcements (outbox/__init__.py). Absent: MQTT is off, none are kept.
+OUTBOX_KEY = "outbox_wake"
 # Health and the config count give up after this long: a Kubernetes probe times out at 2 s.
 PROBE_DEADLINE_SECONDS = 1.5
 
@@ -175,6 +178,8 @@ class Database:
         self._probes_lock = threading.Lock()
         # Run after a commit, before its announcements (set by the device cache).
         self.announcement_barrier: Callable[[], None] | None = None
+        # Wakes the outbox relay; None while announcements are off (set by create_app).
+        self.outbox_wake: Callable[[], None] | None = None
 
     def call_with_deadline(
         self, probe: Callable[[Session], T], seconds: float = PROBE_DEADLINE_SECONDS
@@ -200,6 +205,8 @@ class Database:
         session.info[READ_ONLY_KEY] = read_only
         if not read_only and self.announcement_barrier is not None:
             session.info[BARRIER_KEY] = self.announcement_barrier
+        if not read_only and self.outbox_wake is not None:
+            session.info[OUTBOX_KEY] = self.outbox_wake
         return session
 
     def dispose(self) -> None:

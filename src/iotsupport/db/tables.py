@@ -14,6 +14,7 @@ from iotsupport.db.base import Base
 from iotsupport.device_cache.tables import DeviceCacheWorker
 from iotsupport.device_cache.tables import DeviceChange
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.outbox.tables import Announcement
 from iotsupport.releases.tables import Release
 from iotsupport.releases.tables import StoredFile
 from iotsupport.releases.tables import StoredFileChunk
@@ -22,6 +23,7 @@ from iotsupport.rollouts.tables import Rollout
 from iotsupport.rollouts.tables import RolloutDevice
 
 __all__ = [
+    "Announcement",
     "Base",
     "ChangeSet",
     "ChangeSetItem",

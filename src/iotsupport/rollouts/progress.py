@@ -29,11 +29,9 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from iotsupport.configs.desired import desired_payload
-from iotsupport.configs.desired import publish_desired
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
-from iotsupport.notifications import Publisher
+from iotsupport.outbox import announce_desired
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.members import Member
 from iotsupport.rollouts.members import add_members
@@ -45,7 +43,6 @@ from iotsupport.rollouts.tables import DeviceState
 from iotsupport.rollouts.tables import FirmwareTarget as TargetRow
 from iotsupport.rollouts.tables import Rollout
 from iotsupport.rollouts.tables import RolloutDevice
-from iotsupport.rollouts.targets import FirmwareTarget
 from iotsupport.rollouts.targets import current_targets
 from iotsupport.rollouts.targets import set_targets
 
@@ -80,13 +77,11 @@ def stage_plan(rollout: Rollout) -> list[StageSpec]:
 
 
 class Progress:
-    """Evaluates one locked rollout in the caller's transaction; publishes after commit."""
+    """Evaluates one locked rollout in the caller's transaction; what changed for devices
+    is announced (outbox) once it commits."""
 
-    def __init__(
-        self, session: Session, publisher: Publisher, rollout: Rollout, release: Release
-    ) -> None:
+    def __init__(self, session: Session, rollout: Rollout, release: Release) -> None:
         self.session = session
-        self.publisher = publisher
         self.rollout = rollout
         self.release = release
         self.last_stage = len(stage_plan(rollout)) - 1
@@ -156,8 +151,7 @@ class Progress:
             by_release.setdefault(back if back in releases else None, []).append(member.config_id)
         for release_id, ids in by_release.items():
             set_targets(self.session, ids, release_id, None, now, existing=targets)
-            row = releases.get(release_id) if release_id is not None else None
-            self._announce(ids, FirmwareTarget(row.version, row.sha256) if row else None)
+            self._announce(ids)
 
     def _offer(self, members: Sequence[Member], now: datetime) -> None:
         ids = [member.config_id for member in members]
@@ -179,17 +173,16 @@ class Progress:
         for member in members:
             member.released_at = now
         set_targets(self.session, ids, self.release.id, self.rollout.id, now, existing=targets)
-        self._announce(ids, FirmwareTarget(self.release.version, self.release.sha256))
+        self._announce(ids)
 
-    def _announce(self, config_ids: Iterable[int], firmware: FirmwareTarget | None) -> None:
-        """The desired state of these devices, retained, once the transaction commits."""
+    def _announce(self, config_ids: Iterable[int]) -> None:
+        """These devices' desired state changed: announced once the transaction commits
+        (the relay reads it then)."""
         ids = list(config_ids)
         for start in range(0, len(ids), _BATCH):
-            query = select(DeviceConfig.mac_address, DeviceConfig.version, DeviceConfig.etag)
+            query = select(DeviceConfig.mac_address)
             query = query.where(DeviceConfig.id.in_(ids[start : start + _BATCH]))
-            for mac, version, etag in self.session.execute(query):
-                payload = desired_payload(version, etag, firmware)
-                publish_desired(self.session, self.publisher, mac, payload)
+            announce_desired(self.session, self.session.scalars(query).all())
 
     def _sync_members(self, members: list[Member], now: datetime) -> list[Member]:
         """Devices added to the model join the last stage; devices that left it leave."""

@@ -45,7 +45,6 @@ def rollout_service() -> RolloutService:
     app_state = state()
     return RolloutService(
         get_session(),
-        app_state.publisher,
         actor=current_actor(),
         timeout_seconds=app_state.settings.rollout_device_timeout_seconds,
     )

@@ -27,7 +27,6 @@ from iotsupport.device_models.service import ModelService
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
-from iotsupport.notifications import Publisher
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.members import add_members
 from iotsupport.rollouts.members import load_members
@@ -62,13 +61,11 @@ class RolloutService:
     def __init__(
         self,
         session: Session,
-        publisher: Publisher,
         *,
         actor: str = ANONYMOUS_ACTOR,
         timeout_seconds: float = 3600.0,
     ) -> None:
         self.session = session
-        self.publisher = publisher
         self.actor = actor
         self.timeout = timedelta(seconds=timeout_seconds)
 
@@ -123,7 +120,7 @@ class RolloutService:
         chosen = assign(rollout.id, stages, [row.mac_address for row in devices])
         stage_of = {row.id: (chosen[row.mac_address], row.firmware_version) for row in devices}
         add_members(self.session, rollout.id, stage_of)
-        progress = Progress(self.session, self.publisher, rollout, release)
+        progress = Progress(self.session, rollout, release)
         members = load_members(self.session, rollout)
         progress.release_stage(members, 0, now, self.timeout)
         progress.advance(members, now, self.timeout)
@@ -214,7 +211,7 @@ class RolloutService:
         release = self.session.get(Release, rollout.release_id) if rollout.release_id else None
         if release is None:  # cannot happen while active: deleting it is refused
             raise NotFound(f"the release of rollout {rollout.id} is gone")
-        return Progress(self.session, self.publisher, rollout, release)
+        return Progress(self.session, rollout, release)
 
     def _refuse_second(self, model: DeviceModel) -> None:
         active = self.session.scalar(select(Rollout.id).where(Rollout.active_model_id == model.id))

@@ -20,7 +20,6 @@ from iotsupport.background import Periodic
 from iotsupport.db import Database
 from iotsupport.db import commit
 from iotsupport.db.base import utcnow
-from iotsupport.notifications import Publisher
 from iotsupport.rollouts.late_reports import correct_finished
 from iotsupport.rollouts.service import RolloutService
 from iotsupport.rollouts.tables import Rollout
@@ -30,9 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class RolloutTicker:
-    def __init__(self, settings: Settings, database: Database, publisher: Publisher) -> None:
+    def __init__(self, settings: Settings, database: Database) -> None:
         self.database = database
-        self.publisher = publisher
         self.timeout_seconds = settings.rollout_device_timeout_seconds
         self._periodic = Periodic("rollout-tick", settings.rollout_tick_seconds, self.evaluate_all)
 
@@ -60,9 +58,7 @@ class RolloutTicker:
         for rollout_id in ids:
             try:
                 with self.database.session() as session:
-                    service = RolloutService(
-                        session, self.publisher, timeout_seconds=self.timeout_seconds
-                    )
+                    service = RolloutService(session, timeout_seconds=self.timeout_seconds)
                     if service.evaluate(rollout_id, skip_locked=True):
                         commit(session)
                         done += 1

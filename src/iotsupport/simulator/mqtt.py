@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from iotsupport.configs.desired import desired_topic
+from iotsupport.notifications import desired_topic
 
 log = logging.getLogger(__name__)
 
