@@ -82,8 +82,11 @@ def _header(data: io.BytesIO, max_pixels: int) -> budget.Header:
         raise _not_an_image()
     if not header.reducible and header.pixels > max_pixels:
         raise _too_many_pixels(max_pixels)
-    if header.held > _byte_limit(max_pixels):
-        raise _too_much_memory(header.held, max_pixels)
+    # Pillow reads some formats' extras at open (a PNG's text chunks, a WebP's canvases):
+    # counted here at the largest image mode, since the mode is not known before opening.
+    needed = header.held if header.reducible else header.peak(header.size, "RGBA")
+    if needed > _byte_limit(max_pixels):
+        raise _too_much_memory(needed, max_pixels)
     return header
 
 
