@@ -12,7 +12,16 @@ Serves images from a separate `python -m http.server` process, starts
   stopped, and the device endpoint's p99 meanwhile (and without the load, for
   comparison). The images: a 9000x9000 PNG of about 300 KB (81 million pixels,
   refused from its header), and the largest PNG the default limit admits
-  (4096x2048, with transparency).
+  (4096x2048, with transparency); then what the decoder holds (issue 20): a
+  13000x13000 progressive JPEG of one colour (4:4:4, about 1 GB of DCT
+  coefficients in libjpeg, refused from its header), a 2500x2500 WebP (16 bytes
+  per pixel in libwebp and Pillow, refused), a PNG with 60 MB of compressed text
+  (refused), and the largest progressive JPEG (4400x4400 4:2:0) and WebP
+  (2000x2000) the default limit admits.
+
+`--baseline REV` serves that revision's code instead (bench/baseline.py), with the
+same images, for a before/after comparison; there "refused" images may answer 200
+(counted under errors): the memory lines are the point.
 
 Prints the machine's load average before and after: the figures mean little on
 a busy machine.
@@ -35,9 +44,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
+from baseline import source_of
 from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFilter
+from PIL import PngImagePlugin
 from run import Figures
 from run import Server
 from run import answers
@@ -86,7 +97,40 @@ def posters(folder: Path) -> dict[str, Path]:
         ),
     )
     image.save(largest, "PNG", compress_level=1)
-    return {"9000x9000 PNG (refused)": huge, "4096x2048 RGBA PNG": largest}
+    return {
+        "9000x9000 PNG (refused)": huge,
+        "4096x2048 RGBA PNG": largest,
+        **decoder_posters(folder),
+    }
+
+
+def decoder_posters(folder: Path) -> dict[str, Path]:
+    """Images whose decoder holds more than their pixels (issue 20)."""
+    colour = (200, 30, 90)
+    progressive = folder / "progressive-13000.jpg"
+    flat = Image.new("RGB", (13000, 13000), colour)
+    flat.save(progressive, "JPEG", progressive=True, subsampling=0, quality=90)
+    del flat
+    webp = folder / "webp-2500.webp"
+    Image.new("RGB", (2500, 2500), colour).save(webp, "WEBP", lossless=True)
+    text = folder / "text-60mb.png"
+    info = PngImagePlugin.PngInfo()
+    for number in range(60):
+        info.add_text(f"note{number}", "a" * 1_000_000, zip=True)
+    Image.new("RGB", (4000, 1000), colour).save(text, "PNG", pnginfo=info)
+    admitted_jpeg = folder / "progressive-4400.jpg"
+    Image.new("RGB", (4400, 4400), colour).save(
+        admitted_jpeg, "JPEG", progressive=True, subsampling=2
+    )
+    admitted_webp = folder / "webp-2000.webp"
+    Image.new("RGB", (2000, 2000), colour).save(admitted_webp, "WEBP", lossless=True)
+    return {
+        "13000x13000 progressive JPEG 4:4:4 (refused)": progressive,
+        "2500x2500 WebP (refused)": webp,
+        "PNG with 60 MB of compressed text (refused)": text,
+        "4400x4400 progressive JPEG 4:2:0": admitted_jpeg,
+        "2000x2000 WebP": admitted_webp,
+    }
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -136,7 +180,7 @@ def worst_case(args: argparse.Namespace, folder: Path, options: list[str], log: 
         )
         image_paths = folder / f"{poster.stem}.txt"
         image_paths.write_text(f"/api/images/lvgl?{query} -\n")
-        server = Server(database, args.port, options, log, env=env)
+        server = Server(database, args.port, options, log, env=env, source=args.source)
         try:
             device_paths.write_text(f"{create_device(args.port)} -\n")
             workers = [pid for pid in server.worker_pids() if is_worker(pid)]
@@ -193,7 +237,7 @@ def throughput(
     args: argparse.Namespace, paths: dict[str, Path], database: str, options: list[str], log: Path
 ) -> None:
     env = {"IMAGE_PROXY_ALLOWED_HOSTS": f"127.0.0.1:{args.upstream_port}"}
-    server = Server(database, args.port, options, log, env=env)
+    server = Server(database, args.port, options, log, env=env, source=args.source)
     try:
         run_wrk("warm-up", args.port, paths["ARGB8888"], 2, 2, 200)
         rows: list[Figures] = []
@@ -232,7 +276,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3298)
     parser.add_argument("--upstream-port", type=int, default=3297)
     parser.add_argument("--scenario", choices=["throughput", "worst-case", "all"], default="all")
+    parser.add_argument("--baseline", help="serve this git revision's code instead (e.g. main)")
     args = parser.parse_args()
+    args.source = source_of(args.baseline) if args.baseline else None
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
 
@@ -266,6 +312,7 @@ def main() -> None:
                 paths[color_format] = folder / f"{color_format}.txt"
                 paths[color_format].write_text(f"/api/images/lvgl?{query} -\n")
             print(
+                f"code: {args.baseline or 'this checkout'}; "
                 f"1920x1080 JPEG of {size // 1024} KiB -> fit 320x240; server: iotsupport serve "
                 f"{' '.join(options) or '(default workers and threads)'}; "
                 f"wrk {args.seconds}s per scenario"

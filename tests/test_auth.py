@@ -23,6 +23,7 @@ from conftest import serving
 from conftest import wait_until
 from flask import Blueprint
 from flask import Flask
+from flask import Response
 from flask import jsonify
 from flask.testing import FlaskClient
 from joserfc.jwk import RSAKey
@@ -36,6 +37,7 @@ from iotsupport import create_app
 from iotsupport.auth import ACCESS_COOKIE
 from iotsupport.auth import LOGIN_COOKIE
 from iotsupport.auth import REFRESH_COOKIE
+from iotsupport.auth import set_token_cookies
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
@@ -604,24 +606,76 @@ def test_without_oidc_logout_clears_cookies(client: FlaskClient) -> None:
 # --- renewal: a refresh cookie cannot drive the provider --------------------------------
 
 
-def test_a_bogus_refresh_cookie_reaches_the_provider_once(
-    oidc_client: FlaskClient, issuer: LocalIssuer
+def issued_refresh_cookie(app: Flask, refresh_token: str) -> str:
+    """The refresh cookie's value exactly as the server hands it to a browser after login."""
+    with app.test_request_context():
+        response = Response()
+        set_token_cookies(response, Tokens("access", refresh_token, None))
+    cookie = next(
+        value
+        for value in response.headers.getlist("Set-Cookie")
+        if value.startswith(REFRESH_COOKIE + "=")
+    )
+    return cookie.split(";", 1)[0].split("=", 1)[1].strip('"')
+
+
+FORGED_REFRESH_COOKIES = [
+    *(f"bogus-{number}" for number in range(40)),
+    *(f"{number}.{'A' * 27}" for number in range(20)),  # the shape of a sealed cookie
+    "",
+    ".",
+    "good-refresh-token",  # the provider's own token, but not sealed by us
+]
+
+
+def test_forged_refresh_cookies_never_reach_the_provider_nor_starve_renewals(
+    oidc_app: Flask, issuer: LocalIssuer
+) -> None:
+    """Issue 20, renewal starvation: a burst of cookies the server never issued."""
+    issuer.valid_refresh_tokens.add("good-refresh-token")
+    token, _, signature = issued_refresh_cookie(oidc_app, "good-refresh-token").rpartition(".")
+    tampered = f"{token}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+    calls = issuer.token_calls
+    stranger = oidc_app.test_client()
+    for forged in [*FORGED_REFRESH_COOKIES, tampered] * 2:
+        stranger.set_cookie(REFRESH_COOKIE, forged)
+        response = stranger.get("/api/configs")
+        if forged:
+            assert_error(response, 401, "unauthorized")
+            assert stranger.get_cookie(REFRESH_COOKIE) is None  # cleared
+    assert issuer.token_calls == calls  # the provider saw none of them
+
+    # Right after the burst, an admin's session renews at once.
+    admin = oidc_app.test_client()
+    admin.set_cookie(ACCESS_COOKIE, issuer.token(exp=int(time.time()) - 120))
+    admin.set_cookie(REFRESH_COOKIE, issued_refresh_cookie(oidc_app, "good-refresh-token"))
+    response = admin.get("/api/configs")
+    assert response.status_code == 200, response.get_json()
+    assert issuer.token_calls == calls + 1
+    renewed = admin.get_cookie(REFRESH_COOKIE)
+    assert renewed is not None and renewed.value != "good-refresh-token"  # sealed again
+
+
+def test_a_refresh_token_the_provider_refuses_reaches_it_once(
+    oidc_app: Flask, oidc_client: FlaskClient, issuer: LocalIssuer
 ) -> None:
     calls = issuer.token_calls
+    revoked = issued_refresh_cookie(oidc_app, "revoked-refresh-token")
     for _ in range(200):
-        oidc_client.set_cookie(REFRESH_COOKIE, "bogus-refresh-token")  # a client that insists
+        oidc_client.set_cookie(REFRESH_COOKIE, revoked)  # a client that insists
         response = oidc_client.get("/api/configs")
         assert_error(response, 401, "unauthorized")
     assert issuer.token_calls == calls + 1
 
 
-def test_many_bogus_refresh_cookies_are_rate_limited(
-    oidc_client: FlaskClient, issuer: LocalIssuer
+def test_many_refused_refresh_tokens_are_rate_limited(
+    oidc_app: Flask, oidc_client: FlaskClient, issuer: LocalIssuer
 ) -> None:
+    """Sessions we issued that the provider has since ended still cannot drive it."""
     calls = issuer.token_calls
     statuses: dict[int, int] = {}
     for number in range(200):
-        oidc_client.set_cookie(REFRESH_COOKIE, f"bogus-{number}")
+        oidc_client.set_cookie(REFRESH_COOKIE, issued_refresh_cookie(oidc_app, f"ended-{number}"))
         response = oidc_client.get("/api/configs")
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         if response.status_code == 503:
@@ -636,11 +690,12 @@ def test_many_bogus_refresh_cookies_are_rate_limited(
 def test_parallel_requests_share_one_renewal(oidc_app: Flask, issuer: LocalIssuer) -> None:
     issuer.valid_refresh_tokens.add("good-refresh-token")
     expired = issuer.token(exp=int(time.time()) - 120)
+    refresh = issued_refresh_cookie(oidc_app, "good-refresh-token")
     calls = issuer.token_calls
 
     def fetch(client: FlaskClient) -> tuple[int, str | None]:
         client.set_cookie(ACCESS_COOKIE, expired)
-        client.set_cookie(REFRESH_COOKIE, "good-refresh-token")
+        client.set_cookie(REFRESH_COOKIE, refresh)
         response = client.get("/api/configs")
         cookie = client.get_cookie(ACCESS_COOKIE)
         return response.status_code, cookie.value if cookie else None

@@ -176,6 +176,71 @@ def test_credentials_of_this_server_are_never_forwarded(
     assert upstream.log == []
 
 
+DEVICE_BASIC = b"aabbccddeeff:iotd_" + b"y" * 43  # 61 bytes: base64 ends in "=="
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Basic " + _b64(DEVICE_BASIC).rstrip("="),
+        "basic " + _b64(DEVICE_BASIC).rstrip("="),
+        "BASIC " + _b64(DEVICE_BASIC),
+        "Basic   " + _b64(DEVICE_BASIC).rstrip("=") + "  ",
+        "Basic\t" + _b64(DEVICE_BASIC).rstrip("="),
+        "Basic " + base64.urlsafe_b64encode(DEVICE_BASIC).decode().rstrip("="),
+        "Basic " + _b64(b"x:iotd_" + b"z" * 43).rstrip("="),
+        "Basic " + _b64(b"xy:iotd_" + b"z" * 43),
+        "Basic " + _b64(DEVICE_BASIC)[:20] + " " + _b64(DEVICE_BASIC)[20:],
+        "Bearer  iotd_" + "x" * 43,
+        "Token " + _b64(b"iotd_" + b"x" * 43),
+    ],
+    ids=[
+        "unpadded",
+        "lowercase-unpadded",
+        "uppercase",
+        "extra-spaces",
+        "tab",
+        "url-safe-alphabet",
+        "short-user",
+        "two-char-user",
+        "split-in-two",
+        "bearer-two-spaces",
+        "base64-in-another-scheme",
+    ],
+)
+@pytest.mark.parametrize("header", ["Authorization", "X-Upstream-Authorization"])
+def test_a_device_token_is_never_forwarded_in_any_spelling(
+    build: Build, upstream: HTTPServer, value: str, header: str
+) -> None:
+    client = build(image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}")
+    response = client.get(
+        LVGL,
+        query_string={"url": upstream.url_for("/a.png"), "headers": "Authorization"},
+        headers={header: value},
+    )
+    assert response.status_code in (400, 401), response.get_json()
+    assert response.get_json()["code"] in ("header_not_forwardable", "device_unauthorized")
+    assert upstream.log == []
+
+
+def test_a_camera_password_still_goes_in_every_basic_spelling(
+    build: Build, upstream: HTTPServer
+) -> None:
+    client = build(image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}")
+    for value in ("Basic " + _b64(b"admin:camera-pass").rstrip("="), "basic YWRtaW46cHc="):
+        response = client.get(
+            LVGL,
+            query_string={"url": upstream.url_for("/a.png"), "headers": "Authorization"},
+            headers={"X-Upstream-Authorization": value},
+        )
+        assert response.status_code == 200
+        assert upstream.log[-1][0].headers["Authorization"] == value
+
+
 def test_an_admin_token_of_our_issuer_is_never_forwarded(
     build: Build, upstream: HTTPServer, issuer: LocalIssuer
 ) -> None:
@@ -221,6 +286,8 @@ LOOPBACK_SPELLINGS = [
     "[::ffff:7f00:1]",
     "[64:ff9b::7f00:1]",
     "[2002:7f00:1::]",
+    "[::ffff:0:7f00:1]",  # IPv4-translated (SIIT)
+    "[::ffff:0:127.0.0.1]",
 ]
 INSIDE = [
     "0.0.0.0",
@@ -241,6 +308,10 @@ INSIDE = [
     "[ff02::1]",
     "[::ffff:10.0.0.1]",
     "[::ffff:169.254.169.254]",
+    "[::ffff:0:a00:1]",
+    "[::ffff:0:a9fe:a9fe]",
+    "[64:ff9b::a9fe:a9fe]",
+    "[2002:c0a8:101::1]",
     "no-such-host.invalid",
 ]
 
@@ -375,6 +446,11 @@ def test_policy_matrix() -> None:
         ("::127.0.0.1", False),
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a00:1", False),
+        ("::ffff:0:7f00:1", False),
+        ("::ffff:0:a00:1", False),
+        ("::ffff:0:c0a8:101", False),
+        ("::ffff:0:808:808", True),
+        ("64:ff9b:1::808:808", False),
         ("64:ff9b::808:808", True),
         ("2002:a00:1::", False),
         ("2001:db8::1", False),
@@ -481,3 +557,44 @@ def test_closed_open_and_non_http_ports_answer_alike(build: Build) -> None:
     finally:
         ssh.close()
         silent.close()
+
+
+# --- nothing an upstream answers is kept for the next caller -----------------------------
+
+
+def test_an_upstream_cookie_never_reaches_another_caller(
+    build: Build, httpserver_ipv4: HTTPServer
+) -> None:
+    upstream = httpserver_ipv4
+
+    def with_cookie(request: t.Any) -> Response:
+        answer = Response(png(), content_type="image/png")
+        answer.set_cookie("session", "caller-1-session", path="/")
+        return answer
+
+    def redirect_with_cookie(request: t.Any) -> Response:
+        answer = Response(status=302, headers={"Location": "/a.png"})
+        answer.set_cookie("hop", "set-on-the-redirect", path="/")
+        return answer
+
+    upstream.expect_request("/session.png").respond_with_handler(with_cookie)
+    upstream.expect_request("/redirect.png").respond_with_handler(redirect_with_cookie)
+    upstream.expect_request("/a.png").respond_with_data(png(), content_type="image/png")
+    first = build(image_proxy_allowed_hosts=f"127.0.0.1:{upstream.port}")
+    second = first.application.test_client()  # another caller of the same worker
+
+    assert lvgl(first, upstream.url_for("/session.png")).status_code == 200
+    for _ in range(3):
+        assert lvgl(second, upstream.url_for("/a.png")).status_code == 200
+    assert lvgl(first, upstream.url_for("/session.png")).status_code == 200
+    # Within one request too: a cookie set on a redirect is not sent to where it points.
+    assert lvgl(second, upstream.url_for("/redirect.png")).status_code == 200
+
+    paths = [request.path for request, _ in upstream.log]
+    assert paths == ["/session.png", "/a.png", "/a.png", "/a.png", "/session.png"] + [
+        "/redirect.png",
+        "/a.png",
+    ]
+    for request, _ in upstream.log:
+        assert "Cookie" not in request.headers, (request.path, request.headers["Cookie"])
+    upstream.clear()

@@ -29,6 +29,7 @@ from iotsupport.auth.access import access_of
 from iotsupport.auth.oidc import LoginRequest
 from iotsupport.auth.oidc import OidcClient
 from iotsupport.auth.oidc import Tokens
+from iotsupport.auth.renewal import RefreshSeal
 from iotsupport.auth.renewal import RenewalGate
 from iotsupport.auth.tokens import Principal
 from iotsupport.auth.tokens import ProviderUnavailable
@@ -71,6 +72,7 @@ class Auth:
     signer: URLSafeTimedSerializer | None
     devices: DeviceGate
     renewals: RenewalGate | None = None
+    refresh_seal: RefreshSeal | None = None
 
     @property
     def enabled(self) -> bool:
@@ -91,15 +93,17 @@ def auth() -> Auth:
 def init_app(app: Flask, settings: Settings) -> None:
     client = OidcClient(settings) if settings.oidc_enabled else None
     signer = None
+    seal = None
     if settings.oidc_client_secret is not None:
         # The login cookie is signed with a key derived from the client secret, which
         # every replica shares; the salt keeps it apart from any other use of it.
         secret = settings.oidc_client_secret.get_secret_value()
         signer = URLSafeTimedSerializer(secret, salt="iotsupport.login")
+        seal = RefreshSeal(secret)
     secure = (settings.baseurl or "").startswith("https://")
     devices: DeviceGate = app.extensions["iotsupport"].devices  # built by create_app first
     renewals = RenewalGate(client.refresh) if client is not None else None
-    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer, devices, renewals)
+    app.extensions[EXTENSION_KEY] = Auth(client, secure, signer, devices, renewals, seal)
     app.before_request(_enforce_access)
     app.after_request(_store_renewed_tokens)
     app.register_error_handler(ProviderUnavailable, _provider_unavailable)
@@ -184,10 +188,15 @@ def _authenticate(client: OidcClient) -> Principal:
             return client.validator.principal(access_token)
         except TokenRejected as exc:  # expired, most likely: try the refresh token
             log.debug("access cookie refused: %s", exc)
-    refresh_token = request.cookies.get(REFRESH_COOKIE)
-    if refresh_token:
-        renewals = auth().renewals
-        assert renewals is not None
+    refresh_cookie = request.cookies.get(REFRESH_COOKIE)
+    if refresh_cookie:
+        renewals, seal = auth().renewals, auth().refresh_seal
+        assert renewals is not None and seal is not None
+        refresh_token = seal.opened(refresh_cookie)
+        if refresh_token is None:  # not issued here: no budget spent, no provider asked
+            log.info("token renewal refused: a refresh cookie this server did not issue")
+            g.clear_auth_cookies = True
+            raise Unauthorized("your session has ended; log in again")
         try:
             tokens, principal = renewals.renew(refresh_token)
         except TokenRejected as exc:
@@ -353,10 +362,23 @@ def _set_cookie(
 
 def set_token_cookies(response: BaseResponse, tokens: Tokens) -> None:
     _set_cookie(response, ACCESS_COOKIE, tokens.access_token)
-    if tokens.refresh_token:
+    seal = auth().refresh_seal
+    if tokens.refresh_token and seal is not None:
         _set_cookie(
-            response, REFRESH_COOKIE, tokens.refresh_token, max_age=tokens.refresh_expires_in
+            response,
+            REFRESH_COOKIE,
+            seal.seal(tokens.refresh_token),
+            max_age=tokens.refresh_expires_in,
         )
+
+
+def cookie_secrets() -> list[str]:
+    """This request's login secrets as the browser holds them, and the refresh token inside."""
+    secrets = [request.cookies.get(name, "") for name in AUTH_COOKIES]
+    seal = auth().refresh_seal
+    sealed = request.cookies.get(REFRESH_COOKIE)
+    opened = seal.opened(sealed) if seal is not None and sealed else None
+    return [*secrets, opened] if opened else secrets
 
 
 def clear_token_cookies(response: BaseResponse) -> None:

@@ -1,6 +1,11 @@
 """Renewing a session with its refresh token, without letting cookies drive the provider.
 
-A refresh cookie costs at most one call to the provider's token endpoint: the
+The refresh cookie is the provider's refresh token sealed with an HMAC under a key
+only the server holds (RefreshSeal): a cookie the server did not issue is refused
+before it costs anything, so random cookies neither reach the provider nor use up
+the renewal budget below that genuine sessions need.
+
+A sealed refresh cookie costs at most one call to the provider's token endpoint: the
 outcome is remembered for a while (a refused token for REFUSED_SECONDS, new
 tokens for RENEWED_SECONDS, so that a page's parallel requests share one
 renewal), concurrent requests with the same token wait for one call, and calls
@@ -17,6 +22,9 @@ import typing as t
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from itsdangerous import BadSignature
+from itsdangerous import Signer
+
 from iotsupport.auth.oidc import Tokens
 from iotsupport.auth.tokens import Principal
 from iotsupport.auth.tokens import TokenRejected
@@ -29,6 +37,27 @@ BURST = 10  # calls at once
 PER_SECOND = 1.0  # calls per second in the long run
 MAX_REMEMBERED = 10_000
 RETRY_SECONDS = 5
+
+
+class RefreshSeal:
+    """The refresh cookie's value: the refresh token and an HMAC-SHA256 of it.
+
+    The key is derived from OIDC_CLIENT_SECRET (every replica has it; the salt keeps
+    this use apart from the login cookie's). A new secret ends every session once.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._signer = Signer(secret, salt="iotsupport.refresh", digest_method=hashlib.sha256)
+
+    def seal(self, refresh_token: str) -> str:
+        return self._signer.sign(refresh_token).decode("utf-8")
+
+    def opened(self, cookie: str) -> str | None:
+        """The refresh token in a cookie this server issued; None for any other cookie."""
+        try:
+            return self._signer.unsign(cookie).decode("utf-8")
+        except (BadSignature, UnicodeError):
+            return None
 
 
 class RenewalBusy(ServiceUnavailable):

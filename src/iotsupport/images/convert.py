@@ -7,18 +7,22 @@ its EXIF orientation. A JPEG is first decoded at a reduced scale (Pillow's
 same two-step approach as Pillow's `thumbnail`, so a camera snapshot does not
 pay for a full-size decode.
 
-Memory: the pixel limit is checked on the header, before anything is decoded,
-and counts the pixels that will really be decoded (a JPEG after `draft`). The
-decoded image is the only full-size buffer: the mode conversion and the
-integer reduction that precede the Lanczos pass run a band of rows at a time,
-with the same result as Pillow's `resize(..., reducing_gap=3)` on the whole
-image, and the image is turned only once it is small.
+Memory: before Pillow sees the data, its header says what the decoder will
+hold (budget.py: a progressive JPEG's coefficients, WebP's canvases, ...), and
+more than 8 bytes per pixel of the pixel limit is refused; the pixel limit
+itself counts the pixels that will really be decoded (a JPEG after `draft`).
+Once decoded, only the pixels are kept (the decoder and its buffers go), the
+mode conversion and the integer reduction that precede the Lanczos pass run a
+band of rows at a time, with the same result as Pillow's `resize(...,
+reducing_gap=3)` on the whole image, and the image is turned only once it is
+small.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import io
 import math
 import typing as t
 
@@ -26,6 +30,7 @@ from PIL import Image
 from PIL import UnidentifiedImageError
 
 from iotsupport.errors import UnprocessableImage
+from iotsupport.images import budget
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 REDUCING_GAP = 3.0  # Pillow: from 3.0 on, indistinguishable from a full-size resample
@@ -54,18 +59,70 @@ def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _open(data: t.BinaryIO, max_pixels: int) -> Image.Image:
+def _not_an_image() -> UnprocessableImage:
+    return UnprocessableImage(
+        f"the URL did not return an image in a supported format ({', '.join(FORMATS)})",
+        {"reason": "not_an_image"},
+    )
+
+
+def _header(data: io.BytesIO, max_pixels: int) -> budget.Header:
+    """The header, read before Pillow opens anything (opening a WebP already allocates
+    its canvases); refused when the decoder alone would exceed the limit."""
+    with data.getbuffer() as view:
+        try:
+            header = budget.sniff(view)
+        except budget.Unsupported as exc:
+            raise UnprocessableImage(
+                f"this kind of image is not supported ({exc})", {"reason": "unsupported"}
+            ) from None
+        except ValueError:
+            raise _damaged() from None
+    if header is None:
+        raise _not_an_image()
+    if not header.reducible and header.pixels > max_pixels:
+        raise _too_many_pixels(max_pixels)
+    # Pillow reads some formats' extras at open (a PNG's text chunks, a WebP's canvases):
+    # counted here at the largest image mode, since the mode is not known before opening.
+    needed = header.held if header.reducible else header.peak(header.size, "RGBA")
+    if needed > _byte_limit(max_pixels):
+        raise _too_much_memory(needed, max_pixels)
+    return header
+
+
+def _open(data: io.BytesIO, header: budget.Header, max_pixels: int) -> Image.Image:
     try:
-        return Image.open(data, formats=FORMATS)
+        image = Image.open(data, formats=FORMATS)
     except UnidentifiedImageError:
-        raise UnprocessableImage(
-            f"the URL did not return an image in a supported format ({', '.join(FORMATS)})",
-            {"reason": "not_an_image"},
-        ) from None
+        raise _not_an_image() from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(max_pixels) from None
     except _DAMAGED:
         raise _damaged() from None
+    # What Pillow read must be what the header said (an MPO is a JPEG's first picture).
+    kind = "JPEG" if image.format == "MPO" else image.format
+    if kind != header.format or (not header.reducible and image.size != header.size):
+        image.close()
+        raise _damaged()
+    return image
+
+
+def _byte_limit(max_pixels: int) -> int:
+    return budget.BYTES_PER_PIXEL_LIMIT * max_pixels
+
+
+def _too_much_memory(needed: int, max_pixels: int) -> UnprocessableImage:
+    limit = _byte_limit(max_pixels)
+    return UnprocessableImage(
+        f"decoding this image would take about {_mib(needed)} MiB, more than the "
+        f"{_mib(limit)} MiB one conversion may use (8 bytes per pixel of "
+        "IMAGE_PROXY_MAX_PIXELS)",
+        {"reason": "too_much_memory", "needed_bytes": needed, "limit_bytes": limit},
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f}"
 
 
 def _too_many_pixels(max_pixels: int) -> UnprocessableImage:
@@ -84,19 +141,21 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) else 1
 
 
-def fitted_image(data: t.BinaryIO, box: tuple[int, int], max_pixels: int) -> Image.Image:
+def fitted_image(data: io.BytesIO, box: tuple[int, int], max_pixels: int) -> Image.Image:
     """The image in `data`, upright, in mode RGBA (when it has transparency) or RGB.
 
-    At most two full-size buffers exist at any time (the decoded image and its
-    converted copy, or that copy and the result), so a conversion needs no more
-    than 8 bytes per decoded pixel.
+    What the decoder holds is bounded from the header (budget.py); after decoding,
+    at most two full-size buffers exist at any time (the decoded image and its
+    converted copy, or that copy and the result): no more than 8 bytes per pixel
+    of `max_pixels` in all.
     """
-    image = _open(data, max_pixels)
+    header = _header(data, max_pixels)
+    image = _open(data, header, max_pixels)
     try:
-        # Only a JPEG can be decoded smaller than its header says. (Checked before the
-        # orientation too: reading a PNG's EXIF can decode the whole image.)
-        if image.format != "JPEG" and image.width * image.height > max_pixels:
-            raise _too_many_pixels(max_pixels)
+        # Only a JPEG can be decoded smaller than its header says; the others are checked
+        # before the orientation, since reading a PNG's EXIF can decode the whole image.
+        if not header.reducible:
+            _check_peak(header, image, max_pixels)
         orientation = _orientation(image)
         swapped = orientation in _SWAPS_AXES
         upright = fit((image.height, image.width) if swapped else image.size, box)
@@ -105,17 +164,28 @@ def fitted_image(data: t.BinaryIO, box: tuple[int, int], max_pixels: int) -> Ima
         if image.format == "JPEG":
             wanted = (round(target[0] * REDUCING_GAP), round(target[1] * REDUCING_GAP))
             image.draft("RGB", wanted)
-        if image.width * image.height > max_pixels:
-            raise _too_many_pixels(max_pixels)
+        _check_peak(header, image, max_pixels)
         image.load()
         mode = "RGBA" if image.mode in _ALPHA_MODES or "transparency" in image.info else "RGB"
-        owned = [image]
+        # Only the pixels from here on: the decoder (WebP's canvases, a GIF's disposal
+        # buffer, the copy of the file) goes with the file object.
+        owned = [image._new(image.im)]
+        image.close()
         del image
         fitted = _shrunk(owned, target, mode)
     except _DAMAGED:  # broken data, or a mode Pillow cannot convert
         raise _damaged() from None
     turn = _UPRIGHT.get(orientation)
     return fitted.transpose(turn) if turn is not None else fitted
+
+
+def _check_peak(header: budget.Header, image: Image.Image, max_pixels: int) -> None:
+    """Refuse what decoding `image` as it stands (after any draft) would exceed."""
+    if image.width * image.height > max_pixels:
+        raise _too_many_pixels(max_pixels)
+    peak = header.peak(image.size, image.mode)
+    if peak > _byte_limit(max_pixels):
+        raise _too_much_memory(peak, max_pixels)
 
 
 def _shrunk(owned: list[Image.Image], size: tuple[int, int], mode: str) -> Image.Image:

@@ -66,7 +66,13 @@ _NOT_PUBLIC: tuple[IpNetwork, ...] = tuple(
         "64:ff9b:1::/48",  # local-use NAT64
     )
 )
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# IPv6 ranges whose last 32 bits are an IPv4 address (besides IPv4-mapped ::ffff:0:0/96,
+# which `ipv4_mapped` reads, and 6to4 2002::/16, which `sixtofour` reads): NAT64's
+# well-known prefix and SIIT's IPv4-translated range (RFC 6052, RFC 6145).
+_EMBEDDING_LAST_32_BITS = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
 
 
 class EntryError(ValueError):
@@ -74,13 +80,14 @@ class EntryError(ValueError):
 
 
 def _embedded_ipv4(address: IpAddress) -> IpAddress:
-    """The IPv4 address inside an IPv4-mapped, 6to4 or NAT64 address; else the address."""
+    """The IPv4 address inside an IPv4-mapped, IPv4-translated, 6to4 or NAT64 address;
+    else the address. (The IPv4-compatible ::/96 is refused whole; Teredo is in 2001::/23.)"""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address.sixtofour is not None:
             return address.sixtofour
-        if address in _NAT64:
+        if any(address in network for network in _EMBEDDING_LAST_32_BITS):
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
 

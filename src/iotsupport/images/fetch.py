@@ -13,10 +13,12 @@ non-HTTP ports apart.
 
 from __future__ import annotations
 
+import http.cookiejar
 import io
 import logging
 import threading
 import time
+import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -55,6 +57,17 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, host_of(url), url.port
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Keeps no cookie and sends none: the client serves every caller, and what an
+    upstream set for one caller (a session) must never reach the next one."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: t.Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: t.Any) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     connect_timeout: float
@@ -79,7 +92,10 @@ class Fetcher:
             if self._lazy_client is None:
                 # trust_env=False: no proxy or .netrc picked up from the environment.
                 self._lazy_client = httpx.Client(
-                    transport=VettedTransport(self.policy), follow_redirects=False, trust_env=False
+                    transport=VettedTransport(self.policy),
+                    follow_redirects=False,
+                    trust_env=False,
+                    cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 )
             return self._lazy_client
 

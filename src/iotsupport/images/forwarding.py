@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import typing as t
 from collections.abc import Collection
 from collections.abc import Iterable
+from collections.abc import Iterator
 
 from iotsupport.credentials.tokens import TOKEN_PREFIX as DEVICE_TOKEN_PREFIX
 from iotsupport.errors import InvalidInput
@@ -82,24 +84,45 @@ def forwarded_headers(
 
 
 def _is_our_credential(value: str, own: Collection[str], issuer: str | None) -> bool:
+    """Whether `value` carries a secret of ours, in any spelling an upstream might decode.
+
+    A device token is looked for in the raw value and in every word of it read as
+    base64 the lenient way (no padding, URL-safe alphabet, stray characters, any
+    scheme spelling), so `Basic` written any way an upstream accepts is caught.
+    """
     if any(secret and secret in value for secret in own):
         return True
-    scheme, _, token = value.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() == "basic":
-        return DEVICE_TOKEN_PREFIX in _decoded_basic(token)
-    if scheme.lower() != "bearer":
-        return DEVICE_TOKEN_PREFIX in value
-    return token.startswith(DEVICE_TOKEN_PREFIX) or (
-        issuer is not None and _jwt_issuer(token) == issuer
+    if DEVICE_TOKEN_PREFIX in value:
+        return True
+    words = value.split()
+    # Each word, and the words after the scheme run together (decoders that skip spaces).
+    candidates = [*words, "".join(words[1:])]
+    if any(_DEVICE_TOKEN_BYTES in decoded for word in candidates for decoded in _lenient_b64(word)):
+        return True
+    return (
+        issuer is not None
+        and len(words) == 2
+        and words[0].lower() == "bearer"
+        and _jwt_issuer(words[1]) == issuer
     )
 
 
-def _decoded_basic(credentials: str) -> str:
-    try:
-        return base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return ""
+_DEVICE_TOKEN_BYTES = DEVICE_TOKEN_PREFIX.encode("ascii")
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+_URL_SAFE = str.maketrans("-_", "+/")
+
+
+def _lenient_b64(word: str) -> Iterator[bytes]:
+    """`word` decoded as base64 as forgiving decoders do, from each of the 4 alignments."""
+    letters = _NOT_BASE64.sub("", word.translate(_URL_SAFE))
+    for skip in range(4):
+        text = letters[skip:]
+        if len(text) % 4 == 1:  # a lone last character holds no whole byte
+            text = text[:-1]
+        try:
+            yield base64.b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            continue
 
 
 def _jwt_issuer(token: str) -> str | None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
-from flask import request
 
 from iotsupport.api.spec import operation
-from iotsupport.auth import AUTH_COOKIES
+from iotsupport.auth import cookie_secrets
 from iotsupport.auth.access import requires_device
 from iotsupport.credentials.headers import UpstreamHeaders
 from iotsupport.extensions import state
@@ -39,7 +38,7 @@ def lvgl_image(query: LvglImageQuery) -> Response:
     forwarded = forwarded_headers(
         query.header_names,
         UpstreamHeaders(),
-        own_credentials=[request.cookies.get(name, "") for name in AUTH_COOKIES],
+        own_credentials=cookie_secrets(),
         issuer=settings.oidc_issuer_url if settings.oidc_enabled else None,
     )
     image = state().image_proxy.lvgl_image(query.url, forwarded, query.box, query.format)
