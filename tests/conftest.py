@@ -623,7 +623,8 @@ class TcpProxy:
     """A TCP relay that can be cut and restored, and counts PostgreSQL frontend messages.
 
     Stopping it closes the listener and every relayed connection, which is what a
-    database restart or a network cut looks like to the app.
+    database restart or a network cut looks like to the app; freezing it lets nothing
+    through and closes nothing, which is what a partition looks like (nobody notices).
     """
 
     _SSL_OR_GSS_REQUEST = {80877103, 80877104}
@@ -638,6 +639,17 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._stopped = threading.Event()
         self._accept_thread: threading.Thread | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        """Flowing again, and listening again if it was stopped."""
+        self._flowing.set()
+        if self._listener is None:
+            self.start()
 
     @property
     def url_host_port(self) -> str:
@@ -656,6 +668,7 @@ class TcpProxy:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._flowing.set()  # a frozen relay lets go of its threads
         if self._accept_thread is not None:
             self._accept_thread.join(5)
         if self._listener is not None:
@@ -709,6 +722,7 @@ class TcpProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()
                 if not frontend:
                     sink.sendall(data)
                     continue

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import RecordingPublisher
+from conftest import TcpProxy
 from conftest import wait_until
 from credentials_support import create_device
 from credentials_support import fetch
 from flask import Flask
-from net_faults import TcpProxy
-from net_faults import port_of
-from net_faults import through
+from own_postgres import port_of
+from own_postgres import through
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine
 from sqlalchemy import text
@@ -45,9 +45,10 @@ def stopped(app: Flask) -> None:
 
 @pytest.fixture
 def proxy(pg_settings: Settings) -> Iterator[TcpProxy]:
-    tcp = TcpProxy(port_of(pg_settings.database_url))
+    tcp = TcpProxy("127.0.0.1", port_of(pg_settings.database_url))
+    tcp.start()
     yield tcp
-    tcp.close()
+    tcp.stop()
 
 
 @pytest.mark.postgres
@@ -132,7 +133,7 @@ def test_while_the_database_is_away_fetches_are_answered_from_memory_marked(
         config_id = create_device(writing, MAC, {"v": 1})
         assert wait_until(lambda: fetch(client, MAC).get_json() == {"v": 1}, 5)
         assert STALE_HEADER not in fetch(client, MAC).headers
-        proxy.cut()
+        proxy.stop()  # the database out of reach: every connection closed, new ones refused
         cache = state(app).devices.cache
         assert wait_until(lambda: cache.state == "stale", 10)
         for _ in range(3):

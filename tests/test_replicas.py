@@ -21,9 +21,9 @@ from conftest import cut_cache_listeners
 from conftest import random_mac
 from conftest import serving
 from conftest import unavailable
-from net_faults import OwnPostgres
-from net_faults import own_postgres
-from net_faults import own_postgres_available
+from own_postgres import OwnPostgres
+from own_postgres import own_postgres
+from own_postgres import own_postgres_available
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import create_engine
 
