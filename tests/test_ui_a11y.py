@@ -98,7 +98,7 @@ def test_no_serious_violations_on_any_page(
     found = {}
     for path, ready in pages.items():
         page.goto(path)
-        page.wait_for_selector(ready, state="attached")
+        page.wait_for_selector(ready, state="attached", timeout=30_000)  # docs: 1 MB of JS
 
         problems = page.evaluate(_RUN)
         if problems:
@@ -123,7 +123,7 @@ def test_every_page_fits_a_phone(
     page = new_page(base_url, viewport=PHONE)
     for path, ready in pages.items():
         page.goto(path)
-        page.wait_for_selector(ready, state="attached")
+        page.wait_for_selector(ready, state="attached", timeout=30_000)  # docs: 1 MB of JS
 
         no_sideways_scroll(page)
     device = next(path for path in pages if path.startswith("/devices/") and path[9:].isdigit())
