@@ -26,7 +26,9 @@ from iotsupport.api.schemas import ErrorResponse
 from iotsupport.auth.access import Access
 from iotsupport.auth.access import access_of
 from iotsupport.errors import InvalidInput
+from iotsupport.errors import NulCharacter
 from iotsupport.errors import PayloadTooLarge
+from iotsupport.json_text import BODY_DEPTH
 from iotsupport.json_text import load_object
 
 View = t.Callable[..., ResponseReturnValue]
@@ -108,8 +110,37 @@ def parse_json_body(model: type[BodyModel]) -> BodyModel:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not UTF-8") from None
-    data = load_object(text, "the request body")
-    return model.model_validate(data, context={"raw_body": text})
+    data = load_object(text, "the request body", max_depth=BODY_DEPTH)
+    return refuse_nul(model.model_validate(data, context={"raw_body": text}))
+
+
+def refuse_nul(parsed: BodyModel) -> BodyModel:
+    """`parsed`, unless a text field holds NUL (api/request_rules.py says why).
+
+    The validated fields are walked, not the raw body: content kept as verbatim JSON
+    text holds an escaped \\u0000, which is fine, and never the character itself.
+    """
+    pending: list[tuple[str, t.Any]] = [("", parsed)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise NulCharacter(
+                    f"{where or 'the body'} contains a NUL character (U+0000), which no "
+                    "text here may hold",
+                    {"field": where},
+                )
+        elif isinstance(value, BaseModel):
+            pending += [
+                (f"{where}.{name}".lstrip("."), getattr(value, name))
+                for name in type(value).model_fields
+            ]
+        elif isinstance(value, dict):
+            pending += [(f"{where}.{key}", key) for key in value]
+            pending += [(f"{where}.{key}", item) for key, item in value.items()]
+        elif isinstance(value, list | tuple):
+            pending += [(f"{where}.{index}", item) for index, item in enumerate(value)]
+    return parsed
 
 
 def _path_and_parameters(

@@ -21,11 +21,14 @@ from iotsupport.configs.history import unified_diff
 from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import utcnow
+from iotsupport.device_models.schema_errors import error_entry as _error
 from iotsupport.device_models.service import schema_of
 from iotsupport.errors import ChangedSince
 from iotsupport.errors import Conflict
+from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
+from iotsupport.json_text import MAX_DEPTH
 
 LISTED = 200
 
@@ -56,6 +59,17 @@ class Undo:
     skipped: list[dict[str, t.Any]]
 
 
+def _patched(config: DeviceConfig, patch: dict[str, t.Any]) -> str:
+    try:
+        return merge_patch.apply(config.content, patch)
+    except RecursionError:  # only a config saved before MAX_DEPTH was enforced
+        raise InvalidInput(
+            f"config {config.id} ({config.mac_address}) is nested too deeply to patch "
+            f"(more than {MAX_DEPTH} levels); edit it on its own",
+            {"id": config.id, "max_depth": MAX_DEPTH},
+        ) from None
+
+
 class ChangeSetService:
     def __init__(self, configs: ConfigService) -> None:
         self.configs = configs
@@ -71,10 +85,7 @@ class ChangeSetService:
                 raise NotFound(
                     f"{len(missing)} of the picked configs do not exist", {"ids": missing[:LISTED]}
                 )
-        return [
-            Change(config, config.content, merge_patch.apply(config.content, patch))
-            for config in configs
-        ]
+        return [Change(config, config.content, _patched(config, patch)) for config in configs]
 
     def preview(self, selection: Selection, patch: dict[str, t.Any]) -> list[dict[str, t.Any]]:
         """For each picked config: its ETag, the diff it would get, whether the result
@@ -86,8 +97,11 @@ class ChangeSetService:
             errors: list[dict[str, str]] = []
             valid = None
             if config.device_model is not None:
-                value = parse_json_object(change.after)
-                errors = schema_of(config.device_model).errors(value, timeout)
+                try:
+                    value = parse_json_object(change.after)
+                    errors = schema_of(config.device_model).errors(value, timeout)
+                except InvalidInput as exc:  # saved before a rule (duplicate keys) held
+                    errors = [_error(exc.details.get("pointer", ""), exc.message, exc.code)]
                 valid = not errors
             diff = ""
             if not change.unchanged:

@@ -25,6 +25,7 @@ from iotsupport.credentials.service import IssuedToken
 from iotsupport.db import get_session
 from iotsupport.errors import DeviceUnauthorized
 from iotsupport.extensions import state
+from iotsupport.names import attachment
 
 bp = Blueprint("credentials", __name__, url_prefix="/api/configs")
 device_bp = Blueprint("device", __name__, url_prefix="/api/device")
@@ -112,7 +113,7 @@ def provision(config_id: int, body: ProvisioningSchema) -> Response:
             )
         )
         filename = f"{name}-provisioning.json"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Content-Disposition"] = attachment(filename)
     return response
 
 

@@ -25,6 +25,7 @@ from iotsupport.device_models.validation import Unreadable
 from iotsupport.device_models.validation import check_schema
 from iotsupport.device_models.validation import compiled
 from iotsupport.errors import Conflict
+from iotsupport.errors import DuplicateKey
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import InvalidSchema
 from iotsupport.errors import ModelInUse
@@ -32,6 +33,7 @@ from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
 from iotsupport.errors import SchemaChangeBreaksConfigs
 from iotsupport.errors import SchemaViolation
+from iotsupport.json_text import check_depth
 from iotsupport.json_text import load_object
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.tables import Rollout
@@ -243,6 +245,13 @@ class ModelService:
         return model
 
     def _check(self, draft: ModelDraft) -> CompiledSchema:
+        check_depth(draft.schema, "the schema")
+        try:
+            load_object(draft.schema, "schema")
+        except DuplicateKey:
+            raise
+        except InvalidInput:
+            pass  # check_schema tells what is wrong with it, as invalid_schema
         try:
             compiled_schema = check_schema(draft.schema)
         except Unreadable as exc:
