@@ -2,7 +2,7 @@
 
 - no query parameter twice (`?model=a&model=b`: which one counts would depend on the
   route; a proxy or cache in front may read the other);
-- no NUL in the path or the query. PostgreSQL cannot hold it in text, so it would be
+- no NUL in the path, the query or a header. PostgreSQL cannot hold it in text, so it would be
   a 500 there and a 4xx on SQLite; it is a 400 on both, before a view reads it.
 
 Strings in JSON bodies are held to the same (api/spec.py `parse_json_body`).
@@ -24,6 +24,8 @@ def init_app(app: Flask) -> None:
 def _refuse_odd_urls() -> Response | None:
     if "\x00" in request.path:
         return nul_refusal("the path")
+    if any("\x00" in value for _, value in request.headers.items()):
+        return nul_refusal("a header")
     args = request.args
     for name in args:
         values = args.getlist(name)
