@@ -47,6 +47,9 @@ class Operation:
     form: type[BaseModel] | None = None  # multipart fields, documented only
     query: type[BaseModel] | None = None
     database: bool = True  # uses the database (so may answer 503, and 409 on a write)
+    # Status -> the media type of a body that is not JSON (e.g. an NVS image), by choice
+    # of the request: documented beside the JSON one.
+    binary: dict[int, str] = field(default_factory=dict)
 
 
 def operation(
@@ -58,6 +61,7 @@ def operation(
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     database: bool = True,
+    binary: dict[int, str] | None = None,
 ) -> t.Callable[[View], View]:
     """Declare a route's schemas; with `body` or `query`, the view receives the validated model.
 
@@ -65,7 +69,7 @@ def operation(
     are the route's own answers; `common_answers` adds those every route of its kind
     can give.
     """
-    spec = Operation(summary, tag, body, responses or {}, form, query, database)
+    spec = Operation(summary, tag, body, responses or {}, form, query, database, binary or {})
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -250,6 +254,9 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
                 responses[str(status)] = {"description": answer, **_media(error_ref)}
             else:
                 responses[str(status)] = {"description": answer}
+            if status in spec.binary:
+                content = responses[str(status)].setdefault("content", {})
+                content[spec.binary[status]] = {"schema": {"contentMediaType": spec.binary[status]}}
         entry: dict[str, t.Any] = {
             "operationId": endpoint.replace(".", "_") + "_" + method,
             "summary": spec.summary,

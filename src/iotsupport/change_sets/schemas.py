@@ -3,7 +3,9 @@ from __future__ import annotations
 import typing as t
 
 from pydantic import BaseModel
+from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import WithJsonSchema
 from pydantic import model_validator
 
 from iotsupport.api.schemas import RequestBody
@@ -25,11 +27,30 @@ PatchText = t.Annotated[
 ]
 
 
+MAX_IDS = 20_000
+_MODEL_CODE = {"type": "string", "maxLength": 64, "description": "A model's code."}
+_IDS = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+    "minItems": 1,
+    "maxItems": MAX_IDS,
+    "description": "The configs' ids.",
+}
+
+
 class SelectionSchema(RequestBody):
     """Exactly one of: every config of a model, or a list of ids."""
 
-    model: str | None = Field(default=None, max_length=64, description="A model's code.")
-    ids: list[ConfigId] | None = Field(default=None, max_length=20_000)
+    # The document says what the validator below enforces: one of the two, not null.
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={"oneOf": [{"required": ["model"]}, {"required": ["ids"]}]},
+    )
+
+    model: t.Annotated[str | None, WithJsonSchema(_MODEL_CODE)] = Field(default=None, max_length=64)
+    ids: t.Annotated[list[ConfigId] | None, WithJsonSchema(_IDS)] = Field(
+        default=None, min_length=1, max_length=MAX_IDS
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> SelectionSchema:

@@ -59,6 +59,10 @@ class Undo:
     skipped: list[dict[str, t.Any]]
 
 
+class NothingSelected(InvalidInput):
+    code = "nothing_selected"
+
+
 def _patched(config: DeviceConfig, patch: dict[str, t.Any]) -> str:
     try:
         return merge_patch.apply(config.content, patch)
@@ -136,6 +140,11 @@ class ChangeSetService:
         fails its schema. Unchanged configs get no version and no message."""
         changes = self._changes(selection, patch, lock=True)
         self._refuse_stale(changes, expect)
+        if not changes:  # a change set of nothing would only clutter the history
+            raise NothingSelected(
+                "the selection holds no config: nothing was changed and no change set was made",
+                {"model": selection.model} if selection.model else {},
+            )
         change_set = ChangeSet(patch=patch_text, created_at=utcnow(), created_by=self.configs.actor)
         self.session.add(change_set)
         self.session.flush()

@@ -89,6 +89,7 @@ def revoke_credential(config_id: int) -> Response:
         400: "Bad format or partition size, or the bundle does not fit",
         404: "Unknown config",
     },
+    binary={200: "application/octet-stream"},  # format "nvs": the partition image
 )
 def provision(config_id: int, body: ProvisioningSchema) -> Response:
     issued = credential_service().issue(config_id)
