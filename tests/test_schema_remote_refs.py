@@ -66,7 +66,10 @@ def spellings(base: str) -> list[dict[str, t.Any]]:
         {"$dynamicRef": url},
         {"$schema": "https://json-schema.org/draft/2019-09/schema", "$recursiveRef": url},
         {"$schema": "http://json-schema.org/draft-07/schema#", "items": {"$ref": url}},
-        {"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"a": {"$ref": url}}},
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "dependencies": {"a": {"$ref": url}},
+        },
     ]
 
 
