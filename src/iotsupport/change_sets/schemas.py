@@ -79,7 +79,15 @@ class BulkChangeSchema(BaseModel):
     unchanged: bool = Field(description="The patch changes nothing here (no new version).")
     valid: bool | None = Field(description="The result meets the model's schema; null: no model.")
     errors: list[SchemaErrorSchema]
-    diff: str = Field(description="Unified diff of the pretty-printed content; empty if unchanged.")
+    diff: str = Field(
+        description="Unified diff of the pretty-printed content; empty if unchanged, or when "
+        "left out (diff_omitted)."
+    )
+    diff_omitted: bool = Field(
+        default=False,
+        description="The diff is left out: the preview's diffs together reached their limit "
+        "(PREVIEW_DIFF_CHARS). The other fields still hold.",
+    )
 
 
 class BulkPreviewSchema(BaseModel):
@@ -89,6 +97,9 @@ class BulkPreviewSchema(BaseModel):
     count: int
     changed: int = Field(description="How many would get a new version.")
     invalid: int = Field(description="How many results would fail their schema.")
+    diffs_omitted: int = Field(
+        default=0, description="How many diffs are left out (see diff_omitted)."
+    )
 
 
 class BulkAppliedSchema(BaseModel):

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from iotsupport.change_sets import merge_patch
+from iotsupport.change_sets.rules import MAX_PATCH_VOLUME
+from iotsupport.change_sets.rules import PREVIEW_DIFF_CHARS
+from iotsupport.change_sets.rules import BulkTooLarge
+from iotsupport.change_sets.rules import NothingSelected
+from iotsupport.change_sets.rules import patched as _patched
 from iotsupport.change_sets.tables import ChangeSet
 from iotsupport.change_sets.tables import ChangeSetItem
 from iotsupport.configs.content import parse_json_object
@@ -28,7 +32,6 @@ from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
-from iotsupport.json_text import MAX_DEPTH
 
 LISTED = 200
 
@@ -59,29 +62,12 @@ class Undo:
     skipped: list[dict[str, t.Any]]
 
 
-class NothingSelected(InvalidInput):
-    code = "nothing_selected"
-
-
-def _patched(config: DeviceConfig, patch: dict[str, t.Any]) -> str:
-    try:
-        return merge_patch.apply(config.content, patch)
-    except RecursionError:  # only a config saved before MAX_DEPTH was enforced
-        raise InvalidInput(
-            f"config {config.id} ({config.mac_address}) is nested too deeply to patch "
-            f"(more than {MAX_DEPTH} levels); edit it on its own",
-            {"id": config.id, "max_depth": MAX_DEPTH},
-        ) from None
-
-
 class ChangeSetService:
     def __init__(self, configs: ConfigService) -> None:
         self.configs = configs
         self.session: Session = configs.session
 
-    def _changes(
-        self, selection: Selection, patch: dict[str, t.Any], *, lock: bool
-    ) -> list[Change]:
+    def _picked(self, selection: Selection, patch_bytes: int, *, lock: bool) -> list[DeviceConfig]:
         configs = self.configs.many(ids=selection.ids, model=selection.model, lock=lock)
         if selection.model is None:
             missing = sorted(set(selection.ids) - {config.id for config in configs})
@@ -89,29 +75,52 @@ class ChangeSetService:
                 raise NotFound(
                     f"{len(missing)} of the picked configs do not exist", {"ids": missing[:LISTED]}
                 )
-        return [Change(config, config.content, _patched(config, patch)) for config in configs]
+        if patch_bytes * len(configs) > MAX_PATCH_VOLUME:
+            raise BulkTooLarge(
+                f"a patch of {patch_bytes} bytes over {len(configs)} configs is more than "
+                f"{MAX_PATCH_VOLUME // (1024 * 1024)} MiB in all (patch size × configs): pick "
+                "fewer configs or send a smaller patch",
+                {
+                    "patch_bytes": patch_bytes,
+                    "configs": len(configs),
+                    "max_bytes": MAX_PATCH_VOLUME,
+                },
+            )
+        return configs
 
-    def preview(self, selection: Selection, patch: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    def preview(
+        self, selection: Selection, patch: dict[str, t.Any], patch_bytes: int
+    ) -> dict[str, t.Any]:
         """For each picked config: its ETag, the diff it would get, whether the result
-        meets its model's schema (None without a model), and whether nothing changes."""
+        meets its model's schema (None without a model), and whether nothing changes.
+
+        One config at a time: only its new text and diff are alive, and the diffs kept
+        for the answer are at most PREVIEW_DIFF_CHARS together."""
         timeout = self.configs.validation_timeout
         rows = []
-        for change in self._changes(selection, patch, lock=False):
-            config = change.config
+        diff_chars = 0
+        for config in self._picked(selection, patch_bytes, lock=False):
+            after = _patched(config, patch)
+            unchanged = after == config.content
             errors: list[dict[str, str]] = []
             valid = None
             if config.device_model is not None:
                 try:
-                    value = parse_json_object(change.after)
+                    value = parse_json_object(after)
                     errors = schema_of(config.device_model).errors(value, timeout)
                 except InvalidInput as exc:  # saved before a rule (duplicate keys) held
                     errors = [_error(exc.details.get("pointer", ""), exc.message, exc.code)]
                 valid = not errors
-            diff = ""
-            if not change.unchanged:
-                diff = unified_diff(
-                    change.before, change.after, f"version {config.version}", "after the change"
-                )
+            diff, omitted = "", False
+            if not unchanged:
+                if diff_chars < PREVIEW_DIFF_CHARS:
+                    diff = unified_diff(
+                        config.content, after, f"version {config.version}", "after the change"
+                    )
+                if diff_chars + len(diff) > PREVIEW_DIFF_CHARS or diff_chars >= PREVIEW_DIFF_CHARS:
+                    diff, omitted = "", True
+            del after
+            diff_chars += len(diff)
             rows.append(
                 {
                     "id": config.id,
@@ -120,13 +129,20 @@ class ChangeSetService:
                     "model": config.model,
                     "version": config.version,
                     "etag": config.etag,
-                    "unchanged": change.unchanged,
+                    "unchanged": unchanged,
                     "valid": valid,
                     "errors": errors,
                     "diff": diff,
+                    "diff_omitted": omitted,
                 }
             )
-        return rows
+        return {
+            "changes": rows,
+            "count": len(rows),
+            "changed": sum(not row["unchanged"] for row in rows),
+            "invalid": sum(row["valid"] is False for row in rows),
+            "diffs_omitted": sum(row["diff_omitted"] for row in rows),
+        }
 
     def apply(
         self,
@@ -138,7 +154,8 @@ class ChangeSetService:
         """Apply to every picked config in this transaction, or to none: refused (412) when
         the picked configs or their ETags are not those of the preview, (400) when a result
         fails its schema. Unchanged configs get no version and no message."""
-        changes = self._changes(selection, patch, lock=True)
+        configs = self._picked(selection, len(patch_text.encode()), lock=True)
+        changes = [Change(config, config.content, _patched(config, patch)) for config in configs]
         self._refuse_stale(changes, expect)
         if not changes:  # a change set of nothing would only clutter the history
             raise NothingSelected(
