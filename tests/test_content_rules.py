@@ -14,6 +14,7 @@ import zipfile
 from urllib.parse import quote
 
 import pytest
+import release_support
 from conftest import assert_error
 from conftest import random_mac
 from flask import Flask
@@ -272,3 +273,29 @@ def test_import_zip_member_names_in_the_report_are_as_given(client: FlaskClient)
         archive.writestr("fleet/aa-bb-cc-dd-ee-01.json", b"{}")
     results = upload(client, ("x.zip", buffer.getvalue())).get_json()["results"]
     assert [row["file"] for row in results] == ["x.zip/fleet/aa-bb-cc-dd-ee-01.json"]
+
+
+# In an image, NUL ends the C string: the version is what comes before it, for the device too.
+IMAGE_NAMES = {key: value for key, value in ODD_NAMES.items() if key != "NUL"}
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES.values(), ids=IMAGE_NAMES.keys())
+def test_a_release_version_must_read_as_it_is(client: FlaskClient, name: str) -> None:
+    release_support.create_model(client, "thermo")
+    image = release_support.release_image(f"1.0{name}" if name.strip() == name else name)
+    response = release_support.post_release(client, "thermo", image)
+    refusal = assert_error(response, 422)
+    assert refusal["code"] in ("release_bad_version", "image_bad_app_description")
+    assert not any(hidden(char) for char in refusal["error"] + str(refusal["details"]))
+    assert client.get("/api/models/thermo/releases").get_json()["count"] == 0
+
+
+def test_a_download_names_any_version_safely(client: FlaskClient) -> None:
+    release_support.create_model(client, "thermo")
+    release_support.add_release(client, "thermo", "1.0-grün")
+    response = client.get("/api/models/thermo/releases/1.0-grün/image")
+    assert response.status_code == 200
+    header = response.headers["Content-Disposition"]
+    assert header == attachment("thermo-1.0-grün.bin")
+    assert header.startswith('attachment; filename="thermo-1.0-gr_n.bin"; ')
+    assert "filename*=UTF-8''" in header and "gr%C3%BCn" in header
