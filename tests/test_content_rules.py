@@ -144,6 +144,28 @@ def test_json_deeper_than_the_limit_is_a_400_everywhere(api: FlaskClient) -> Non
         assert refusal["details"]["max_depth"] == MAX_DEPTH
 
 
+def test_a_version_saved_deeper_before_the_limit_still_shows(app: Flask) -> None:
+    client = app.test_client()
+    config = create_config(client, random_mac(), {"a": 1})
+    url = f"/api/configs/{config['id']}"
+    old = nested(900)  # what json.loads still read before the limit
+    engine = app.extensions["iotsupport"].database.engine
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE config_history SET content = :c WHERE config_id = :i"),
+            {"c": old, "i": config["id"]},
+        )
+        connection.execute(
+            text("UPDATE device_configs SET content = :c WHERE id = :i"),
+            {"c": old, "i": config["id"]},
+        )
+    assert client.put(url, json={"content": {"a": 2}}).status_code == 200
+    assert client.get(f"{url}/history/1").status_code == 200
+    assert client.get(f"{url}/diff?from=1&to=2").status_code == 200
+    refusal = assert_error(client.post(f"{url}/rollback", json={"version": 1}), 400)
+    assert refusal["details"]["max_depth"] == MAX_DEPTH
+
+
 def test_a_deep_bulk_patch_along_the_configs_own_nesting_is_a_400(
     api: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
