@@ -692,8 +692,10 @@ def test_unknown_name_is_404(client: FlaskClient) -> None:
 def test_unsafe_names_in_the_url_are_400(client: FlaskClient, assets_dir: Path, path: str) -> None:
     (assets_dir.parent / "secret").write_bytes(b"not for devices")
     (assets_dir / ".upload-x.part").write_bytes(b"half a file")
-    assert_error(client.get(f"/api/assets/{path}"), 400, "unsafe_filename")
-    assert_error(client.delete(f"/api/assets/{path}"), 400, "unsafe_filename")
+    # NUL is refused for every URL by the request hook, before the name rule.
+    code = "nul_character" if "%00" in path else "unsafe_filename"
+    assert_error(client.get(f"/api/assets/{path}"), 400, code)
+    assert_error(client.delete(f"/api/assets/{path}"), 400, code)
 
 
 def test_a_folder_inside_the_assets_folder_is_not_an_asset(

@@ -157,15 +157,12 @@ def test_content_member_is_found_wherever_it_is_in_the_body(client: FlaskClient)
     assert client.get(device_url(MAC)).data == b'{"z":  0, "a": "content"}'
 
 
-def test_a_repeated_content_member_stores_the_one_that_was_validated(
-    client: FlaskClient,
-) -> None:
-    # json.loads keeps the last of duplicate keys; the stored text must be that one too.
+def test_a_repeated_content_member_is_refused(client: FlaskClient) -> None:
+    # A device reads the first of duplicate keys, json.loads (and the schema) the last.
     raw = b'{"mac_address": "aa:bb:cc:dd:ee:ff", "content": {"a": 1}, "content": {"b":  2}}'
-    response = post_raw(client, raw)
-    assert response.status_code == 201
-    assert response.get_json()["content"] == {"b": 2}
-    assert client.get(device_url(MAC)).data == b'{"b":  2}'
+    refusal = assert_error(post_raw(client, raw), 400, "duplicate_key")
+    assert refusal["details"]["path"] == ["content"]
+    assert config_count(client) == 0
 
 
 @pytest.mark.parametrize(
@@ -293,9 +290,10 @@ def test_derived_fields_follow_every_save(client: FlaskClient) -> None:
     )
 
 
-def test_derived_fields_take_the_last_of_duplicate_keys(client: FlaskClient) -> None:
+def test_duplicate_keys_in_content_are_refused_with_their_path(client: FlaskClient) -> None:
     raw = b'{"mac_address": "aa:bb:cc:dd:ee:ff", "content": {"deviceName": "a", "deviceName": "b"}}'
-    assert post_raw(client, raw).get_json()["device_name"] == "b"
+    refusal = assert_error(post_raw(client, raw), 400, "duplicate_key")
+    assert refusal["details"]["pointer"] == "/content/deviceName"
 
 
 # --- timestamps and versions -----------------------------------------------------

@@ -34,6 +34,7 @@ SCHEMA = {
     },
     "required": ["deviceName"],
 }
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
 TEMPLATE = {"deviceName": "New thermostat", "display": {"brightness": 50}}
 TOPIC = "iotsupport/updates/configs"
 
@@ -199,6 +200,21 @@ def test_references_inside_the_document_work(client: FlaskClient) -> None:
             "properties": {"x": {"$ref": "#/$defs/loop"}},
             "$defs": {"loop": {"not": {"$ref": "#/$defs/loop"}}},
         },
+        # Every keyword that holds a subschema, in every dialect (issue 20).
+        {"$schema": DRAFT7, "dependencies": {"a": {"$ref": "#"}}},
+        {"$schema": DRAFT7, "dependencies": {"a": {"allOf": [{"$ref": "#"}]}}},
+        {"dependentSchemas": {"a": {"$ref": "#"}}},
+        {"properties": {"enum": {"$ref": "#/properties/enum"}}},
+        {"patternProperties": {"default": {"allOf": [{"$ref": "#/patternProperties/default"}]}}},
+        {
+            "$schema": DRAFT7,
+            "items": [{}],
+            "additionalItems": {"$ref": "#/definitions/examples"},
+            "definitions": {"examples": {"not": {"$ref": "#/definitions/examples"}}},
+        },
+        {"additionalProperties": {"$ref": "#/$defs/const"}, "$defs": {"const": {"$ref": "#"}}}
+        | {"allOf": [{"$ref": "#/$defs/const"}]},
+        {"$ref": "#/x", "x": {"anyOf": [{"$ref": "#/x"}]}},
     ],
 )
 def test_schemas_that_recurse_without_end_are_refused(
@@ -207,6 +223,21 @@ def test_schemas_that_recurse_without_end_are_refused(
     body = {"code": "m", "name": "M", "schema": schema}
     refusal = assert_error(client.post("/api/models", json=body), 400, "invalid_schema")
     assert "itself" in refusal["error"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"properties": {"enum": {"$ref": "#"}}},
+        {"$schema": DRAFT7, "dependencies": {"a": ["b"]}, "properties": {"a": {"$ref": "#"}}},
+        {"patternProperties": {"const": {"$ref": "#"}}, "additionalProperties": {"$ref": "#"}},
+    ],
+)
+def test_schemas_that_recurse_into_the_content_are_accepted(
+    client: FlaskClient, schema: dict[str, t.Any]
+) -> None:
+    body = {"code": "m", "name": "M", "schema": schema}
+    assert client.post("/api/models", json=body).status_code == 201
 
 
 def test_a_huge_schema_is_refused(app: Flask) -> None:

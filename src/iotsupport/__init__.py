@@ -16,6 +16,7 @@ from iotsupport import errors
 from iotsupport import observability
 from iotsupport.api import protections
 from iotsupport.api import register_blueprints
+from iotsupport.api import request_rules
 from iotsupport.assets.service import build_assets
 from iotsupport.assets.service import build_verifier
 from iotsupport.assets.signing import RELEASE_PURPOSE
@@ -120,6 +121,7 @@ def create_app(
     observability.init_app(app, request_metrics)
     hosts = protections.host_rule(settings)
     protections.init_app(app, hosts)
+    request_rules.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     auth.init_app(app, settings)

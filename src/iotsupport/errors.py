@@ -3,7 +3,9 @@
 AppError
  ├── InvalidInput        400 invalid_input
  │    ├── InvalidSchema   400 invalid_schema        (a device model's JSON Schema)
- │    └── SchemaViolation 400 schema_violation      (content against its model's schema)
+ │    ├── SchemaViolation 400 schema_violation      (content against its model's schema)
+ │    ├── DuplicateKey    400 duplicate_key         (a JSON object names a key twice)
+ │    └── NulCharacter    400 nul_character         (U+0000 in a text field)
  ├── Unauthorized        401 unauthorized (WWW-Authenticate: Bearer)
  │    ├── InvalidToken   401 invalid_token
  │    └── DeviceUnauthorized 401 device_unauthorized (one body for every device refusal)
@@ -76,6 +78,14 @@ class InvalidSchema(InvalidInput):
 
 class SchemaViolation(InvalidInput):
     code = "schema_violation"
+
+
+class DuplicateKey(InvalidInput):
+    code = "duplicate_key"
+
+
+class NulCharacter(InvalidInput):
+    code = "nul_character"
 
 
 class Unauthorized(AppError):

@@ -26,8 +26,10 @@ from iotsupport.api.schemas import ErrorResponse
 from iotsupport.auth.access import Access
 from iotsupport.auth.access import access_of
 from iotsupport.errors import InvalidInput
+from iotsupport.errors import NulCharacter
 from iotsupport.errors import PayloadTooLarge
 from iotsupport.errors import UnsupportedMediaType
+from iotsupport.json_text import BODY_DEPTH
 from iotsupport.json_text import load_object
 
 View = t.Callable[..., ResponseReturnValue]
@@ -46,6 +48,9 @@ class Operation:
     form: type[BaseModel] | None = None  # multipart fields, documented only
     query: type[BaseModel] | None = None
     database: bool = True  # uses the database (so may answer 503, and 409 on a write)
+    # Status -> the media type of a body that is not JSON (e.g. an NVS image), by choice
+    # of the request: documented beside the JSON one.
+    binary: dict[int, str] = field(default_factory=dict)
 
 
 def operation(
@@ -57,6 +62,7 @@ def operation(
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     database: bool = True,
+    binary: dict[int, str] | None = None,
 ) -> t.Callable[[View], View]:
     """Declare a route's schemas; with `body` or `query`, the view receives the validated model.
 
@@ -64,7 +70,7 @@ def operation(
     are the route's own answers; `common_answers` adds those every route of its kind
     can give.
     """
-    spec = Operation(summary, tag, body, responses or {}, form, query, database)
+    spec = Operation(summary, tag, body, responses or {}, form, query, database, binary or {})
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -110,8 +116,37 @@ def parse_json_body(model: type[BodyModel]) -> BodyModel:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the request body is not UTF-8") from None
-    data = load_object(text, "the request body")
-    return model.model_validate(data, context={"raw_body": text})
+    data = load_object(text, "the request body", max_depth=BODY_DEPTH)
+    return refuse_nul(model.model_validate(data, context={"raw_body": text}))
+
+
+def refuse_nul(parsed: BodyModel) -> BodyModel:
+    """`parsed`, unless a text field holds NUL (api/request_rules.py says why).
+
+    The validated fields are walked, not the raw body: content kept as verbatim JSON
+    text holds an escaped \\u0000, which is fine, and never the character itself.
+    """
+    pending: list[tuple[str, t.Any]] = [("", parsed)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise NulCharacter(
+                    f"{where or 'the body'} contains a NUL character (U+0000), which no "
+                    "text here may hold",
+                    {"field": where},
+                )
+        elif isinstance(value, BaseModel):
+            pending += [
+                (f"{where}.{name}".lstrip("."), getattr(value, name))
+                for name in type(value).model_fields
+            ]
+        elif isinstance(value, dict):
+            pending += [(f"{where}.{key}", key) for key in value]
+            pending += [(f"{where}.{key}", item) for key, item in value.items()]
+        elif isinstance(value, list | tuple):
+            pending += [(f"{where}.{index}", item) for index, item in enumerate(value)]
+    return parsed
 
 
 def _check_json_media_type() -> None:
@@ -242,6 +277,9 @@ def build_openapi(app: Flask, title: str, version: str) -> dict[str, t.Any]:
                 responses[str(status)] = {"description": answer, **_media(error_ref)}
             else:
                 responses[str(status)] = {"description": answer}
+            if status in spec.binary:
+                content = responses[str(status)].setdefault("content", {})
+                content[spec.binary[status]] = {"schema": {"contentMediaType": spec.binary[status]}}
         entry: dict[str, t.Any] = {
             "operationId": endpoint.replace(".", "_") + "_" + method,
             "summary": spec.summary,

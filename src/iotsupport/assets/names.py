@@ -11,21 +11,11 @@ unassigned and surrogate code points.
 from __future__ import annotations
 
 import typing as t
-import unicodedata
 
 from iotsupport.errors import InvalidInput
+from iotsupport.names import name_problem
 
 MAX_FILENAME_BYTES = 255
-# Unicode general categories refused outright.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
-# Default-ignorable (invisible) code points whose category is a letter or a mark,
-# plus the blank Braille pattern, which renders as nothing.
-_INVISIBLE = frozenset(
-    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F]
-    + [0x2800, 0x3164, 0xFFA0]
-    + list(range(0xFE00, 0xFE10))
-    + list(range(0xE0100, 0xE01F0))
-)
 
 # The same rule as a JSON Schema pattern, for the OpenAPI document (it cannot count
 # bytes, nor name unassigned code points or characters above the Basic Multilingual
@@ -46,12 +36,6 @@ class UnsafeFilename(InvalidInput):
     code = "unsafe_filename"
 
 
-def _hidden(char: str) -> bool:
-    if char == " ":
-        return False
-    return unicodedata.category(char) in _REFUSED_CATEGORIES or ord(char) in _INVISIBLE
-
-
 def check_filename(name: str) -> str:
     """`name` when it is safe as a single file name in the assets folder; else a 400."""
 
@@ -70,9 +54,9 @@ def check_filename(name: str) -> str:
         refuse("it contains '..'")
     if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in name):
         refuse("it contains NUL or another control character")
-    hidden = next((char for char in name if _hidden(char)), None)
-    if hidden is not None:
-        refuse(f"it contains the invisible or format character U+{ord(hidden):04X}")
     if name.startswith("."):
         refuse("it starts with '.' (reserved for uploads in progress)")
+    problem = name_problem(name)  # the rule for every name a person sees
+    if problem is not None:
+        refuse(problem)
     return name

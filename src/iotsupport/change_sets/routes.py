@@ -43,6 +43,7 @@ def change_set_service() -> ChangeSetService:
         400: "Bad request; schema_violation: results that fail their schema (details.configs)",
         404: "Unknown model or config ids",
         412: "Picked configs or ETags differ from expect (details.configs); nothing changed",
+        413: "bulk_too_large: patch size × picked configs is over 64 MiB",
     },
 )
 def bulk_change(body: BulkSchema) -> Response:
@@ -50,13 +51,7 @@ def bulk_change(body: BulkSchema) -> Response:
     selection = Selection(body.select.model, tuple(sorted(set(body.select.ids or ()))))
     service = change_set_service()
     if body.dry_run:
-        rows = service.preview(selection, patch)
-        preview = {
-            "changes": rows,
-            "count": len(rows),
-            "changed": sum(not row["unchanged"] for row in rows),
-            "invalid": sum(row["valid"] is False for row in rows),
-        }
+        preview = service.preview(selection, patch, len(body.patch.encode()))
         return json_response(BulkPreviewSchema.model_validate(preview))
     if body.expect is None:
         raise InvalidInput('to apply, send "expect": the ETag of each config from the preview')

@@ -3,7 +3,9 @@ from __future__ import annotations
 import typing as t
 
 from pydantic import BaseModel
+from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import WithJsonSchema
 from pydantic import model_validator
 
 from iotsupport.api.schemas import RequestBody
@@ -25,11 +27,30 @@ PatchText = t.Annotated[
 ]
 
 
+MAX_IDS = 20_000
+_MODEL_CODE = {"type": "string", "maxLength": 64, "description": "A model's code."}
+_IDS = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+    "minItems": 1,
+    "maxItems": MAX_IDS,
+    "description": "The configs' ids.",
+}
+
+
 class SelectionSchema(RequestBody):
     """Exactly one of: every config of a model, or a list of ids."""
 
-    model: str | None = Field(default=None, max_length=64, description="A model's code.")
-    ids: list[ConfigId] | None = Field(default=None, max_length=20_000)
+    # The document says what the validator below enforces: one of the two, not null.
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={"oneOf": [{"required": ["model"]}, {"required": ["ids"]}]},
+    )
+
+    model: t.Annotated[str | None, WithJsonSchema(_MODEL_CODE)] = Field(default=None, max_length=64)
+    ids: t.Annotated[list[ConfigId] | None, WithJsonSchema(_IDS)] = Field(
+        default=None, min_length=1, max_length=MAX_IDS
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> SelectionSchema:
@@ -58,7 +79,15 @@ class BulkChangeSchema(BaseModel):
     unchanged: bool = Field(description="The patch changes nothing here (no new version).")
     valid: bool | None = Field(description="The result meets the model's schema; null: no model.")
     errors: list[SchemaErrorSchema]
-    diff: str = Field(description="Unified diff of the pretty-printed content; empty if unchanged.")
+    diff: str = Field(
+        description="Unified diff of the pretty-printed content; empty if unchanged, or when "
+        "left out (diff_omitted)."
+    )
+    diff_omitted: bool = Field(
+        default=False,
+        description="The diff is left out: the preview's diffs together reached their limit "
+        "(PREVIEW_DIFF_CHARS). The other fields still hold.",
+    )
 
 
 class BulkPreviewSchema(BaseModel):
@@ -68,6 +97,9 @@ class BulkPreviewSchema(BaseModel):
     count: int
     changed: int = Field(description="How many would get a new version.")
     invalid: int = Field(description="How many results would fail their schema.")
+    diffs_omitted: int = Field(
+        default=0, description="How many diffs are left out (see diff_omitted)."
+    )
 
 
 class BulkAppliedSchema(BaseModel):

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from iotsupport.change_sets import merge_patch
+from iotsupport.change_sets.rules import MAX_PATCH_VOLUME
+from iotsupport.change_sets.rules import PREVIEW_DIFF_CHARS
+from iotsupport.change_sets.rules import BulkTooLarge
+from iotsupport.change_sets.rules import NothingSelected
+from iotsupport.change_sets.rules import patched as _patched
 from iotsupport.change_sets.tables import ChangeSet
 from iotsupport.change_sets.tables import ChangeSetItem
 from iotsupport.configs.content import parse_json_object
@@ -21,9 +25,11 @@ from iotsupport.configs.history import unified_diff
 from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import utcnow
+from iotsupport.device_models.schema_errors import error_entry as _error
 from iotsupport.device_models.service import schema_of
 from iotsupport.errors import ChangedSince
 from iotsupport.errors import Conflict
+from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
 
@@ -61,9 +67,7 @@ class ChangeSetService:
         self.configs = configs
         self.session: Session = configs.session
 
-    def _changes(
-        self, selection: Selection, patch: dict[str, t.Any], *, lock: bool
-    ) -> list[Change]:
+    def _picked(self, selection: Selection, patch_bytes: int, *, lock: bool) -> list[DeviceConfig]:
         configs = self.configs.many(ids=selection.ids, model=selection.model, lock=lock)
         if selection.model is None:
             missing = sorted(set(selection.ids) - {config.id for config in configs})
@@ -71,29 +75,52 @@ class ChangeSetService:
                 raise NotFound(
                     f"{len(missing)} of the picked configs do not exist", {"ids": missing[:LISTED]}
                 )
-        return [
-            Change(config, config.content, merge_patch.apply(config.content, patch))
-            for config in configs
-        ]
+        if patch_bytes * len(configs) > MAX_PATCH_VOLUME:
+            raise BulkTooLarge(
+                f"a patch of {patch_bytes} bytes over {len(configs)} configs is more than "
+                f"{MAX_PATCH_VOLUME // (1024 * 1024)} MiB in all (patch size × configs): pick "
+                "fewer configs or send a smaller patch",
+                {
+                    "patch_bytes": patch_bytes,
+                    "configs": len(configs),
+                    "max_bytes": MAX_PATCH_VOLUME,
+                },
+            )
+        return configs
 
-    def preview(self, selection: Selection, patch: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    def preview(
+        self, selection: Selection, patch: dict[str, t.Any], patch_bytes: int
+    ) -> dict[str, t.Any]:
         """For each picked config: its ETag, the diff it would get, whether the result
-        meets its model's schema (None without a model), and whether nothing changes."""
+        meets its model's schema (None without a model), and whether nothing changes.
+
+        One config at a time: only its new text and diff are alive, and the diffs kept
+        for the answer are at most PREVIEW_DIFF_CHARS together."""
         timeout = self.configs.validation_timeout
         rows = []
-        for change in self._changes(selection, patch, lock=False):
-            config = change.config
+        diff_chars = 0
+        for config in self._picked(selection, patch_bytes, lock=False):
+            after = _patched(config, patch)
+            unchanged = after == config.content
             errors: list[dict[str, str]] = []
             valid = None
             if config.device_model is not None:
-                value = parse_json_object(change.after)
-                errors = schema_of(config.device_model).errors(value, timeout)
+                try:
+                    value = parse_json_object(after)
+                    errors = schema_of(config.device_model).errors(value, timeout)
+                except InvalidInput as exc:  # saved before a rule (duplicate keys) held
+                    errors = [_error(exc.details.get("pointer", ""), exc.message, exc.code)]
                 valid = not errors
-            diff = ""
-            if not change.unchanged:
-                diff = unified_diff(
-                    change.before, change.after, f"version {config.version}", "after the change"
-                )
+            diff, omitted = "", False
+            if not unchanged:
+                if diff_chars < PREVIEW_DIFF_CHARS:
+                    diff = unified_diff(
+                        config.content, after, f"version {config.version}", "after the change"
+                    )
+                if diff_chars + len(diff) > PREVIEW_DIFF_CHARS or diff_chars >= PREVIEW_DIFF_CHARS:
+                    diff, omitted = "", True
+            del after
+            diff_chars += len(diff)
             rows.append(
                 {
                     "id": config.id,
@@ -102,13 +129,20 @@ class ChangeSetService:
                     "model": config.model,
                     "version": config.version,
                     "etag": config.etag,
-                    "unchanged": change.unchanged,
+                    "unchanged": unchanged,
                     "valid": valid,
                     "errors": errors,
                     "diff": diff,
+                    "diff_omitted": omitted,
                 }
             )
-        return rows
+        return {
+            "changes": rows,
+            "count": len(rows),
+            "changed": sum(not row["unchanged"] for row in rows),
+            "invalid": sum(row["valid"] is False for row in rows),
+            "diffs_omitted": sum(row["diff_omitted"] for row in rows),
+        }
 
     def apply(
         self,
@@ -120,8 +154,14 @@ class ChangeSetService:
         """Apply to every picked config in this transaction, or to none: refused (412) when
         the picked configs or their ETags are not those of the preview, (400) when a result
         fails its schema. Unchanged configs get no version and no message."""
-        changes = self._changes(selection, patch, lock=True)
+        configs = self._picked(selection, len(patch_text.encode()), lock=True)
+        changes = [Change(config, config.content, _patched(config, patch)) for config in configs]
         self._refuse_stale(changes, expect)
+        if not changes:  # a change set of nothing would only clutter the history
+            raise NothingSelected(
+                "the selection holds no config: nothing was changed and no change set was made",
+                {"model": selection.model} if selection.model else {},
+            )
         change_set = ChangeSet(patch=patch_text, created_at=utcnow(), created_by=self.configs.actor)
         self.session.add(change_set)
         self.session.flush()

@@ -18,6 +18,7 @@ from iotsupport.configs.content import parse_json_object
 from iotsupport.configs.service import ConfigService
 from iotsupport.db import savepoint
 from iotsupport.errors import Conflict
+from iotsupport.errors import DuplicateKey
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import SchemaViolation
 
@@ -65,6 +66,8 @@ def import_file(
 
 def _reason(exc: InvalidInput | Conflict) -> str:
     reason = "bad name" if exc.details.get("mac_address") is not None else exc.message
+    if isinstance(exc, DuplicateKey):
+        reason += f" (at {exc.details['pointer']})"
     if isinstance(exc, SchemaViolation):
         reason += ": " + "; ".join(
             f"{error['path'] or '/'} {error['message']}" for error in exc.details["errors"]

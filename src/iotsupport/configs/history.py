@@ -65,8 +65,11 @@ def pretty(content: str) -> str:
     Characters are written as themselves; a version saved before lone surrogates were
     refused keeps them as escapes (they cannot be sent as UTF-8).
     """
-    value = json.loads(content)
-    text = json.dumps(value, indent=2, ensure_ascii=False)
+    try:
+        value = json.loads(content)
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    except RecursionError:  # saved deeper than MAX_DEPTH before that limit: shown as saved
+        return content + "\n"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -49,7 +49,21 @@ def verbatim(key: str) -> BeforeValidator:
     return BeforeValidator(as_text)
 
 
-OBJECT_OR_STRING = WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "string"}]})
+# The string form must hold a JSON object: said with contentMediaType/contentSchema, and
+# as far as a pattern can say it (a "{" ... "}" text).
+OBJECT_OR_STRING = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "object"},
+            {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"type": "object"},
+                "pattern": r"^[ \t\n\r]*\{[\s\S]*\}[ \t\n\r]*$",
+            },
+        ]
+    }
+)
 
 # Checked by the service (400 with the rule); the pattern is for the OpenAPI document.
 MacText = t.Annotated[

@@ -27,6 +27,7 @@ from iotsupport.device_models.service import schema_of
 from iotsupport.device_models.service import violation
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.device_models.validation import MAX_ERRORS
+from iotsupport.device_models.validation import Budget
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
@@ -210,10 +211,13 @@ class ConfigService:
         model_ids = sorted({config.model_id for config, _ in changes if config.model_id})
         models = {model_id: self.models.lock(model_id, share=True) for model_id in model_ids}
         failing: list[dict[str, t.Any]] = []
+        budget = Budget(self.validation_timeout)  # one deadline for them all
         for config, content in changes:
             value = parse_json_object(content)
             model = models.get(config.model_id) if config.model_id else None
-            errors = schema_of(model).errors(value, self.validation_timeout) if model else []
+            errors = (
+                schema_of(model).errors(value, self.validation_timeout, budget) if model else []
+            )
             if errors:
                 failing.append(
                     {"id": config.id, "mac_address": config.mac_address, "errors": errors}

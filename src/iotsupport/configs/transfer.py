@@ -10,7 +10,8 @@ imported, so a refused upload stores nothing:
 - at most `max_files` files, zip members included (a zip's central directory is
   measured before it is parsed, so a zip of a million empty members costs nothing);
 - each file at most `max_file_bytes` (a config's limit, MAX_REQUEST_BYTES);
-- names without path tricks (`..`, an absolute path, `\\`, a drive, control characters).
+- names without path tricks (`..` or `.` anywhere, an absolute path, `\\`, a drive) and
+  every segment a name that reads as it is (names.py).
 
 Members in folders are imported by their own name; names starting with "." (and
 folders) are left out, as `import-dir` leaves them out. Over a limit: 413; anything
@@ -38,6 +39,7 @@ from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import Database
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import PayloadTooLarge
+from iotsupport.names import name_problem
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
@@ -170,21 +172,27 @@ def _size_of(part: FileStorage) -> int:
 
 
 def _safe_name(name: str) -> str:
-    """The name as given, unless it tries to leave its folder or hides characters."""
-    segments = name.split("/")
-    if (
-        not name
-        or name.startswith("/")
-        or any(char in _FORBIDDEN_IN_NAMES for char in name)
-        or ".." in segments
-        or (len(name) > 1 and name[1] == ":")
-    ):
+    """The name as given, unless it tries to leave its folder or hides characters: every
+    segment (file and folder names alike) must be a name that reads as it is (names.py),
+    and none may be '.', '..', empty, or a drive."""
+    segments = name.removesuffix("/").split("/")  # a zip's folder entry ends in "/"
+    problem = next(filter(None, map(_segment_problem, segments)), None)
+    if not name or any(char in _FORBIDDEN_IN_NAMES for char in name) or problem:
+        shown = name[:200].encode("unicode_escape").decode("ascii")
         raise UnsafeUpload(
-            f"unsafe file name {name[:200]!r}: no '..', absolute paths, '\\', drives or "
-            "control characters",
-            {"file": name[:200]},
+            f"unsafe file name {shown!r}: no '.' or '..' segments, absolute paths, '\\', "
+            "drives, control or invisible characters, or spaces at either end of a name",
+            {"file": shown},
         )
     return name
+
+
+def _segment_problem(segment: str) -> str | None:
+    if segment in ("", ".", ".."):
+        return f"segment {segment!r}"
+    if len(segment) > 1 and segment[1] == ":":
+        return "a drive"
+    return name_problem(segment)
 
 
 def _members(name: str, part: FileStorage, budget: _Budget) -> list[UploadedFile]:
@@ -198,7 +206,8 @@ def _members(name: str, part: FileStorage, budget: _Budget) -> list[UploadedFile
         raise UnsafeUpload(f"{name[:200]} is not a zip file ({exc})"[:300]) from None
     wanted = []
     for info in archive.infolist():
-        member = _safe_name(info.filename)
+        # zipfile cuts a name at NUL: the whole name as stored is the one to check.
+        member = _safe_name(info.orig_filename)
         if info.is_dir() or member.rsplit("/", 1)[-1].startswith("."):
             continue
         budget.count(f"{name}/{member}", info.file_size)

@@ -8,6 +8,7 @@ from flask import request
 
 from iotsupport.api import json_response
 from iotsupport.api.spec import operation
+from iotsupport.api.spec import refuse_nul
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import requires
 from iotsupport.configs.files import import_file
@@ -28,6 +29,7 @@ from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import ModelService
 from iotsupport.errors import InvalidInput
 from iotsupport.extensions import state
+from iotsupport.names import attachment
 
 bp = Blueprint("transfer", __name__, url_prefix="/api/configs")
 TAG = "configs"
@@ -76,7 +78,8 @@ def _import_fields(raw: dict[str, list[str]]) -> ImportFields:
     twice = sorted(name for name, values in raw.items() if len(values) > 1)
     if twice:
         raise InvalidInput(f"the field {twice[0][:64]!r} came more than once")
-    return ImportFields.model_validate({name: values[0] for name, values in raw.items()})
+    fields = ImportFields.model_validate({name: values[0] for name, values in raw.items()})
+    return refuse_nul(fields)
 
 
 @bp.get("/export")
@@ -94,5 +97,5 @@ def export_configs(query: ExportQuery) -> Response:
         model_id = ModelService(get_session()).get(query.model).id
     name = f"iotsupport-configs-{utcnow():%Y%m%d-%H%M%S}.zip"
     response = Response(export_archive(state().database, model_id), mimetype="application/zip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Content-Disposition"] = attachment(name)
     return response

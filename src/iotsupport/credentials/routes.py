@@ -23,6 +23,7 @@ from iotsupport.credentials.service import IssuedToken
 from iotsupport.db import get_session
 from iotsupport.errors import DeviceUnauthorized
 from iotsupport.extensions import state
+from iotsupport.names import attachment
 from iotsupport.notifications import desired_topic
 
 bp = Blueprint("credentials", __name__, url_prefix="/api/configs")
@@ -87,6 +88,7 @@ def revoke_credential(config_id: int) -> Response:
         400: "Bad format or partition size, or the bundle does not fit",
         404: "Unknown config",
     },
+    binary={200: "application/octet-stream"},  # format "nvs": the partition image
 )
 def provision(config_id: int, body: ProvisioningSchema) -> Response:
     issued = credential_service().issue(config_id)
@@ -111,7 +113,7 @@ def provision(config_id: int, body: ProvisioningSchema) -> Response:
             )
         )
         filename = f"{name}-provisioning.json"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Content-Disposition"] = attachment(filename)
     return response
 
 

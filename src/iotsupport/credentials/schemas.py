@@ -41,6 +41,7 @@ class ProvisioningSchema(RequestBody):
         ge=MIN_PARTITION_SIZE,
         le=MAX_PARTITION_SIZE,
         description="NVS partition size in bytes, a multiple of 4096 (as in partitions.csv).",
+        json_schema_extra={"multipleOf": 4096},
     )
     wifi_ssid: str | None = Field(default=None, min_length=1, max_length=32)
     wifi_password: SecretStr | None = Field(default=None, max_length=64)

@@ -12,11 +12,38 @@ from iotsupport.device_models.schema_errors import Unreadable
 from iotsupport.device_models.schema_errors import error_entry as _error
 from iotsupport.device_models.schema_errors import pointer
 
-# Keywords whose values are data, not subschemas: never read as references or cycles.
-_DATA_KEYWORDS = frozenset({"const", "enum", "examples", "default"})
-_IN_PLACE = ("allOf", "anyOf", "oneOf")
-_IN_PLACE_SINGLE = ("not", "if", "then", "else")
+# Where subschemas live, by keyword, in Drafts 7, 2019-09 and 2020-12. Only these are
+# walked: a member named "enum" under `properties` is a subschema, one under `const` is data.
+_ONE = frozenset(
+    {
+        "not", "if", "then", "else", "items", "additionalItems", "additionalProperties",
+        "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+        "contentSchema",
+    }
+)  # fmt: skip
+_MANY = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
+_MAP = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
+)
+# Subschemas that apply to the same instance as their parent: a cycle of these never ends.
+_IN_PLACE_MANY = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_MAP = ("dependentSchemas", "dependencies")  # Draft 7 `dependencies` too
 _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _subschemas(node: dict[str, t.Any]) -> t.Iterator[tuple[list[str | int], t.Any]]:
+    """(relative path, subschema) of each subschema directly inside `node`."""
+    for keyword, value in node.items():
+        if keyword in _ONE and isinstance(value, dict | bool):
+            yield [keyword], value
+        elif keyword in _MANY and isinstance(value, list):
+            for index, item in enumerate(value):
+                yield [keyword, index], item
+        elif keyword in _MAP and isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, dict | bool):  # `dependencies` may hold a list of names
+                    yield [keyword, key], item
 
 
 def check_references(schema: dict[str, t.Any], resolver: t.Any, specification: t.Any) -> None:
@@ -25,18 +52,15 @@ def check_references(schema: dict[str, t.Any], resolver: t.Any, specification: t
     problems: list[dict[str, str]] = []
     # Edges between subschemas that apply to the same instance location.
     edges: dict[int, list[tuple[int, str]]] = {}
-    nodes: dict[int, tuple[t.Any, str]] = {}
+    walked: set[int] = set()
 
-    def walk(node: t.Any, parent: t.Any, path: list[str | int]) -> None:
-        if isinstance(node, list):
-            for index, item in enumerate(node):
-                walk(item, parent, [*path, index])
+    def walk(node: t.Any, parent: t.Any, path: list[str | int], root: bool = False) -> None:
+        if not isinstance(node, dict) or id(node) in walked:
             return
-        if not isinstance(node, dict):
-            return
-        nodes[id(node)] = (node, pointer(path))
-        local = parent.in_subresource(specification.create_resource(node)) if path else parent
+        walked.add(id(node))
+        local = parent if root else parent.in_subresource(specification.create_resource(node))
         targets = edges.setdefault(id(node), [])
+        here = pointer(path)
         for keyword in _REF_KEYWORDS:
             ref = node.get(keyword)
             if not isinstance(ref, str):
@@ -55,20 +79,22 @@ def check_references(schema: dict[str, t.Any], resolver: t.Any, specification: t
                 )
                 continue
             targets.append((id(resolved.contents), where))
-            nodes.setdefault(id(resolved.contents), (resolved.contents, where))
-        for keyword in _IN_PLACE:
+            # A target outside the subschema keywords (under an unknown member) is a
+            # subschema too once referenced: walk it as well.
+            walk(resolved.contents, resolved.resolver, [*path, keyword])
+        for keyword in _IN_PLACE_MANY:
             if isinstance(node.get(keyword), list):
-                targets += [(id(item), pointer(path)) for item in node[keyword]]
-        for keyword in _IN_PLACE_SINGLE:
+                targets += [(id(item), here) for item in node[keyword]]
+        for keyword in _IN_PLACE_ONE:
             if isinstance(node.get(keyword), dict):
-                targets.append((id(node[keyword]), pointer(path)))
-        if isinstance(node.get("dependentSchemas"), dict):
-            targets += [(id(item), pointer(path)) for item in node["dependentSchemas"].values()]
-        for key, value in node.items():
-            if key not in _DATA_KEYWORDS:
-                walk(value, local, [*path, key])
+                targets.append((id(node[keyword]), here))
+        for keyword in _IN_PLACE_MAP:
+            if isinstance(node.get(keyword), dict):
+                targets += [(id(item), here) for item in node[keyword].values()]
+        for relative, subschema in _subschemas(node):
+            walk(subschema, local, [*path, *relative])
 
-    walk(schema, resolver, [])
+    walk(schema, resolver, [], root=True)
     if problems:
         raise Unreadable("the schema refers to something outside itself", problems[:MAX_ERRORS])
     loop = _find_cycle(edges)

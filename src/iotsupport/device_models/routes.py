@@ -105,7 +105,11 @@ def update_model(code: str, body: ModelUpdateSchema) -> Response:
     if body.code is not None and body.code != code:
         raise InvalidInput("the code of a model cannot change; create a new one")
     service = model_service()
-    model = service.update(code, draft_of(body), expected_etags=if_match(), confirm=body.confirm)
+    # The configs are checked through a read-only session first: no write lock meanwhile.
+    with state().database.session(read_only=True) as reader:
+        model = service.update(
+            code, draft_of(body), expected_etags=if_match(), confirm=body.confirm, reader=reader
+        )
     return model_response(service, model)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import typing as t
 
+from pydantic import AfterValidator
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -13,6 +14,7 @@ from iotsupport.configs.schemas import ContentText
 from iotsupport.configs.schemas import Timestamp
 from iotsupport.configs.schemas import verbatim
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.names import checked_name
 from iotsupport.releases.image_format import CHIPS
 
 CODE_PATTERN = r"^[a-z0-9_]+$"
@@ -39,8 +41,16 @@ TemplateText = t.Annotated[
 ]
 
 
+# The rule for every name a person sees (names.py); no space at either end.
+NameText = t.Annotated[
+    str,
+    AfterValidator(checked_name),
+    Field(min_length=1, max_length=255, pattern=r"^\S(.*\S)?$"),
+]
+
+
 class ModelFields(RequestBody):
-    name: str = Field(min_length=1, max_length=255)
+    name: NameText
     description: str = Field(default="", max_length=10_000)
     json_schema: SchemaText = Field(alias="schema")
     template: TemplateText | None = None

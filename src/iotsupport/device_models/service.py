@@ -20,11 +20,13 @@ from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.device_models.validation import Budget
 from iotsupport.device_models.validation import CompiledSchema
 from iotsupport.device_models.validation import Unreadable
 from iotsupport.device_models.validation import check_schema
 from iotsupport.device_models.validation import compiled
 from iotsupport.errors import Conflict
+from iotsupport.errors import DuplicateKey
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import InvalidSchema
 from iotsupport.errors import ModelInUse
@@ -32,6 +34,7 @@ from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
 from iotsupport.errors import SchemaChangeBreaksConfigs
 from iotsupport.errors import SchemaViolation
+from iotsupport.json_text import check_depth
 from iotsupport.json_text import load_object
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.tables import Rollout
@@ -171,14 +174,22 @@ class ModelService:
         *,
         expected_etags: t.Container[str] | None = None,
         confirm: bool = False,
+        reader: Session | None = None,
     ) -> DeviceModel:
         """Replace the model. A new schema that some of its configs fail is refused with
-        409 and their list, unless `confirm`; then those configs are marked invalid."""
+        409 and their list, unless `confirm`; then those configs are marked invalid.
+
+        The configs are checked against the new schema within one deadline for them all
+        (the validation timeout), and first through `reader` (a session outside this
+        transaction): no write lock is held while the schema runs. Inside the write, only
+        configs saved since are checked again, with what is left of the deadline."""
         compiled_schema = self._check(draft)
+        budget = Budget(self.validation_timeout)
+        verdicts = self._verdicts(reader, code, draft.schema, compiled_schema, budget)
         model_id = self.get(code).id
         # Configs first, then the model: the order config saves lock them in.
         configs = self.session.execute(
-            select(_CONFIGS.c.id, _CONFIGS.c.mac_address, _CONFIGS.c.content)
+            select(_CONFIGS.c.id, _CONFIGS.c.mac_address, _CONFIGS.c.version, _CONFIGS.c.content)
             .where(_CONFIGS.c.model_id == model_id)
             .order_by(_CONFIGS.c.id)
             .with_for_update()
@@ -187,7 +198,9 @@ class ModelService:
         if model.schema != draft.schema:
             failing = []
             for row in configs:
-                errors = compiled_schema.errors(json.loads(row.content), self.validation_timeout)
+                errors = verdicts.get((row.id, row.version))
+                if errors is None:  # saved since the check (or no reader)
+                    errors = self._errors(compiled_schema, row.content, budget)
                 if errors:
                     failing.append({"id": row.id, "mac_address": row.mac_address, "errors": errors})
             if failing and not confirm:
@@ -205,6 +218,32 @@ class ModelService:
         model.updated_at = utcnow()
         self.session.flush()
         return model
+
+    def _errors(self, schema: CompiledSchema, content: str, budget: Budget) -> list[dict[str, str]]:
+        return schema.errors(json.loads(content), self.validation_timeout, budget)
+
+    def _verdicts(
+        self,
+        reader: Session | None,
+        code: str,
+        new_schema: str,
+        schema: CompiledSchema,
+        budget: Budget,
+    ) -> dict[tuple[int, int], list[dict[str, str]]]:
+        """(config id, version) -> its errors under the new schema, read through `reader`."""
+        if reader is None:
+            return {}
+        model = reader.execute(
+            select(_MODELS.c.id, _MODELS.c.schema).where(_MODELS.c.code == code)
+        ).one_or_none()
+        if model is None or model.schema == new_schema:
+            return {}
+        rows = reader.execute(
+            select(_CONFIGS.c.id, _CONFIGS.c.version, _CONFIGS.c.content)
+            .where(_CONFIGS.c.model_id == model.id)
+            .order_by(_CONFIGS.c.id)
+        )
+        return {(row.id, row.version): self._errors(schema, row.content, budget) for row in rows}
 
     def delete(self, code: str, *, expected_etags: t.Container[str] | None = None) -> None:
         model = self._lock_expected(self.get(code).id, expected_etags)
@@ -243,6 +282,13 @@ class ModelService:
         return model
 
     def _check(self, draft: ModelDraft) -> CompiledSchema:
+        check_depth(draft.schema, "the schema")
+        try:
+            load_object(draft.schema, "schema")
+        except DuplicateKey:
+            raise
+        except InvalidInput:
+            pass  # check_schema tells what is wrong with it, as invalid_schema
         try:
             compiled_schema = check_schema(draft.schema)
         except Unreadable as exc:

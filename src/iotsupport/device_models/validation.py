@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 import typing as t
 from dataclasses import dataclass
 
@@ -36,7 +37,15 @@ from iotsupport.device_models.schema_errors import Unreadable
 from iotsupport.device_models.schema_errors import error_entry as _error
 from iotsupport.device_models.schema_errors import pointer
 
-__all__ = ["MAX_ERRORS", "CompiledSchema", "Unreadable", "check_schema", "compiled", "pointer"]
+__all__ = [
+    "MAX_ERRORS",
+    "Budget",
+    "CompiledSchema",
+    "Unreadable",
+    "check_schema",
+    "compiled",
+    "pointer",
+]
 
 MAX_SCHEMA_BYTES = 256 * 1024
 
@@ -95,23 +104,45 @@ def _describe(error: ValidationError) -> dict[str, str]:
     return _error(pointer(error.absolute_path), message, keyword)
 
 
+class Budget:
+    """One deadline for a check of many documents (a model's schema change, a bulk save):
+    the whole check takes at most `seconds`, however many configs it covers."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+
 @dataclass(frozen=True)
 class CompiledSchema:
     """A checked schema, ready to validate content."""
 
     validator: Validator
 
-    def errors(self, instance: t.Any, timeout: float) -> list[dict[str, str]]:
-        """Every violation (at most MAX_ERRORS); empty when the instance is valid."""
+    def errors(
+        self, instance: t.Any, timeout: float, budget: Budget | None = None
+    ) -> list[dict[str, str]]:
+        """Every violation (at most MAX_ERRORS); empty when the instance is valid. With a
+        `budget`, validation also stops when the budget is spent (a timeout error)."""
         found: list[dict[str, str]] = []
+        limit = timeout if budget is None else min(timeout, budget.remaining())
+        spent = f"the check of all configs took longer than {budget.seconds:g} s" if budget else ""
+        if limit <= 0:
+            return [_error("", spent, "timeout")]
         try:
-            with deadline(timeout):
+            with deadline(limit):
                 for error in self.validator.iter_errors(instance):
                     found.append(_describe(error))
                     if len(found) >= MAX_ERRORS:
                         break
         except ValidationTimeout:
-            found.append(_error("", f"validation took longer than {timeout:g} s", "timeout"))
+            message = f"validation took longer than {timeout:g} s"
+            if budget is not None and budget.remaining() <= 0:
+                message = spent
+            found.append(_error("", message, "timeout"))
         except RecursionError:
             found.append(_error("", "the content is nested too deeply to validate", "depth"))
         except referencing.exceptions.Unresolvable as exc:  # checked on save; never expected

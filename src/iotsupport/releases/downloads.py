@@ -11,6 +11,7 @@ from flask import Response
 from flask import request
 from sqlalchemy import Engine
 
+from iotsupport.names import attachment
 from iotsupport.releases.cache import FileCache
 from iotsupport.releases.storage import FileInfo
 from iotsupport.releases.storage import iter_file
@@ -41,7 +42,7 @@ def file_response(
     response.set_etag(file.sha256)
     response.headers["Cache-Control"] = cache_control
     if download_name is not None:
-        response.headers.set("Content-Disposition", "attachment", filename=download_name)
+        response.headers["Content-Disposition"] = attachment(download_name)
     response.make_conditional(request, accept_ranges=True, complete_length=file.size)
     if request.method != "GET":
         return response

@@ -29,6 +29,7 @@ from iotsupport.device_models.tables import DeviceModel
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidFirmwareImage
 from iotsupport.errors import NotFound
+from iotsupport.names import name_problem
 from iotsupport.releases.esp_image import EspImage
 from iotsupport.releases.esp_image import parse_image
 from iotsupport.releases.esp_image import require_chip
@@ -60,9 +61,12 @@ class ReleaseInUse(Conflict):
 
 
 def check_version(version: str) -> None:
-    """Refuse a version that is empty or cannot be one segment of a URL path."""
-    if version.strip() in _UNUSABLE_VERSIONS or "/" in version or "\\" in version:
-        reason = "is empty" if not version.strip() else "cannot name it in a URL"
+    """Refuse a version that is empty, cannot be one segment of a URL path, or does not
+    read as it is (the rule for every name, names.py)."""
+    problem = name_problem(version) if version.strip() else None
+    if version.strip() in _UNUSABLE_VERSIONS or "/" in version or "\\" in version or problem:
+        reason = "is empty" if not version.strip() else problem or "cannot name it in a URL"
+        version = version.encode("unicode_escape").decode("ascii")  # shown, never rendered
         raise BadVersion(
             f"the image's version {version!r} {reason}: set PROJECT_VER (or version.txt) "
             "when building it",

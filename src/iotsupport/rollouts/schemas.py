@@ -4,6 +4,7 @@ import typing as t
 
 from pydantic import BaseModel
 from pydantic import Field
+from pydantic import WithJsonSchema
 from pydantic import field_validator
 
 from iotsupport.api.schemas import RequestBody
@@ -18,11 +19,21 @@ from iotsupport.rollouts.tables import RolloutState
 SHARE_PATTERN = r"^\d{1,3}(\.\d{1,2})?%$"
 
 
+# A stage's share: above 0, at most 100 (check_stages says so; the pattern, for the document).
+STAGE_SHARE_PATTERN = r"^(100(\.0{1,2})?|[1-9]\d?(\.\d{1,2})?|0\.(0[1-9]|[1-9]\d?))%$"
+StageCount = t.Annotated[int, WithJsonSchema({"type": "integer", "minimum": 1})]
+StageShare = t.Annotated[
+    str,
+    Field(pattern=SHARE_PATTERN),
+    WithJsonSchema({"type": "string", "pattern": STAGE_SHARE_PATTERN}),
+]
+
+
 class RolloutCreateSchema(RequestBody):
     version: str = Field(
         min_length=1, max_length=32, description="The release to roll out (its version)."
     )
-    stages: list[int | t.Annotated[str, Field(pattern=SHARE_PATTERN)]] = Field(
+    stages: list[StageCount | StageShare] = Field(
         min_length=1,
         max_length=MAX_STAGES,
         description="Counted from the start: a number of devices (1) or a share of the "

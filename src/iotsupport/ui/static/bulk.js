@@ -61,9 +61,13 @@ export function setupBulk({ selected, changed }) {
       renderSchemaErrors(box, change.errors);
       card.append(box);
     }
-    const diff = el("div", { class: "diff" });
-    renderDiff(diff, parseUnified(change.diff));
-    card.append(diff);
+    if (change.diff_omitted) {
+      card.append(el("p", { class: "muted" }, "Diff left out: this preview's diffs reached their size limit."));
+    } else {
+      const diff = el("div", { class: "diff" });
+      renderDiff(diff, parseUnified(change.diff));
+      card.append(diff);
+    }
     return card;
   }
 
