@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int | None = Field(default=None, ge=1)  # default: THREADS
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # SQLite: how long a write waits for its turn (other writers) before 503 database_busy.
+    db_busy_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     # PostgreSQL: where each worker LISTENs for device changes, when DATABASE_URL goes
     # through a pooler in transaction mode (PgBouncer), which cannot carry LISTEN.
     database_listen_url: str | None = None

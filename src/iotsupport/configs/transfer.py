@@ -13,34 +13,54 @@ imported, so a refused upload stores nothing:
 - names without path tricks (`..`, an absolute path, `\\`, a drive, control characters).
 
 Members in folders are imported by their own name; names starting with "." (and
-folders) are left out, as `import-dir` leaves them out. Over a limit: 413; anything
-else wrong with the upload: 400.
+folders) are left out, as `import-dir` leaves them out. Over a limit: 413, naming the
+setting and its value; anything else wrong with the upload: 400.
+
+The multipart parser reads READ_BYTES at a time and keeps a file part in memory up to
+SPOOL_BYTES, on disk beyond; only text fields are held to MAX_FIELD_BYTES.
+
+Then the files are imported in turns (`import_files`): a commit every
+db.TURN_SECONDS, so that writers that arrive during a long import get in between.
 """
 
 from __future__ import annotations
 
 import struct
+import tempfile
 import typing as t
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import FormDataParser
+from werkzeug.formparser import MultiPartParser
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_content_length
+from werkzeug.wsgi import get_input_stream
 
+from iotsupport.configs.files import ImportResult
 from iotsupport.configs.files import file_name
+from iotsupport.configs.files import import_file
+from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import Database
+from iotsupport.db import Turns
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import PayloadTooLarge
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 64 * 1024
+MAX_TEXT_FIELDS = 16
+# What the multipart parser reads at once: well below MAX_FIELD_BYTES (see read_form).
+READ_BYTES = 16 * 1024
+# A file part up to this size stays in memory; a larger one is spooled to disk.
+SPOOL_BYTES = 64 * 1024
 # Central directory bytes allowed per file: a real entry takes 46 bytes plus its name and
 # extra fields (about 100 for `folder/aa-bb-cc-dd-ee-ff.json` with timestamps).
 DIRECTORY_BYTES_PER_FILE = 256
@@ -88,21 +108,47 @@ class ImportForm:
             part.close()
 
 
-def read_form(environ: dict[str, t.Any], limits: ImportLimits) -> ImportForm:
-    """The multipart body: its text fields and `file` parts (spooled to disk when large)."""
-    parser = FormDataParser(
-        max_form_memory_size=MAX_FIELD_BYTES,
-        max_content_length=limits.max_bytes,
-        max_form_parts=limits.max_files + 16,
-        silent=False,
-    )
+def read_form(
+    environ: dict[str, t.Any], limits: ImportLimits, staging: Path | None = None
+) -> ImportForm:
+    """The multipart body: its text fields and `file` parts (a part over
+    SPOOL_BYTES goes to a temp file in `staging`)."""
     content_type = environ.get("CONTENT_TYPE", "")
     if not content_type.startswith("multipart/form-data"):
         raise UnsafeUpload("send the files as multipart/form-data, in parts named file")
+    _, options = parse_options_header(content_type)
+    boundary = options.get("boundary", "").encode("latin-1", "replace")
+    if not boundary:
+        raise UnsafeUpload("the multipart body is malformed or incomplete (no boundary)")
     try:
-        _, fields, files = parser.parse_from_environ(environ)
+        stream = _Body(get_input_stream(environ, max_content_length=limits.max_bytes), limits)
     except RequestEntityTooLarge:
-        raise _too_large(limits, "the upload is larger than {max_bytes} bytes") from None
+        raise _too_large(limits, "max_bytes", "the upload is larger than {limit}") from None
+    spooled: list[t.IO[bytes]] = []  # closed here when the parse fails
+    folder = None if staging is None else str(staging)
+
+    def spool(*_: object, **__: object) -> t.IO[bytes]:
+        if len(spooled) >= limits.max_files:
+            raise _too_large(limits, "max_files", "the upload has more than {limit} files")
+        spooled.append(tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=folder))
+        return spooled[-1]
+
+    parser = MultiPartParser(
+        stream_factory=spool,
+        max_form_memory_size=MAX_FIELD_BYTES,
+        max_form_parts=limits.max_files + MAX_TEXT_FIELDS,
+        # The decoder refuses a buffer over MAX_FIELD_BYTES, file parts included: what it
+        # reads at once must stay well below that.
+        buffer_size=READ_BYTES,
+    )
+    try:
+        fields, files = _parse(parser, stream, boundary, environ, spooled)
+    except RequestEntityTooLarge:
+        raise UploadTooLarge(
+            f"the form has more than {limits.max_files + MAX_TEXT_FIELDS} parts, or a part "
+            f"head or text field larger than {MAX_FIELD_BYTES} bytes",
+            {"max_parts": limits.max_files + MAX_TEXT_FIELDS, "max_field_bytes": MAX_FIELD_BYTES},
+        ) from None
     except ValueError:
         raise UnsafeUpload("the multipart body is malformed or incomplete") from None
     unknown = sorted(set(files) - {FILE_FIELD})
@@ -113,6 +159,38 @@ def read_form(environ: dict[str, t.Any], limits: ImportLimits) -> ImportForm:
     if not files:
         raise UnsafeUpload("no file part: send one or more parts named file")
     return ImportForm(fields, files.getlist(FILE_FIELD))
+
+
+def _parse(
+    parser: MultiPartParser,
+    stream: _Body,
+    boundary: bytes,
+    environ: dict[str, t.Any],
+    spooled: list[t.IO[bytes]],
+) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
+    try:
+        return parser.parse(t.cast(t.IO[bytes], stream), boundary, get_content_length(environ))
+    except BaseException:
+        for part in spooled:
+            part.close()
+        raise
+
+
+class _Body:
+    """The request body, refused as over IMPORT_MAX_BYTES when it turns out to be (a
+    chunked body has no length to check first)."""
+
+    def __init__(self, stream: t.IO[bytes], limits: ImportLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except RequestEntityTooLarge:
+            raise _too_large(
+                self.limits, "max_bytes", "the upload is larger than {limit}"
+            ) from None
 
 
 def uploaded_files(parts: list[FileStorage], limits: ImportLimits) -> list[UploadedFile]:
@@ -143,22 +221,36 @@ class _Budget:
         self.files += 1
         self.bytes += size
         if self.files > limits.max_files:
-            raise _too_large(limits, "the upload has more than {max_files} files")
+            raise _too_large(limits, "max_files", "the upload has more than {limit} files")
         if size > limits.max_file_bytes:
             raise _too_large(
-                limits, f"{name[:200]} is larger than {{max_file_bytes}} bytes", name=name
+                limits, "max_file_bytes", f"{name[:200]} is larger than {{limit}}", name=name
             )
         if self.bytes > limits.max_bytes:
-            raise _too_large(limits, "the files hold more than {max_bytes} bytes unzipped")
+            raise _too_large(limits, "max_bytes", "the files hold more than {limit} unzipped")
 
 
-def _too_large(limits: ImportLimits, message: str, **details: str) -> UploadTooLarge:
+# Each limit, the setting that sets it, and how a message says its value.
+_SETTINGS = {
+    "max_bytes": ("IMPORT_MAX_BYTES", "{setting} ({value} bytes)"),
+    "max_files": ("IMPORT_MAX_FILES", "{setting} ({value})"),
+    "max_file_bytes": ("MAX_REQUEST_BYTES", "{setting} ({value} bytes)"),
+}
+
+
+def _too_large(limits: ImportLimits, which: str, message: str, **details: str) -> UploadTooLarge:
+    """413 naming the limit that was hit: its setting and value (`{limit}` in message)."""
     numbers = {
         "max_bytes": limits.max_bytes,
         "max_files": limits.max_files,
         "max_file_bytes": limits.max_file_bytes,
     }
-    return UploadTooLarge(message.format(**numbers), {**numbers, **details})
+    setting, spelled = _SETTINGS[which]
+    limit = spelled.format(setting=setting, value=numbers[which])
+    return UploadTooLarge(
+        message.format(limit=limit),
+        {"limit": setting, "value": numbers[which], **numbers, **details},
+    )
 
 
 def _size_of(part: FileStorage) -> int:
@@ -191,7 +283,9 @@ def _members(name: str, part: FileStorage, budget: _Budget) -> list[UploadedFile
     stream = part.stream
     limits = budget.limits
     if _directory_size(stream, name) > limits.max_files * DIRECTORY_BYTES_PER_FILE:
-        raise _too_large(limits, f"{name[:200]} has more than {{max_files}} files", name=name)
+        raise _too_large(
+            limits, "max_files", f"{name[:200]} has more than {{limit}} files", name=name
+        )
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, ValueError, EOFError) as exc:
@@ -243,6 +337,21 @@ def _directory_size(stream: t.IO[bytes], name: str) -> int:
     if signature != b"PK\x06\x07" or len(raw) < _ZIP64_EOCD.size or raw[:4] != b"PK\x06\x06":
         raise UnsafeUpload(f"{name[:200]} is not a zip file (broken zip64 end record)")
     return int(_ZIP64_EOCD.unpack(raw)[8])
+
+
+def import_files(
+    service: ConfigService, files: list[UploadedFile], model: str | None, *, in_turns: bool
+) -> list[ImportResult]:
+    """Import each file (its own savepoint, files.import_file). `in_turns`: commit every
+    db.TURN_SECONDS, so that a long import lets other writers in (SQLite has one writer
+    at a time); a dry run stays one transaction, to be thrown away."""
+    turns = Turns(service.session) if in_turns else None
+    results = []
+    for file in files:
+        results.append(import_file(service, file.name, file.data, model))
+        if turns is not None:
+            turns.done_one()
+    return results
 
 
 # --- export ---------------------------------------------------------------------------

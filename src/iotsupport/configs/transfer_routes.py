@@ -10,11 +10,11 @@ from iotsupport.api import json_response
 from iotsupport.api.spec import operation
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import requires
-from iotsupport.configs.files import import_file
 from iotsupport.configs.files import totals
 from iotsupport.configs.routes import config_service
 from iotsupport.configs.transfer import ImportLimits
 from iotsupport.configs.transfer import export_archive
+from iotsupport.configs.transfer import import_files
 from iotsupport.configs.transfer import read_form
 from iotsupport.configs.transfer import uploaded_files
 from iotsupport.configs.transfer_schemas import ExportQuery
@@ -44,9 +44,11 @@ TAG = "configs"
         200: ImportReportSchema,
         400: "Not multipart, no file part, an unknown field, a zip that cannot be read, or "
         "an unsafe file name; nothing is stored",
+        503: "The database is not reachable, or busy past DB_BUSY_TIMEOUT_SECONDS "
+        "(database_busy, with Retry-After): the files imported before it stay imported",
         404: "Unknown model",
-        413: "Over IMPORT_MAX_BYTES or IMPORT_MAX_FILES, or a file over MAX_REQUEST_BYTES; "
-        "nothing is stored",
+        413: "Over IMPORT_MAX_BYTES or IMPORT_MAX_FILES, or a file over MAX_REQUEST_BYTES "
+        "(details.limit names the setting, details.value its value); nothing is stored",
     },
 )
 def import_configs() -> Response:
@@ -56,12 +58,12 @@ def import_configs() -> Response:
     )
     with read_form(request.environ, limits) as form:
         fields = _import_fields(form.fields.to_dict(flat=False))
-        service = config_service()
-        if fields.model is not None:
-            service.models.get(fields.model)  # an unknown model stops before the first file
         files = uploaded_files(form.files, limits)
-    results = [import_file(service, file.name, file.data, fields.model) for file in files]
+    service = config_service()
+    if fields.model is not None:
+        service.models.get(fields.model)  # an unknown model stops before the first file
     dry_run = fields.dry_run == "true"
+    results = import_files(service, files, fields.model, in_turns=not dry_run)
     if dry_run:
         discard(service.session)
     body = ImportReportSchema(
