@@ -340,12 +340,11 @@ def _directory_size(stream: t.IO[bytes], name: str) -> int:
 
 
 def import_files(
-    service: ConfigService, files: list[UploadedFile], model: str | None, *, in_turns: bool
+    service: ConfigService, files: list[UploadedFile], model: str | None, turns: Turns | None
 ) -> list[ImportResult]:
-    """Import each file (its own savepoint, files.import_file). `in_turns`: commit every
-    db.TURN_SECONDS, so that a long import lets other writers in (SQLite has one writer
-    at a time); a dry run stays one transaction, to be thrown away."""
-    turns = Turns(service.session) if in_turns else None
+    """Import each file (its own savepoint, files.import_file). With `turns`, commit now
+    and then, so that a long import lets other writers in (db.Turns); a dry run stays
+    one transaction, to be thrown away."""
     results = []
     for file in files:
         results.append(import_file(service, file.name, file.data, model))

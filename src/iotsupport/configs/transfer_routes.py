@@ -22,6 +22,7 @@ from iotsupport.configs.transfer_schemas import ImportFields
 from iotsupport.configs.transfer_schemas import ImportForm
 from iotsupport.configs.transfer_schemas import ImportReportSchema
 from iotsupport.configs.transfer_schemas import ImportResultSchema
+from iotsupport.db import Turns
 from iotsupport.db import discard
 from iotsupport.db import get_session
 from iotsupport.db.base import utcnow
@@ -63,7 +64,8 @@ def import_configs() -> Response:
     if fields.model is not None:
         service.models.get(fields.model)  # an unknown model stops before the first file
     dry_run = fields.dry_run == "true"
-    results = import_files(service, files, fields.model, in_turns=not dry_run)
+    turns = None if dry_run else Turns(service.session, state().database.writers)
+    results = import_files(service, files, fields.model, turns)
     if dry_run:
         discard(service.session)
     body = ImportReportSchema(

@@ -46,6 +46,9 @@ PROBE_DEADLINE_SECONDS = 1.5
 # How long a long unit of work (an import) holds the write lock before it commits and
 # lets the writers that queued meanwhile in.
 TURN_SECONDS = 0.2
+# SQLite's busy handler polls every 100 ms at most: a pause near that lets another
+# process's waiting writer in.
+TURN_PAUSE_SECONDS = 0.05
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -142,18 +145,26 @@ def commit(session: Session) -> None:
 
 
 class Turns:
-    """Commits a long unit of work now and then (every `seconds`), so that other writers
-    get their turn in between: SQLite has one writer at a time (db/sqlite.py)."""
+    """Commits a long unit of work now and then, so that other writers get their turn
+    in between: every `seconds`, and on SQLite (one writer at a time, db/sqlite.py) as
+    soon as a writer of this process waits. After a turn on SQLite it pauses a little,
+    so that the writers of other processes, which poll for the lock, find it free."""
 
-    def __init__(self, session: Session, seconds: float = TURN_SECONDS) -> None:
+    def __init__(
+        self, session: Session, writers: sqlite.WriterQueue | None, seconds: float = TURN_SECONDS
+    ) -> None:
         self.session = session
+        self.writers = writers
         self.seconds = seconds
         self._since = time.monotonic()
 
     def done_one(self) -> None:
         """Call after each step; commits when the turn is over."""
-        if time.monotonic() - self._since >= self.seconds:
+        waited_on = self.writers is not None and self.writers.waiting()
+        if waited_on or time.monotonic() - self._since >= self.seconds:
             commit(self.session)
+            if self.writers is not None:
+                time.sleep(TURN_PAUSE_SECONDS)
             self._since = time.monotonic()
 
 

@@ -59,6 +59,10 @@ class WriterQueue:
         with self._mutex:
             self._holders.add(id(connection))
 
+    def waiting(self) -> bool:
+        """Whether a writer waits for its turn."""
+        return bool(self._waiting)
+
     def release(self, connection: object) -> None:
         with self._mutex:
             if id(connection) not in self._holders:
