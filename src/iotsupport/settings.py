@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # Release files are in the database; each replica keeps copies of those it served
     # here (default: a folder in the system temp dir), up to this many bytes (0: off).
     release_cache_dir: Path | None = None
+    # Where uploads are staged while they arrive (default: a folder of this user in the
+    # system temp dir); what a killed process left there is removed at start.
+    staging_dir: Path | None = None
     release_cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Also accept the old signature over the timestamp alone (CI scripts not yet updated).
     asset_legacy_signatures: bool = False

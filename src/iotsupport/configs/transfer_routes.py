@@ -29,6 +29,8 @@ from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import ModelService
 from iotsupport.errors import InvalidInput
 from iotsupport.extensions import state
+from iotsupport.staging import area_of
+from iotsupport.staging import own_folder
 
 bp = Blueprint("transfer", __name__, url_prefix="/api/configs")
 TAG = "configs"
@@ -57,7 +59,7 @@ def import_configs() -> Response:
     limits = ImportLimits(
         settings.import_max_bytes, settings.import_max_files, settings.max_request_bytes
     )
-    with read_form(request.environ, limits) as form:
+    with read_form(request.environ, limits, own_folder(area_of(settings))) as form:
         fields = _import_fields(form.fields.to_dict(flat=False))
         files = uploaded_files(form.files, limits)
     service = config_service()
