@@ -1,4 +1,4 @@
-"""Import and export in the browser: the files of an upload, and the export zip.
+"""Import in the browser: the files of an upload (the export zip: export.py).
 
 An upload (multipart/form-data) carries `file` parts: `.json` files of the old layout,
 or `.zip` archives of them. Every file is read and checked before the first is
@@ -16,8 +16,7 @@ Members in folders are imported by their own name; names starting with "." (and
 folders) are left out, as `import-dir` leaves them out. Over a limit: 413, naming the
 setting and its value; anything else wrong with the upload: 400.
 
-The multipart parser reads READ_BYTES at a time and keeps a file part in memory up to
-SPOOL_BYTES, on disk beyond; only text fields are held to MAX_FIELD_BYTES.
+The multipart body itself is read by import_form.py.
 
 Then the files are imported in turns (`import_files`): a commit every
 db.TURN_SECONDS, so that writers that arrive during a long import get in between.
@@ -26,45 +25,23 @@ db.TURN_SECONDS, so that writers that arrive during a long import get in between
 from __future__ import annotations
 
 import struct
-import tempfile
 import typing as t
 import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
-from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
-from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import MultiPartParser
-from werkzeug.http import parse_options_header
-from werkzeug.wsgi import get_content_length
-from werkzeug.wsgi import get_input_stream
 
 from iotsupport.configs.files import ImportResult
-from iotsupport.configs.files import file_name
 from iotsupport.configs.files import import_file
 from iotsupport.configs.service import ConfigService
-from iotsupport.configs.tables import DeviceConfig
-from iotsupport.db import Database
 from iotsupport.db import Turns
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import PayloadTooLarge
 
-FILE_FIELD = "file"
-MAX_FIELD_BYTES = 64 * 1024
-MAX_TEXT_FIELDS = 16
-# What the multipart parser reads at once: well below MAX_FIELD_BYTES (see read_form).
-READ_BYTES = 16 * 1024
-# A file part up to this size stays in memory; a larger one is spooled to disk.
-SPOOL_BYTES = 64 * 1024
 # Central directory bytes allowed per file: a real entry takes 46 bytes plus its name and
 # extra fields (about 100 for `folder/aa-bb-cc-dd-ee-ff.json` with timestamps).
 DIRECTORY_BYTES_PER_FILE = 256
-EXPORT_BATCH = 500
 
 _EOCD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
@@ -91,106 +68,6 @@ class ImportLimits:
 class UploadedFile:
     name: str  # as reported: the part's file name, or "archive.zip/member/path.json"
     data: bytes
-
-
-@dataclass(frozen=True)
-class ImportForm:
-    """The parts of an upload; `with` closes the files (spooled to disk when large)."""
-
-    fields: MultiDict[str, str]
-    files: list[FileStorage]
-
-    def __enter__(self) -> ImportForm:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for part in self.files:
-            part.close()
-
-
-def read_form(
-    environ: dict[str, t.Any], limits: ImportLimits, staging: Path | None = None
-) -> ImportForm:
-    """The multipart body: its text fields and `file` parts (a part over
-    SPOOL_BYTES goes to a temp file in `staging`)."""
-    content_type = environ.get("CONTENT_TYPE", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise UnsafeUpload("send the files as multipart/form-data, in parts named file")
-    _, options = parse_options_header(content_type)
-    boundary = options.get("boundary", "").encode("latin-1", "replace")
-    if not boundary:
-        raise UnsafeUpload("the multipart body is malformed or incomplete (no boundary)")
-    try:
-        stream = _Body(get_input_stream(environ, max_content_length=limits.max_bytes), limits)
-    except RequestEntityTooLarge:
-        raise _too_large(limits, "max_bytes", "the upload is larger than {limit}") from None
-    spooled: list[t.IO[bytes]] = []  # closed here when the parse fails
-    folder = None if staging is None else str(staging)
-
-    def spool(*_: object, **__: object) -> t.IO[bytes]:
-        if len(spooled) >= limits.max_files:
-            raise _too_large(limits, "max_files", "the upload has more than {limit} files")
-        spooled.append(tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=folder))
-        return spooled[-1]
-
-    parser = MultiPartParser(
-        stream_factory=spool,
-        max_form_memory_size=MAX_FIELD_BYTES,
-        max_form_parts=limits.max_files + MAX_TEXT_FIELDS,
-        # The decoder refuses a buffer over MAX_FIELD_BYTES, file parts included: what it
-        # reads at once must stay well below that.
-        buffer_size=READ_BYTES,
-    )
-    try:
-        fields, files = _parse(parser, stream, boundary, environ, spooled)
-    except RequestEntityTooLarge:
-        raise UploadTooLarge(
-            f"the form has more than {limits.max_files + MAX_TEXT_FIELDS} parts, or a part "
-            f"head or text field larger than {MAX_FIELD_BYTES} bytes",
-            {"max_parts": limits.max_files + MAX_TEXT_FIELDS, "max_field_bytes": MAX_FIELD_BYTES},
-        ) from None
-    except ValueError:
-        raise UnsafeUpload("the multipart body is malformed or incomplete") from None
-    unknown = sorted(set(files) - {FILE_FIELD})
-    if unknown:
-        for _, part in files.items(multi=True):
-            part.close()
-        raise UnsafeUpload(f"unknown file part {unknown[0][:64]!r}; name each part file")
-    if not files:
-        raise UnsafeUpload("no file part: send one or more parts named file")
-    return ImportForm(fields, files.getlist(FILE_FIELD))
-
-
-def _parse(
-    parser: MultiPartParser,
-    stream: _Body,
-    boundary: bytes,
-    environ: dict[str, t.Any],
-    spooled: list[t.IO[bytes]],
-) -> tuple[MultiDict[str, str], MultiDict[str, FileStorage]]:
-    try:
-        return parser.parse(t.cast(t.IO[bytes], stream), boundary, get_content_length(environ))
-    except BaseException:
-        for part in spooled:
-            part.close()
-        raise
-
-
-class _Body:
-    """The request body, refused as over IMPORT_MAX_BYTES when it turns out to be (a
-    chunked body has no length to check first)."""
-
-    def __init__(self, stream: t.IO[bytes], limits: ImportLimits) -> None:
-        self.stream = stream
-        self.limits = limits
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self.stream.read(size)
-        except RequestEntityTooLarge:
-            raise _too_large(
-                self.limits, "max_bytes", "the upload is larger than {limit}"
-            ) from None
 
 
 def uploaded_files(parts: list[FileStorage], limits: ImportLimits) -> list[UploadedFile]:
@@ -351,71 +228,3 @@ def import_files(
         if turns is not None:
             turns.done_one()
     return results
-
-
-# --- export ---------------------------------------------------------------------------
-
-
-class _Spool:
-    """Where the zip writer writes; the bytes are handed on as they come (a zip written
-    to a stream that cannot seek carries its sizes in each entry's header)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        return data
-
-
-def export_archive(database: Database, model_id: int | None = None) -> Iterator[bytes]:
-    """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, or a model's), each the
-    content exactly as saved, made as it is sent: EXPORT_BATCH configs at a time are
-    read (each batch in its own read), so a worker never holds the whole fleet."""
-    spool = _Spool()
-    with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for rows in _batches(database, model_id):
-            for mac, content, updated_at in rows:
-                info = zipfile.ZipInfo(file_name(mac), date_time=_zip_time(updated_at))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, content.encode("utf-8"))
-            yield spool.take()
-    yield spool.take()
-
-
-def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
-    """UTC, as zip has no time zone; zip cannot say a year before 1980."""
-    at = moment.utctimetuple()
-    return (max(1980, at.tm_year), at.tm_mon, at.tm_mday, at.tm_hour, at.tm_min, at.tm_sec)
-
-
-def _batches(database: Database, model_id: int | None) -> Iterator[list[t.Any]]:
-    columns = DeviceConfig.__table__.c
-    last = ""
-    while True:
-        query = (
-            select(columns.mac_address, columns.content, DeviceConfig.updated_at)
-            .where(columns.mac_address > last)
-            .order_by(columns.mac_address)
-            .limit(EXPORT_BATCH)
-        )
-        if model_id is not None:
-            query = query.where(columns.model_id == model_id)
-        with database.session(read_only=True) as session:
-            rows = list(session.execute(query))
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].mac_address

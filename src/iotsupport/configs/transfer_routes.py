@@ -10,12 +10,12 @@ from iotsupport.api import json_response
 from iotsupport.api.spec import operation
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import requires
+from iotsupport.configs.export import export_archive
 from iotsupport.configs.files import totals
+from iotsupport.configs.import_form import read_form
 from iotsupport.configs.routes import config_service
 from iotsupport.configs.transfer import ImportLimits
-from iotsupport.configs.transfer import export_archive
 from iotsupport.configs.transfer import import_files
-from iotsupport.configs.transfer import read_form
 from iotsupport.configs.transfer import uploaded_files
 from iotsupport.configs.transfer_schemas import ExportQuery
 from iotsupport.configs.transfer_schemas import ImportFields
