@@ -163,5 +163,20 @@ def build_assets_app(
 
 
 def temp_files(folder: Path) -> list[str]:
-    """Uploads in progress (or left behind, which must never happen)."""
-    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+    """Uploads in progress (or left behind, which must never happen): staged in each
+    process's folder under .staging (whose owner file is bookkeeping)."""
+    return sorted(
+        str(path.relative_to(folder))
+        for path in (folder / ".staging").rglob("*")
+        if path.is_file() and path.name != ".owner"
+    ) + sorted(
+        path.name for path in folder.iterdir() if path.name.startswith(".") and path.is_file()
+    )
+
+
+def contents(folder: Path) -> list[Path]:
+    """What the assets folder holds: its files, and any staged upload left behind."""
+    return sorted(
+        [path for path in folder.iterdir() if path.name != ".staging"]
+        + [folder / name for name in temp_files(folder)]
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from assets_support import BOUNDARY
 from assets_support import build_assets_app
+from assets_support import contents
 from assets_support import iso_now
 from assets_support import legacy_fields
 from assets_support import multipart
@@ -134,7 +135,7 @@ def test_a_new_upload_replaces_the_old_version(client: FlaskClient, assets_dir: 
     second = client.get("/api/assets/fw.bin")
     assert second.data == b"version 2, longer"
     assert second.headers["ETag"] != first.headers["ETag"]
-    assert sorted(path.name for path in assets_dir.iterdir()) == ["fw.bin"]
+    assert [path.name for path in contents(assets_dir)] == ["fw.bin"]
 
 
 class CheckingPublisher(RecordingPublisher):
@@ -246,7 +247,7 @@ def test_missing_fields(
     body, content_type = multipart(fields, filename, b"data")
     response = client.post("/api/assets", data=body, content_type=content_type)
     assert assert_error(response, 400, "missing_field")["details"] == {"missing": missing}
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
 
 
 def test_a_body_that_is_not_multipart_is_missing_every_field(client: FlaskClient) -> None:
@@ -268,7 +269,7 @@ def test_the_signed_fields_must_come_before_the_file(client: FlaskClient, assets
     error = assert_error(response, 400, "missing_field")
     assert error["details"] == {"missing": ["timestamp", "sha256", "signature"]}
     assert "before the file" in error["error"]
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
 
 
 UNSAFE_NAMES = [
@@ -311,7 +312,7 @@ UNSAFE_NAMES = [
 def test_unsafe_filenames_are_refused(client: FlaskClient, assets_dir: Path, name: str) -> None:
     body = assert_error(upload(client, name, b"data"), 400, "unsafe_filename")
     assert body["details"]["reason"]
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
 
 
 SAFE_NAMES = ["x" * 255, "é" * 127 + "x", "fw-1.2.3_ü.bin", "a b.bin", "日本語.bin", "fw-😀.bin"]
@@ -417,7 +418,7 @@ def test_bad_signatures(
     timestamp = iso_now()
     fields = {"timestamp": timestamp, "sha256": SHA_OF_X, "signature": make_signature(timestamp)}
     assert_error(upload(client, "fw.bin", b"x", fields), 400, code)
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
 
 
 @pytest.mark.parametrize(
@@ -465,13 +466,13 @@ def test_a_captured_signature_uploads_nothing_else(
     assert_error(upload(client, "other.bin", b"genuine", fields), 400, "signature_mismatch")
     retargeted = {**fields, "sha256": hashlib.sha256(b"malicious").hexdigest()}
     assert_error(upload(client, "fw.bin", b"malicious", retargeted), 400, "signature_mismatch")
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
     assert publisher.messages == []
     # CI's own upload still goes through (refusals did not use the pair up), once.
     assert upload(client, "fw.bin", b"genuine", fields).status_code == 200
     assert_error(upload(client, "fw.bin", b"genuine", fields), 409, "signature_already_used")
     assert (assets_dir / "fw.bin").read_bytes() == b"genuine"
-    assert sorted(path.name for path in assets_dir.iterdir()) == ["fw.bin"]
+    assert [path.name for path in contents(assets_dir)] == ["fw.bin"]
     assert publisher.messages == [(TOPIC, {"filename": "fw.bin"})]
     assert upload(client, "fw.bin", b"next build").status_code == 200  # fresh pair: fine
 
@@ -516,7 +517,7 @@ def test_a_refusal_reads_no_more_than_the_fields(
     )
     assert_error(response, 400)
     assert stream.consumed < 256 * 1024, f"{stream.consumed} bytes read before refusing"
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
 
 
 def test_a_used_pair_is_refused_before_the_file_is_read(client: FlaskClient) -> None:
@@ -535,7 +536,7 @@ def test_the_legacy_scheme_is_off_by_default(client: FlaskClient, assets_dir: Pa
     response = upload(client, "fw.bin", b"x", legacy_fields())
     body = assert_error(response, 400, "missing_field")
     assert body["details"] == {"missing": ["sha256"]}
-    assert list(assets_dir.iterdir()) == []
+    assert contents(assets_dir) == []
 
 
 def test_the_legacy_scheme_behind_its_setting(

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import struct
 import typing as t
 import zipfile
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from conftest import ClientWith
 from conftest import RecordingPublisher
 from conftest import assert_error
+from conftest import make_settings
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry as Registry
 from werkzeug.test import TestResponse
+
+from iotsupport import create_app
 
 ONE = '{\n  "deviceName": "One",\n  "enableOTA": true\n}'
 TWO = '{"deviceName": "Two"}'
@@ -155,26 +162,34 @@ def test_zip_bombs_and_lies_are_refused_before_they_inflate(client_with: ClientW
     assert len(bomb) < 10_000
     body = assert_error(upload(client, ("bomb.zip", bomb)), 413, "upload_too_large")
     assert body["details"]["max_file_bytes"] == 1024 * 1024
+    assert (body["details"]["limit"], body["details"]["value"]) == ("MAX_REQUEST_BYTES", 1048576)
+    assert body["error"] == (
+        "bomb.zip/aa-bb-cc-dd-ee-01.json is larger than MAX_REQUEST_BYTES (1048576 bytes)"
+    )
     # Many members that each fit, together over IMPORT_MAX_BYTES unzipped.
     many = zipped(*[(f"aa-bb-cc-dd-ee-0{i}.json", b" " * 20_000 + b"{}") for i in range(4)])
     body = assert_error(upload(client, ("many.zip", many)), 413)
-    assert body["error"] == "the files hold more than 65536 bytes unzipped"
+    assert body["error"] == "the files hold more than IMPORT_MAX_BYTES (65536 bytes) unzipped"
     # More files than IMPORT_MAX_FILES, in a zip or as parts.
     members = [(f"aa-bb-cc-dd-ee-{i:02x}.json", b"{}") for i in range(6)]
     body = assert_error(upload(client, ("six.zip", zipped(*members))), 413)
-    assert body["error"] == "the upload has more than 5 files"
-    assert_error(upload(client, *members), 413)
+    assert body["error"] == "the upload has more than IMPORT_MAX_FILES (5) files"
+    body = assert_error(upload(client, *members), 413)
+    assert body["error"] == "the upload has more than IMPORT_MAX_FILES (5) files"
+    assert (body["details"]["limit"], body["details"]["value"]) == ("IMPORT_MAX_FILES", 5)
     # A central directory far too big for five files is refused before it is parsed.
     empty = zipped(*[(f"{i:05d}", b"") for i in range(200)], method=zipfile.ZIP_STORED)
     body = assert_error(upload(client, ("empty.zip", empty)), 413)
-    assert body["error"] == "empty.zip has more than 5 files"
+    assert body["error"] == "empty.zip has more than IMPORT_MAX_FILES (5) files"
     # A member that says it is small and inflates to more: its CRC fails, nothing stored.
     liar = lying(zipped(("aa-bb-cc-dd-ee-01.json", b"{}" + b" " * 50_000)), size=10)
     assert_error(upload(client, ("liar.zip", liar)), 400, "invalid_upload")
     # Encrypted members cannot be read.
     assert_error(upload(client, ("locked.zip", encrypted(zipped(("a.json", b"{}"))))), 400)
     # The upload itself over IMPORT_MAX_BYTES.
-    assert_error(upload(client, ("aa-bb-cc-dd-ee-01.json", b" " * 70_000)), 413)
+    body = assert_error(upload(client, ("aa-bb-cc-dd-ee-01.json", b" " * 70_000)), 413)
+    assert body["error"] == "the upload is larger than IMPORT_MAX_BYTES (65536 bytes)"
+    assert (body["details"]["limit"], body["details"]["value"]) == ("IMPORT_MAX_BYTES", 65536)
     assert macs(client) == []
 
 
@@ -249,3 +264,79 @@ def test_export_is_streamed_in_batches(client: FlaskClient, count: int) -> None:
     with zipfile.ZipFile(io.BytesIO(response.get_data())) as archive:
         names = archive.namelist()
     assert len(names) == count and names == sorted(names)
+
+
+EXPORTED_CONFIGS = 10_000
+
+
+@pytest.fixture(scope="module")
+def server_export(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> bytes:
+    """The server's own export of 10,000 configs of about 300 bytes (3 MB zipped)."""
+    from iotsupport.configs.service import ConfigService
+    from iotsupport.db import commit
+    from iotsupport.extensions import state
+
+    path = tmp_path_factory.mktemp("export") / "fleet.db"
+    shutil.copyfile(sqlite_template, path)
+    app = create_app(
+        make_settings(f"sqlite:///{path}"), publisher=RecordingPublisher(), registry=Registry()
+    )
+    app_state = state(app)
+    with app_state.database.session() as session:
+        service = ConfigService(session)
+        for index in range(EXPORTED_CONFIGS):
+            service.create(export_mac(index), pretty_config(index, 3))
+        commit(session)
+    with app.test_client() as client:
+        data = client.get("/api/configs/export").get_data()
+    app_state.database.dispose()
+    return data
+
+
+def export_mac(index: int) -> str:
+    return f"02:44:00:00:{index // 256:02x}:{index % 256:02x}"
+
+
+def pretty_config(index: int, sensors: int) -> str:
+    """A config as people write them: indented, with a few nested parts."""
+    content = {
+        "deviceName": f"Sensor {index}",
+        "wifi": {"ssid": "HomeLab-IoT", "channel": index % 13 + 1},
+        "sensors": [{"id": number, "interval": 30 + number} for number in range(sensors)],
+    }
+    return json.dumps(content, indent=4)
+
+
+def test_the_servers_own_export_of_10000_configs_imports_back(
+    api: FlaskClient, server_export: bytes
+) -> None:
+    assert len(server_export) > 2_000_000  # larger than the multipart parser's buffers
+    body = report(upload(api, ("iotsupport-configs.zip", server_export)))
+    assert (body["created"], body["skipped"]) == (EXPORTED_CONFIGS, 0)
+    assert len(macs(api)) == EXPORTED_CONFIGS
+    for index in (0, 4321, EXPORTED_CONFIGS - 1):
+        answer = api.get(f"/api/configs/{export_mac(index)}.json")
+        assert answer.get_data(as_text=True) == pretty_config(index, 3)
+    # ... and exports again the same files, byte for byte.
+    with zipfile.ZipFile(io.BytesIO(api.get("/api/configs/export").data)) as again:
+        with zipfile.ZipFile(io.BytesIO(server_export)) as first:
+            assert again.namelist() == first.namelist()
+            assert again.read(first.namelist()[77]) == first.read(first.namelist()[77])
+
+
+def test_a_large_pretty_config_and_a_zip_of_1000_import(api: FlaskClient) -> None:
+    big = pretty_config(1, 2000).encode()
+    assert 140_000 < len(big) < 1024 * 1024  # over 64 KiB, under MAX_REQUEST_BYTES
+    body = report(upload(api, ("02-55-00-00-00-01.json", big)))
+    assert body["created"] == 1
+    answer = api.get("/api/configs/02:55:00:00:00:01.json")
+    assert answer.get_data() == big
+    members = [
+        (f"fleet/02-55-00-01-{index // 256:02x}-{index % 256:02x}.json", pretty_config(index, 6))
+        for index in range(1000)
+    ]
+    archive = zipped(*[(name, data.encode()) for name, data in members])
+    assert len(archive) > 100_000
+    body = report(upload(api, ("fleet.zip", archive)))
+    assert (body["created"], body["skipped"]) == (1000, 0)
+    assert len(macs(api)) == 1001

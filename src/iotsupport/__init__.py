@@ -14,6 +14,7 @@ from iotsupport import compression
 from iotsupport import db
 from iotsupport import errors
 from iotsupport import observability
+from iotsupport import staging
 from iotsupport.api import protections
 from iotsupport.api import register_blueprints
 from iotsupport.api import request_rules
@@ -62,6 +63,7 @@ def create_app(
         # Samples are written there from the first metric on; it may not exist yet.
         Path(settings.prometheus_multiproc_dir).mkdir(parents=True, exist_ok=True)
     registry = registry or CollectorRegistry()
+    staging.sweep_at_start(settings)
     assets = build_assets(settings, registry)
     database = Database(settings)
     publisher = publisher or build_publisher(settings, registry)

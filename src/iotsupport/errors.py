@@ -26,6 +26,7 @@ AppError
  ├── TooManyRequests     429 too_many_requests     (Retry-After: failed device logins)
  ├── UpstreamFailed      502 upstream_failed       (image proxy download)
  └── ServiceUnavailable  503 service_unavailable
+      └── DatabaseBusy    503 database_busy         (Retry-After: a write waited too long)
 
 StartupError is not an HTTP answer: a setting that keeps the server from starting.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import typing as t
 
 from flask import Flask
@@ -48,6 +50,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 
 log = logging.getLogger(__name__)
+
+# How long a client told "busy" should wait before it tries again.
+BUSY_RETRY_AFTER_SECONDS = 5
 
 
 class AppError(Exception):
@@ -200,6 +205,30 @@ class ServiceUnavailable(AppError):
     code = "service_unavailable"
 
 
+class DatabaseBusy(ServiceUnavailable):
+    """A write that waited its turn longer than DB_BUSY_TIMEOUT_SECONDS (SQLite)."""
+
+    code = "database_busy"
+
+    def __init__(self, waited: float | None = None) -> None:
+        waited_for = f" (waited {waited:g} s)" if waited is not None else ""
+        super().__init__(
+            f"the database is busy with other changes{waited_for}; try again",
+            {"retry_after": BUSY_RETRY_AFTER_SECONDS},
+        )
+
+    def response_headers(self) -> t.Mapping[str, str | tuple[str, ...]]:
+        return {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+
+
+def is_busy(exc: BaseException | None) -> bool:
+    """Whether a driver error says another writer held SQLite's lock too long."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED")
+        or "database is locked" in str(exc)
+    )
+
+
 class StartupError(Exception):
     """A setting is unusable; the server refuses to start and says why."""
 
@@ -277,6 +306,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError) -> Response:
         log.error("database error: %s", exc.orig)
+        if is_busy(exc.orig):  # SQLite: another process kept the write lock too long
+            return _app_error(DatabaseBusy())
         return error_response(503, "the database is not reachable", "database_unavailable")
 
     @app.errorhandler(PoolTimeout)

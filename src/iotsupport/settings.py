@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int | None = Field(default=None, ge=1)  # default: THREADS
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # SQLite: how long a write waits for its turn (other writers) before 503 database_busy.
+    db_busy_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     # PostgreSQL: where each worker LISTENs for device changes, when DATABASE_URL goes
     # through a pooler in transaction mode (PgBouncer), which cannot carry LISTEN.
     database_listen_url: str | None = None
@@ -117,6 +119,9 @@ class Settings(BaseSettings):
     # Release files are in the database; each replica keeps copies of those it served
     # here (default: a folder in the system temp dir), up to this many bytes (0: off).
     release_cache_dir: Path | None = None
+    # Where uploads are staged while they arrive (default: a folder of this user in the
+    # system temp dir); what a killed process left there is removed at start.
+    staging_dir: Path | None = None
     release_cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Also accept the old signature over the timestamp alone (CI scripts not yet updated).
     asset_legacy_signatures: bool = False

@@ -220,7 +220,10 @@ def common_answers(spec: Operation, method: str, access: Access | None) -> dict[
     elif protected:
         answers[403] = "Roles that do not allow this"
     if spec.database:
-        answers[503] = "The database (or the identity provider) is not reachable"
+        answers[503] = (
+            "The database (or the identity provider) is not reachable, or a write waited "
+            "its turn past DB_BUSY_TIMEOUT_SECONDS (database_busy, Retry-After)"
+        )
         if method.upper() in STATE_CHANGING:
             answers[409] = "The change conflicts with one made at the same time"
     return answers

@@ -24,6 +24,8 @@ from iotsupport.assets.names import check_filename
 from iotsupport.errors import NotFound
 from iotsupport.errors import PayloadTooLarge
 from iotsupport.errors import ServiceUnavailable
+from iotsupport.staging import ASSETS_AREA
+from iotsupport.staging import own_folder
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +135,8 @@ class StagedFile:
 class Staging:
     """The temp files of one upload request; whatever was not published is deleted.
 
-    Uploads to the assets folder are staged there (then renamed into place); release
-    uploads in the system's temp folder (their bytes go to the database).
+    Uploads to the assets folder are staged in its `.staging` folder (then renamed into
+    place); release uploads in STAGING_DIR (their bytes go to the database).
     """
 
     def __init__(
@@ -191,7 +193,13 @@ class AssetStore:
     def staging(self) -> Iterator[Staging]:
         if self.folder_problem() is not None:
             raise self.unavailable()
-        staging = Staging(self.directory, self.max_bytes, self.unavailable)
+        try:
+            # This process's own staging folder in the assets folder (cleaned at start of
+            # what a killed process left, iotsupport/staging.py); renamed into place.
+            folder = own_folder(self.directory / ASSETS_AREA)
+        except OSError as exc:
+            raise self.unavailable(exc) from None
+        staging = Staging(folder, self.max_bytes, self.unavailable)
         try:
             yield staging
         finally:

@@ -1,4 +1,4 @@
-"""Import and export in the browser: the files of an upload, and the export zip.
+"""Import in the browser: the files of an upload (the export zip: export.py).
 
 An upload (multipart/form-data) carries `file` parts: `.json` files of the old layout,
 or `.zip` archives of them. Every file is read and checked before the first is
@@ -14,8 +14,13 @@ imported, so a refused upload stores nothing:
   every segment a name that reads as it is (names.py).
 
 Members in folders are imported by their own name; names starting with "." (and
-folders) are left out, as `import-dir` leaves them out. Over a limit: 413; anything
-else wrong with the upload: 400.
+folders) are left out, as `import-dir` leaves them out. Over a limit: 413, naming the
+setting and its value; anything else wrong with the upload: 400.
+
+The multipart body itself is read by import_form.py.
+
+Then the files are imported in turns (`import_files`): a commit every
+db.TURN_SECONDS, so that writers that arrive during a long import get in between.
 """
 
 from __future__ import annotations
@@ -24,29 +29,21 @@ import struct
 import typing as t
 import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
-from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import FormDataParser
 
-from iotsupport.configs.files import file_name
-from iotsupport.configs.tables import DeviceConfig
-from iotsupport.db import Database
+from iotsupport.configs.files import ImportResult
+from iotsupport.configs.files import import_file
+from iotsupport.configs.service import ConfigService
+from iotsupport.db import Turns
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import PayloadTooLarge
 from iotsupport.names import name_problem
 
-FILE_FIELD = "file"
-MAX_FIELD_BYTES = 64 * 1024
 # Central directory bytes allowed per file: a real entry takes 46 bytes plus its name and
 # extra fields (about 100 for `folder/aa-bb-cc-dd-ee-ff.json` with timestamps).
 DIRECTORY_BYTES_PER_FILE = 256
-EXPORT_BATCH = 500
 
 _EOCD = struct.Struct("<4s4H2LH")
 _ZIP64_LOCATOR = struct.Struct("<4sLQL")
@@ -73,48 +70,6 @@ class ImportLimits:
 class UploadedFile:
     name: str  # as reported: the part's file name, or "archive.zip/member/path.json"
     data: bytes
-
-
-@dataclass(frozen=True)
-class ImportForm:
-    """The parts of an upload; `with` closes the files (spooled to disk when large)."""
-
-    fields: MultiDict[str, str]
-    files: list[FileStorage]
-
-    def __enter__(self) -> ImportForm:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for part in self.files:
-            part.close()
-
-
-def read_form(environ: dict[str, t.Any], limits: ImportLimits) -> ImportForm:
-    """The multipart body: its text fields and `file` parts (spooled to disk when large)."""
-    parser = FormDataParser(
-        max_form_memory_size=MAX_FIELD_BYTES,
-        max_content_length=limits.max_bytes,
-        max_form_parts=limits.max_files + 16,
-        silent=False,
-    )
-    content_type = environ.get("CONTENT_TYPE", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise UnsafeUpload("send the files as multipart/form-data, in parts named file")
-    try:
-        _, fields, files = parser.parse_from_environ(environ)
-    except RequestEntityTooLarge:
-        raise _too_large(limits, "the upload is larger than {max_bytes} bytes") from None
-    except ValueError:
-        raise UnsafeUpload("the multipart body is malformed or incomplete") from None
-    unknown = sorted(set(files) - {FILE_FIELD})
-    if unknown:
-        for _, part in files.items(multi=True):
-            part.close()
-        raise UnsafeUpload(f"unknown file part {unknown[0][:64]!r}; name each part file")
-    if not files:
-        raise UnsafeUpload("no file part: send one or more parts named file")
-    return ImportForm(fields, files.getlist(FILE_FIELD))
 
 
 def uploaded_files(parts: list[FileStorage], limits: ImportLimits) -> list[UploadedFile]:
@@ -145,22 +100,36 @@ class _Budget:
         self.files += 1
         self.bytes += size
         if self.files > limits.max_files:
-            raise _too_large(limits, "the upload has more than {max_files} files")
+            raise _too_large(limits, "max_files", "the upload has more than {limit} files")
         if size > limits.max_file_bytes:
             raise _too_large(
-                limits, f"{name[:200]} is larger than {{max_file_bytes}} bytes", name=name
+                limits, "max_file_bytes", f"{name[:200]} is larger than {{limit}}", name=name
             )
         if self.bytes > limits.max_bytes:
-            raise _too_large(limits, "the files hold more than {max_bytes} bytes unzipped")
+            raise _too_large(limits, "max_bytes", "the files hold more than {limit} unzipped")
 
 
-def _too_large(limits: ImportLimits, message: str, **details: str) -> UploadTooLarge:
+# Each limit, the setting that sets it, and how a message says its value.
+_SETTINGS = {
+    "max_bytes": ("IMPORT_MAX_BYTES", "{setting} ({value} bytes)"),
+    "max_files": ("IMPORT_MAX_FILES", "{setting} ({value})"),
+    "max_file_bytes": ("MAX_REQUEST_BYTES", "{setting} ({value} bytes)"),
+}
+
+
+def _too_large(limits: ImportLimits, which: str, message: str, **details: str) -> UploadTooLarge:
+    """413 naming the limit that was hit: its setting and value (`{limit}` in message)."""
     numbers = {
         "max_bytes": limits.max_bytes,
         "max_files": limits.max_files,
         "max_file_bytes": limits.max_file_bytes,
     }
-    return UploadTooLarge(message.format(**numbers), {**numbers, **details})
+    setting, spelled = _SETTINGS[which]
+    limit = spelled.format(setting=setting, value=numbers[which])
+    return UploadTooLarge(
+        message.format(limit=limit),
+        {"limit": setting, "value": numbers[which], **numbers, **details},
+    )
 
 
 def _size_of(part: FileStorage) -> int:
@@ -199,7 +168,9 @@ def _members(name: str, part: FileStorage, budget: _Budget) -> list[UploadedFile
     stream = part.stream
     limits = budget.limits
     if _directory_size(stream, name) > limits.max_files * DIRECTORY_BYTES_PER_FILE:
-        raise _too_large(limits, f"{name[:200]} has more than {{max_files}} files", name=name)
+        raise _too_large(
+            limits, "max_files", f"{name[:200]} has more than {{limit}} files", name=name
+        )
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, ValueError, EOFError) as exc:
@@ -254,69 +225,15 @@ def _directory_size(stream: t.IO[bytes], name: str) -> int:
     return int(_ZIP64_EOCD.unpack(raw)[8])
 
 
-# --- export ---------------------------------------------------------------------------
-
-
-class _Spool:
-    """Where the zip writer writes; the bytes are handed on as they come (a zip written
-    to a stream that cannot seek carries its sizes in each entry's header)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        return data
-
-
-def export_archive(database: Database, model_id: int | None = None) -> Iterator[bytes]:
-    """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, or a model's), each the
-    content exactly as saved, made as it is sent: EXPORT_BATCH configs at a time are
-    read (each batch in its own read), so a worker never holds the whole fleet."""
-    spool = _Spool()
-    with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for rows in _batches(database, model_id):
-            for mac, content, updated_at in rows:
-                info = zipfile.ZipInfo(file_name(mac), date_time=_zip_time(updated_at))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, content.encode("utf-8"))
-            yield spool.take()
-    yield spool.take()
-
-
-def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
-    """UTC, as zip has no time zone; zip cannot say a year before 1980."""
-    at = moment.utctimetuple()
-    return (max(1980, at.tm_year), at.tm_mon, at.tm_mday, at.tm_hour, at.tm_min, at.tm_sec)
-
-
-def _batches(database: Database, model_id: int | None) -> Iterator[list[t.Any]]:
-    columns = DeviceConfig.__table__.c
-    last = ""
-    while True:
-        query = (
-            select(columns.mac_address, columns.content, DeviceConfig.updated_at)
-            .where(columns.mac_address > last)
-            .order_by(columns.mac_address)
-            .limit(EXPORT_BATCH)
-        )
-        if model_id is not None:
-            query = query.where(columns.model_id == model_id)
-        with database.session(read_only=True) as session:
-            rows = list(session.execute(query))
-        if not rows:
-            return
-        yield rows
-        last = rows[-1].mac_address
+def import_files(
+    service: ConfigService, files: list[UploadedFile], model: str | None, turns: Turns | None
+) -> list[ImportResult]:
+    """Import each file (its own savepoint, files.import_file). With `turns`, commit now
+    and then, so that a long import lets other writers in (db.Turns); a dry run stays
+    one transaction, to be thrown away."""
+    results = []
+    for file in files:
+        results.append(import_file(service, file.name, file.data, model))
+        if turns is not None:
+            turns.done_one()
+    return results

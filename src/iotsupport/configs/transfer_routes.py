@@ -11,18 +11,19 @@ from iotsupport.api.spec import operation
 from iotsupport.api.spec import refuse_nul
 from iotsupport.auth.access import Role
 from iotsupport.auth.access import requires
-from iotsupport.configs.files import import_file
+from iotsupport.configs.export import export_archive
 from iotsupport.configs.files import totals
+from iotsupport.configs.import_form import read_form
 from iotsupport.configs.routes import config_service
 from iotsupport.configs.transfer import ImportLimits
-from iotsupport.configs.transfer import export_archive
-from iotsupport.configs.transfer import read_form
+from iotsupport.configs.transfer import import_files
 from iotsupport.configs.transfer import uploaded_files
 from iotsupport.configs.transfer_schemas import ExportQuery
 from iotsupport.configs.transfer_schemas import ImportFields
 from iotsupport.configs.transfer_schemas import ImportForm
 from iotsupport.configs.transfer_schemas import ImportReportSchema
 from iotsupport.configs.transfer_schemas import ImportResultSchema
+from iotsupport.db import Turns
 from iotsupport.db import discard
 from iotsupport.db import get_session
 from iotsupport.db.base import utcnow
@@ -30,6 +31,8 @@ from iotsupport.device_models.service import ModelService
 from iotsupport.errors import InvalidInput
 from iotsupport.extensions import state
 from iotsupport.names import attachment
+from iotsupport.staging import area_of
+from iotsupport.staging import own_folder
 
 bp = Blueprint("transfer", __name__, url_prefix="/api/configs")
 TAG = "configs"
@@ -46,9 +49,11 @@ TAG = "configs"
         200: ImportReportSchema,
         400: "Not multipart, no file part, an unknown field, a zip that cannot be read, or "
         "an unsafe file name; nothing is stored",
+        503: "The database is not reachable, or busy past DB_BUSY_TIMEOUT_SECONDS "
+        "(database_busy, with Retry-After): the files imported before it stay imported",
         404: "Unknown model",
-        413: "Over IMPORT_MAX_BYTES or IMPORT_MAX_FILES, or a file over MAX_REQUEST_BYTES; "
-        "nothing is stored",
+        413: "Over IMPORT_MAX_BYTES or IMPORT_MAX_FILES, or a file over MAX_REQUEST_BYTES "
+        "(details.limit names the setting, details.value its value); nothing is stored",
     },
 )
 def import_configs() -> Response:
@@ -56,14 +61,15 @@ def import_configs() -> Response:
     limits = ImportLimits(
         settings.import_max_bytes, settings.import_max_files, settings.max_request_bytes
     )
-    with read_form(request.environ, limits) as form:
+    with read_form(request.environ, limits, own_folder(area_of(settings))) as form:
         fields = _import_fields(form.fields.to_dict(flat=False))
-        service = config_service()
-        if fields.model is not None:
-            service.models.get(fields.model)  # an unknown model stops before the first file
         files = uploaded_files(form.files, limits)
-    results = [import_file(service, file.name, file.data, fields.model) for file in files]
+    service = config_service()
+    if fields.model is not None:
+        service.models.get(fields.model)  # an unknown model stops before the first file
     dry_run = fields.dry_run == "true"
+    turns = None if dry_run else Turns(service.session, state().database.writers)
+    results = import_files(service, files, fields.model, turns)
     if dry_run:
         discard(service.session)
     body = ImportReportSchema(

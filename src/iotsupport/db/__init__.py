@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import select
-import sqlite3
 import threading
+import time
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -18,7 +18,6 @@ from flask import Response
 from flask import current_app
 from flask import g
 from flask import request
-from sqlalchemy import Connection
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import event
@@ -27,7 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from iotsupport.db import sqlite
+from iotsupport.errors import DatabaseBusy
 from iotsupport.errors import error_response
+from iotsupport.errors import is_busy
 from iotsupport.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,20 +46,25 @@ DEVICES_CHANGED_KEY = "devices_changed"
 OUTBOX_KEY = "outbox_wake"
 # Health and the config count give up after this long: a Kubernetes probe times out at 2 s.
 PROBE_DEADLINE_SECONDS = 1.5
+# How long a long unit of work (an import) holds the write lock before it commits and
+# lets the writers that queued meanwhile in.
+TURN_SECONDS = 0.2
+# SQLite's busy handler polls every 100 ms at most: a pause near that lets another
+# process's waiting writer in.
+TURN_PAUSE_SECONDS = 0.05
 
 
 def build_engine(settings: Settings) -> Engine:
     """One engine per process; pooled connections, no pre-ping round trip."""
     if settings.is_sqlite:
+        wait = settings.db_busy_timeout_seconds
         engine = create_engine(
             settings.database_url,
             hide_parameters=True,  # config content must never reach a log line
-            connect_args={"timeout": 5, "check_same_thread": False},
+            # Writers of other processes wait as long as this process's queue lets its own.
+            connect_args={"timeout": wait, "check_same_thread": False},
         )
-        event.listen(engine, "connect", _tune_sqlite)
-        event.listen(engine, "checkout", _sqlite_manual_transactions)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
+        return engine  # Database adds db/sqlite.py's writer queue
     engine = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size or settings.threads,
@@ -90,32 +97,6 @@ def _replace_if_closed_by_server(dbapi_connection: t.Any, *_: object) -> None:
     if readable:
         log.info("a pooled database connection was closed by the server; replacing it")
         raise DisconnectionError("the server closed this pooled connection")
-
-
-def _tune_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-    # SQLite's own lower() knows only ASCII; the content search needs every alphabet.
-    dbapi_connection.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
-
-
-def _unicode_lower(text: str | None) -> str | None:
-    return text.lower() if isinstance(text, str) else text
-
-
-def _sqlite_manual_transactions(dbapi_connection: sqlite3.Connection, *_: object) -> None:
-    # Stop pysqlite from opening transactions itself; _sqlite_begin_immediate does it.
-    dbapi_connection.isolation_level = None
-
-
-def _sqlite_begin_immediate(connection: Connection) -> None:
-    # Take the write lock up front, so a read-then-write transaction cannot be
-    # overtaken by another writer (no lost updates, consecutive versions).
-    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def autocommit_engine(engine: Engine) -> Engine:
@@ -166,11 +147,45 @@ def commit(session: Session) -> None:
             log.exception("after-commit callback failed")
 
 
+class Turns:
+    """Commits a long unit of work now and then, so that other writers get their turn
+    in between: every `seconds`, and on SQLite (one writer at a time, db/sqlite.py) as
+    soon as a writer of this process waits. After a turn on SQLite it pauses a little,
+    so that the writers of other processes, which poll for the lock, find it free."""
+
+    def __init__(
+        self, session: Session, writers: sqlite.WriterQueue | None, seconds: float = TURN_SECONDS
+    ) -> None:
+        self.session = session
+        self.writers = writers
+        self.seconds = seconds
+        self._since = time.monotonic()
+
+    def done_one(self) -> None:
+        """Call after each step; commits when the turn is over."""
+        waited_on = self.writers is not None and self.writers.waiting()
+        if waited_on or time.monotonic() - self._since >= self.seconds:
+            commit(self.session)
+            if self.writers is not None:
+                time.sleep(TURN_PAUSE_SECONDS)
+            self._since = time.monotonic()
+
+
+def busy_response(exc: DatabaseBusy) -> Response:
+    response = error_response(exc.status_code, exc.message, exc.code, exc.details)
+    response.headers.update(exc.response_headers())
+    return response
+
+
 class Database:
     """Holds the engines; hands each request one lazily opened session."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
+        # SQLite: this process's write transactions, in arrival order (db/sqlite.py).
+        self.writers: sqlite.WriterQueue | None = None
+        if settings.is_sqlite:
+            self.writers = sqlite.configure(self.engine, settings.db_busy_timeout_seconds)
         self.read_engine = autocommit_engine(self.engine)
         # Probes run here, so a database that accepts but never answers cannot
         # hold a health check or a scrape past its deadline.
@@ -242,6 +257,8 @@ def init_app(app: Flask) -> None:
             return error_response(409, "the change conflicts with existing data", "conflict")
         except OperationalError as exc:
             log.error("commit failed: %s", exc.orig)
+            if is_busy(exc.orig):
+                return busy_response(DatabaseBusy())
             return error_response(503, "the database is not reachable", "database_unavailable")
         finally:
             session.close()

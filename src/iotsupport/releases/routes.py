@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from flask import Blueprint
 from flask import Response
@@ -39,6 +37,8 @@ from iotsupport.releases.schemas import release_schema
 from iotsupport.releases.service import ReleaseService
 from iotsupport.releases.upload import ReleaseSignature
 from iotsupport.rollouts.service import record_download_start
+from iotsupport.staging import area_of
+from iotsupport.staging import own_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,20 @@ class StagingUnavailable(ServiceUnavailable):
 
 
 def _staging_failed(exc: OSError) -> Exception:
-    log.error("release upload: the temp folder failed: %s", exc)
-    return StagingUnavailable("the upload could not be written to the server's temp folder")
+    log.error("release upload: the staging folder failed: %s", exc)
+    return StagingUnavailable("the upload could not be written to the server's staging folder")
 
 
 @contextlib.contextmanager
 def staging() -> Iterator[Staging]:
-    """Temp files for the upload, in the system's temp folder (the bytes go to the database)."""
-    max_bytes = state().settings.asset_max_bytes
-    area = Staging(Path(tempfile.gettempdir()), max_bytes, _staging_failed)
+    """Temp files for the upload, in this process's staging folder (STAGING_DIR; the
+    bytes go to the database)."""
+    settings = state().settings
+    try:
+        folder = own_folder(area_of(settings))
+    except OSError as exc:
+        raise _staging_failed(exc) from None
+    area = Staging(folder, settings.asset_max_bytes, _staging_failed)
     try:
         yield area
     finally:
@@ -87,7 +92,7 @@ def staging() -> Iterator[Staging]:
         413: "Larger than ASSET_MAX_BYTES",
         422: "Not a valid ESP32 app image (the code names the check that failed), a version "
         "that cannot name a release, or another chip than the model's",
-        503: "Signed uploads are off (SIGNING_KEY_PATH unset), or the temp folder failed",
+        503: "Signed uploads are off (SIGNING_KEY_PATH unset), or the staging folder failed",
     },
 )
 def upload_release(code: str) -> Response:

@@ -8,6 +8,11 @@ image, check its SHA-256, "reboot" and report the new version with a config fetc
 failing device (the share `--fail-rate` picks) reports its old version after the
 download instead, as a device whose new firmware crashed and rolled back would, and
 does not try that version again. Between events it polls both at `poll_seconds`.
+
+A request that gets no answer (refused, reset, timed out) or a 5xx is tried again as
+firmware does: after a back-off that doubles from RETRY_FIRST_SECONDS up to
+RETRY_MAX_SECONDS (never longer than the poll interval), with jitter, so that a fleet
+cut off at once does not come back at once. Nothing a server sends stops a device.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import time
 import typing as t
 from dataclasses import dataclass
@@ -23,6 +29,10 @@ from iotsupport.simulator.http import Answer
 from iotsupport.simulator.http import HttpError
 from iotsupport.simulator.http import HttpPool
 from iotsupport.simulator.stats import Stats
+
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 60.0
+RETRIED = "requests retried after a failure (back-off with jitter)"
 
 
 @dataclass
@@ -54,6 +64,7 @@ class SimDevice:
         self.etag: str | None = None
         self.given_up: set[str] = set()  # versions that "crashed" here
         self.desired: dict[str, t.Any] | None = None
+        self.failures = 0  # in a row: sets the back-off
         self._woken = asyncio.Event()
 
     def on_desired(self, payload: dict[str, t.Any]) -> None:
@@ -72,22 +83,44 @@ class SimDevice:
         return wanted is None or wanted == self.version or wanted in self.given_up
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.fetch_config()
-        await self.follow_firmware()
+        woken = False  # at start: both requests, as after a poll interval
         while not stop.is_set():
             try:
-                await asyncio.wait_for(self._woken.wait(), self.poll_seconds)
+                await self._step(polled=not woken)
+            except Exception as exc:  # noqa: BLE001 - nothing a server sends stops a device
+                self.stats.failure("device", exc, time.perf_counter())
+                self._failed()
+            try:
+                await asyncio.wait_for(self._woken.wait(), self._next_wait())
                 woken = True
             except TimeoutError:
                 woken = False
             self._woken.clear()
-            if stop.is_set():
-                return
-            desired = self.desired or {}
-            if not woken or desired.get("config_etag") != self._bare_etag():
-                await self.fetch_config()
-            if not woken or not self.settled:
-                await self.follow_firmware()
+
+    async def _step(self, *, polled: bool) -> None:
+        desired = self.desired or {}
+        if polled or desired.get("config_etag") != self._bare_etag():
+            await self.fetch_config()
+        if polled or not self.settled:
+            await self.follow_firmware()
+
+    def _next_wait(self) -> float:
+        if not self.failures:
+            return self.poll_seconds
+        ceiling = min(
+            RETRY_MAX_SECONDS, self.poll_seconds, RETRY_FIRST_SECONDS * 2 ** (self.failures - 1)
+        )
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+    def _failed(self) -> None:
+        self.failures = min(self.failures + 1, 32)
+        self.stats.count(RETRIED)
+
+    def _answered(self, status: int) -> None:
+        if status >= 500:
+            self._failed()
+        else:
+            self.failures = 0
 
     async def fetch_config(self) -> None:
         headers = {"If-None-Match": self.etag} if self.etag else {}
@@ -130,8 +163,10 @@ class SimDevice:
             status, _ = await self.client.stream("GET", url, self._headers(), take)
         except HttpError as exc:
             self.stats.failure("download", exc, started)
+            self._failed()
             return None
         self.stats.answer("download", status, started)
+        self._answered(status)
         return digest.hexdigest() if status == 200 else None
 
     async def _request(
@@ -142,8 +177,10 @@ class SimDevice:
             response = await self.client.request(method, path, self._headers(headers))
         except HttpError as exc:
             self.stats.failure(kind, exc, started)
+            self._failed()
             return None
         self.stats.answer(kind, response.status, started)
+        self._answered(response.status)
         return response
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -26,6 +26,7 @@ from iotsupport.simulator.provision import write_devices
 from iotsupport.simulator.stats import Stats
 
 ROLLOUT_ENDED = ("completed", "cancelled")
+ADMIN_RETRIED = "rollout checks retried after a failure"
 
 
 @dataclass
@@ -134,7 +135,7 @@ async def run_fleet(options: FleetOptions) -> Report:
         started = time.monotonic()
         tasks = [asyncio.create_task(device.run(stop)) for device in devices]
         try:
-            rollout, took = await _until_done(admin, devices, options, started, stop)
+            rollout, took = await _until_done(admin, devices, options, started, stop, stats)
         finally:
             stop.set()
             for device in devices:
@@ -168,9 +169,17 @@ async def _until_done(
     options: FleetOptions,
     started: float,
     interrupted: asyncio.Event,
+    stats: Stats,
 ) -> tuple[dict[str, t.Any] | None, float | None]:
     """Wait for the end the options ask for; start the rollout when they name one."""
-    await _wait(lambda: all(device.etag is not None for device in devices), 60.0)
+
+    def over() -> bool:
+        return interrupted.is_set() or (
+            options.duration is not None and time.monotonic() - started >= options.duration
+        )
+
+    # Every device has its config (or the run is over before that: a server not answering).
+    await _wait(lambda: over() or all(device.etag is not None for device in devices), 60.0)
     rollout: dict[str, t.Any] | None = None
     rollout_started = 0.0
     if options.rollout_version is not None:
@@ -180,9 +189,7 @@ async def _until_done(
     last_line = ""
     while True:
         await asyncio.sleep(0.25)
-        if interrupted.is_set():
-            return rollout, None
-        if options.duration is not None and time.monotonic() - started >= options.duration:
+        if over():
             return rollout, None
         if options.until_version is not None and all(
             device.version == options.until_version or options.until_version in device.given_up
@@ -191,7 +198,11 @@ async def _until_done(
             return rollout, None
         if rollout is None:
             continue
-        answer = await admin.get(f"/api/rollouts/{rollout['id']}")
+        try:
+            answer = await admin.get(f"/api/rollouts/{rollout['id']}")
+        except httpx.TransportError:  # reset, refused, timed out: ask again next time
+            stats.count(ADMIN_RETRIED)
+            continue
         if answer.status_code != 200:
             continue
         rollout = answer.json()

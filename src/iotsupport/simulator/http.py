@@ -65,7 +65,12 @@ class HttpPool:
                 return await asyncio.wait_for(
                     self._exchange(method, path, headers, sink), self.timeout
                 )
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            except (
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ValueError,  # not HTTP: a status or chunk size that is no number
+            ) as exc:
                 raise HttpError(f"{type(exc).__name__}: {exc}") from None
             except TimeoutError:
                 raise HttpError("timed out") from None
