@@ -46,6 +46,8 @@ _COMMON_HEADERS = [
     ("Content-Security-Policy", DEFAULT_CSP),
 ]
 _JSON_HEADERS = [("Content-Type", "application/json")]
+# What `answer_only` returns when Flask must answer (compared by identity).
+DECLINED: list[bytes] = []
 
 
 class DeviceFetchFastPath:
@@ -63,6 +65,14 @@ class DeviceFetchFastPath:
         self.metrics = metrics
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answered = self.answer(environ, start_response)
+        return self.app(environ, start_response) if answered is None else answered
+
+    def answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes] | None:
+        """The answer from memory (after `start_response`), or None: Flask must answer.
+
+        Also called by the ASGI front (iotsupport/front) on its event loop, through
+        `answer_only`, so both serve the same bytes."""
         started = time.perf_counter()
         path: str = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD")
@@ -75,11 +85,17 @@ class DeviceFetchFastPath:
             try:
                 mac = normalize_mac(path[len(_PREFIX) : -len(_SUFFIX)])
             except InvalidInput:
-                return self.app(environ, start_response)  # Flask answers the 400
-            answered = self._answer(environ, start_response, method, path, mac, started)
-            if answered is not None:
-                return answered
-        return self.app(environ, start_response)
+                return None  # Flask answers the 400
+            return self._answer(environ, start_response, method, path, mac, started)
+        return None
+
+    def answer_only(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """`answer` as a WSGI app: DECLINED (start_response not called) instead of None,
+        so that it can sit inside the same middleware (Compression) as the Flask app."""
+        answered = self.answer(environ, start_response)
+        return DECLINED if answered is None else answered
 
     def _answer(
         self,
