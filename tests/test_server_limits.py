@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from assets_support import BOUNDARY
 from assets_support import multipart
 from assets_support import rsa_key
 from assets_support import signed_fields
