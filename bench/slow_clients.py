@@ -5,7 +5,7 @@ with a few hundred configs, then for each server measures the device fetch
 (`GET /api/configs/<mac>.json`, PROBES keep-alive clients, one request every few ms
 each, 2 s timeout) first quiet, then while another process holds SLOW connections
 that sent a `PUT /api/configs/1` head and 5 bytes of its body and then trickle a
-byte every 2 s, plus IDLE keep-alive connections that made one request and say
+byte every 2 s (spread evenly over the 2 s), plus IDLE keep-alive connections that made one request and say
 nothing. Phases alternate quiet/loaded ROUNDS times; each line is one phase.
 
     .venv/bin/python bench/slow_clients.py --baseline main
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import http.client
 import json
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -175,11 +175,13 @@ async def hold(port: int, slow: int, idle: int) -> None:
         )
         slow_writers.append(writer)
     print(f"holding {len(slow_writers)} slow, {len(writers)} idle", flush=True)
+    # Each connection's byte every 2 s, spread over the 2 s (not all at once).
+    gap = 2.0 / max(1, len(slow_writers))
     while True:
-        await asyncio.sleep(2.0)
         for writer in slow_writers:
             if not writer.is_closing():
                 writer.write(b"x")
+            await asyncio.sleep(gap)
 
 
 def start_holder(port: int, slow: int, idle: int) -> subprocess.Popen[str]:

@@ -1,19 +1,22 @@
-"""A complete request handed to the WSGI app on one of a bounded pool's threads, its
-answer streamed back to the event loop as the app produces it.
+"""A complete request handed to the WSGI app on a bounded pool's threads, its answer
+sent by the event loop.
 
-The thread gathers the body into pieces of about CHUNK_BYTES and waits when
-IN_FLIGHT_CHUNKS of them are not sent yet: a large download (a firmware image, a
-Range) streams without being held whole, and a client that stops reading holds its
-thread only once that much is waiting for it.
+A thread runs the app and gathers the first PIECE_BYTES of the answer; the loop sends
+them, and only once the client has taken them does a thread (any of the pool) gather
+the next piece. So a large download (a firmware image, a Range) is never held whole,
+and a client that reads slowly holds no thread, only its piece. Every step of one
+answer runs in the same copied context, so the app's context variables (Flask's
+request context) follow the answer from thread to thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-import threading
 import typing as t
 from collections.abc import Iterable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 if t.TYPE_CHECKING:
@@ -21,97 +24,60 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 64 * 1024
-IN_FLIGHT_CHUNKS = 16
+PIECE_BYTES = 256 * 1024
 
 Send = t.Callable[[dict[str, t.Any]], t.Awaitable[None]]
 Headers = list[tuple[str, str]]
-
-
-class _Start(t.NamedTuple):
-    status: int
-    headers: Headers
-
-
-class _End(t.NamedTuple):
-    failed: bool
 
 
 def ascii_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
-class _Channel:
-    """Thread to loop: the answer's start, its body pieces, its end (in order)."""
+class _Answer:
+    """One WSGI answer, stepped through on pool threads."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[_Start | bytes | _End] = asyncio.Queue()
-        self.room = threading.Semaphore(IN_FLIGHT_CHUNKS)
-        self.gone = False  # the client left: the thread stops producing
+    def __init__(self, app: WSGIApplication, environ: dict[str, t.Any]) -> None:
+        self.app = app
+        self.environ = environ
+        self.status = 500
+        self.headers: Headers = []
+        self.body: Iterable[bytes] = ()
+        self.chunks: Iterator[bytes] = iter(())
+        self.closed = False
 
-    def put(self, item: _Start | bytes | _End) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+    def start(self) -> tuple[bytes, bool]:
+        def start_response(status: str, headers: Headers, exc_info: t.Any = None) -> t.Any:
+            self.status = int(status.split(" ", 1)[0])
+            self.headers = list(headers)
+            return _no_write
 
-    def put_piece(self, piece: bytes) -> bool:
-        """False once the client is gone (nothing more is wanted)."""
-        while not self.room.acquire(timeout=1.0):
-            if self.gone:
-                return False
-        if self.gone:
-            return False
-        self.put(piece)
-        return True
+        self.body = self.app(self.environ, start_response)
+        self.chunks = iter(self.body)
+        return self.piece()
 
-    def leave(self) -> None:
-        self.gone = True
-        self.room.release()  # wake a waiting thread
-
-
-def _run(app: WSGIApplication, environ: dict[str, t.Any], channel: _Channel) -> None:
-    """On a pool thread: the whole WSGI exchange."""
-    started: list[_Start] = []
-
-    def start_response(status: str, headers: Headers, exc_info: t.Any = None) -> t.Any:
-        if exc_info is not None and started:
-            raise exc_info[1].with_traceback(exc_info[2])
-        started[:] = [_Start(int(status.split(" ", 1)[0]), list(headers))]
-        return _no_write
-
-    failed = False
-    body: Iterable[bytes] | None = None
-    try:
-        body = app(environ, start_response)
-        announced = False
-        pending: list[bytes] = []
+    def piece(self) -> tuple[bytes, bool]:
+        """Up to PIECE_BYTES of the body (more when the app yields more at once), and
+        whether the body ended."""
+        parts: list[bytes] = []
         size = 0
-        for chunk in body:
-            if not chunk:
-                continue
-            if not announced:
-                channel.put(started[0])
-                announced = True
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= CHUNK_BYTES:
-                if not channel.put_piece(b"".join(pending)):
-                    return
-                pending, size = [], 0
-        if not announced:
-            channel.put(started[0])
-        if pending and not channel.put_piece(b"".join(pending)):
+        for chunk in self.chunks:
+            if chunk:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= PIECE_BYTES:
+                    return b"".join(parts), False
+        self.close()  # on this thread visit: no other one just to end
+        return b"".join(parts), True
+
+    def close(self) -> None:
+        if self.closed:
             return
-    except Exception:
-        log.exception("the app failed while answering %s", environ.get("PATH_INFO", "")[:256])
-        failed = True
-    finally:
-        close = getattr(body, "close", None)
+        self.closed = True
+        close = getattr(self.body, "close", None)
         if close is not None:
-            try:
-                close()
-            except Exception:
-                log.exception("closing an answer failed")
-        channel.put(_End(failed))
+            close()  # the app's own end: Flask's teardown, open files
+        self.environ["wsgi.input"].close()
 
 
 def _no_write(data: bytes) -> None:
@@ -125,38 +91,48 @@ async def serve_wsgi(
     send: Send,
     on_failure: t.Callable[[], t.Awaitable[None]],
 ) -> None:
-    """Run `app` on `pool`, sending its answer as it comes. `on_failure` answers when the
-    app raised before its answer began; after that, the connection is cut. The body
-    (`wsgi.input`) is closed once the thread is done with it."""
+    """Run `app` on `pool`, sending its answer piece by piece. `on_failure` answers when
+    the app raised before its answer began; after that, the connection is cut."""
     loop = asyncio.get_running_loop()
-    channel = _Channel(loop)
-    done = loop.run_in_executor(pool, _run, app, environ, channel)
-    done.add_done_callback(lambda _: environ["wsgi.input"].close())
-    head_only = environ["REQUEST_METHOD"] == "HEAD"
-    begun = False
+    context = contextvars.copy_context()
+    answer = _Answer(app, environ)
+
+    async def step(call: t.Callable[[], tuple[bytes, bool]]) -> tuple[bytes, bool]:
+        return await loop.run_in_executor(pool, context.run, call)
+
     try:
+        try:
+            piece, ended = await step(answer.start)
+        except Exception:
+            log.exception("the app failed on %s", environ.get("PATH_INFO", "")[:256])
+            await on_failure()
+            return
+        head_only = environ["REQUEST_METHOD"] == "HEAD"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": ascii_headers(answer.headers),
+            }
+        )
         while True:
-            item = await channel.queue.get()
-            if isinstance(item, _Start):
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": item.status,
-                        "headers": ascii_headers(item.headers),
-                    }
-                )
-                begun = True
-            elif isinstance(item, _End):
-                if item.failed and not begun:
-                    await on_failure()
-                elif item.failed:
-                    raise ConnectionAbortedError("the answer broke off")  # the server cuts it
-                else:
+            if not head_only:
+                await send({"type": "http.response.body", "body": piece, "more_body": not ended})
+            if ended:
+                if head_only:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
-                break
-            else:
-                if not head_only:
-                    await send({"type": "http.response.body", "body": item, "more_body": True})
-                channel.room.release()
+                return
+            try:
+                piece, ended = await step(answer.piece)
+            except Exception:
+                log.exception("the answer to %s broke off", environ.get("PATH_INFO", "")[:256])
+                raise
     finally:
-        channel.leave()  # a thread still producing stops at its next piece
+        if not answer.closed:  # the app failed, or the client left: end it on a thread
+            closing = loop.run_in_executor(pool, context.run, answer.close)
+            closing.add_done_callback(_log_failure)
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("closing an answer failed", exc_info=future.exception())
