@@ -6,7 +6,8 @@ with a few hundred configs, then for each server measures the device fetch
 each, 2 s timeout) first quiet, then while another process holds SLOW connections
 that sent a `PUT /api/configs/1` head and 5 bytes of its body and then trickle a
 byte every 2 s (spread evenly over the 2 s), plus IDLE keep-alive connections that
-made one request and say nothing. Phases alternate quiet/loaded ROUNDS times; each line is one phase.
+made one request and say nothing. Phases alternate quiet/loaded ROUNDS times; each
+line is one phase.
 
     .venv/bin/python bench/slow_clients.py --baseline main
     .venv/bin/python bench/slow_clients.py --slow 1000 --idle 1000 --seconds 10
