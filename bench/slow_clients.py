@@ -260,7 +260,7 @@ def main() -> None:
     )
     options = ["--workers", str(args.workers), "--threads", str(args.threads)]
     results: list[tuple[str, list[Phase]]] = []
-    servers = [("this", None)]
+    servers: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline:
         servers.insert(0, ("baseline", source_of(args.baseline)))
     for label, source in servers:
