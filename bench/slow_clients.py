@@ -5,7 +5,7 @@ with a few hundred configs, then for each server measures the device fetch
 (`GET /api/configs/<mac>.json`, PROBES keep-alive clients, one request every few ms
 each, 2 s timeout) first quiet, then while another process holds SLOW connections
 that sent a `PUT /api/configs/1` head and 5 bytes of its body and then trickle a
-byte every 2 s (spread evenly over the 2 s), plus IDLE keep-alive connections that
+byte every 2 s (spread over the 2 s), plus IDLE keep-alive connections that
 made one request and say nothing. Phases alternate quiet/loaded ROUNDS times; each
 line is one phase.
 
@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from baseline import source_of
@@ -48,6 +49,7 @@ class Phase:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    server_cpu_s: float = 0.0  # the workers' CPU time during the phase
 
 
 class Server:
@@ -176,13 +178,14 @@ async def hold(port: int, slow: int, idle: int) -> None:
         )
         slow_writers.append(writer)
     print(f"holding {len(slow_writers)} slow, {len(writers)} idle", flush=True)
-    # Each connection's byte every 2 s, spread over the 2 s (not all at once).
-    gap = 2.0 / max(1, len(slow_writers))
+    # Each connection's byte every 2 s, spread over the 2 s in 100 groups (not all at once).
+    group = max(1, len(slow_writers) // 100)
     while True:
-        for writer in slow_writers:
-            if not writer.is_closing():
-                writer.write(b"x")
-            await asyncio.sleep(gap)
+        for start in range(0, len(slow_writers), group):
+            for writer in slow_writers[start : start + group]:
+                if not writer.is_closing():
+                    writer.write(b"x")
+            await asyncio.sleep(0.02)
 
 
 def start_holder(port: int, slow: int, idle: int) -> subprocess.Popen[str]:
@@ -200,14 +203,34 @@ def start_holder(port: int, slow: int, idle: int) -> subprocess.Popen[str]:
     return holder
 
 
-def measure(server_label: str, port: int, args: argparse.Namespace) -> list[Phase]:
+def cpu_seconds(parent: int) -> float:
+    """User and system CPU time of `parent`'s child processes (the workers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def timed_probe(server: Server, port: int, args: argparse.Namespace, label: str) -> Phase:
+    before = cpu_seconds(server.process.pid)
+    phase = probe(port, args.seconds, args.probes, label)
+    return replace(phase, server_cpu_s=cpu_seconds(server.process.pid) - before)
+
+
+def measure(server_label: str, server: Server, port: int, args: argparse.Namespace) -> list[Phase]:
     phases = []
     for round_ in range(args.rounds):
-        phases.append(probe(port, args.seconds, args.probes, f"{server_label} quiet {round_}"))
+        phases.append(timed_probe(server, port, args, f"{server_label} quiet {round_}"))
         holder = start_holder(port, args.slow, args.idle)
         try:
             label = f"{server_label} loaded {round_}"
-            phases.append(probe(port, args.seconds, args.probes, label))
+            phases.append(timed_probe(server, port, args, label))
         finally:
             holder.kill()
             holder.wait()
@@ -222,7 +245,8 @@ def print_phases(phases: list[Phase]) -> None:
     for phase in phases:
         print(
             f"{phase.label:<22} {phase.answered:>8} {phase.timeouts:>8} "
-            f"{phase.p50_ms:>8.2f} {phase.p99_ms:>8.2f} {phase.max_ms:>8.1f}"
+            f"{phase.p50_ms:>8.2f} {phase.p99_ms:>8.2f} {phase.max_ms:>8.1f} "
+            f"{phase.server_cpu_s:>6.2f}"
         )
 
 
@@ -270,7 +294,7 @@ def main() -> None:
         try:
             create_configs(port)
             time.sleep(3.0)  # every worker's device cache has the new configs
-            phases = measure(label, port, args)
+            phases = measure(label, server, port, args)
         finally:
             server.stop()
         print_phases(phases)

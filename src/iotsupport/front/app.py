@@ -100,9 +100,7 @@ class Front:
         method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
         limit = self.limits.of(method, path)
         try:
-            body = await read_body(
-                receive, declared_length(scope["headers"]), limit, self.limits.timeout
-            )
+            body = await read_body(receive, declared_length(scope), limit, self.limits.timeout)
         except ClientGone:
             return
         except Refused as refusal:

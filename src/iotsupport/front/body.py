@@ -9,6 +9,7 @@ arrived whole within the deadline.
 from __future__ import annotations
 
 import asyncio
+import io
 import tempfile
 import typing as t
 from dataclasses import dataclass
@@ -75,15 +76,24 @@ def too_large(limit: Limit) -> Refused:
     )
 
 
-def declared_length(headers: t.Iterable[tuple[bytes, bytes]]) -> int | None:
-    """Content-Length, when the client sent one (the HTTP server has checked its form)."""
-    for name, value in headers:
-        if name.lower() == b"content-length":
+def declared_length(scope: t.Mapping[str, t.Any]) -> int | None:
+    """The body's length as the head tells it (the HTTP server has checked its form):
+    Content-Length, 0 for an HTTP/1 request with neither it nor Transfer-Encoding (it
+    has no body), None when only the body's end will tell (chunked, HTTP/2)."""
+    length: int | None = None
+    framed = False
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
                 return None
-    return None
+        elif lowered == b"transfer-encoding":
+            framed = True
+    if length is None and not framed and str(scope.get("http_version", "")).startswith("1"):
+        return 0
+    return None if framed else length
 
 
 async def read_body(
@@ -92,9 +102,21 @@ async def read_body(
     """The whole body, at position 0 (the caller closes it)."""
     if declared is not None and declared > limit.max_bytes:
         raise too_large(limit)
+    if declared == 0:
+        return io.BytesIO()  # nothing to wait for (a device fetch, most admin reads)
     body = t.cast(t.BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES))
     try:
-        await _fill(body, receive, limit, asyncio.get_running_loop().time() + timeout, timeout)
+        async with asyncio.timeout(timeout):  # one timer for the whole body
+            await _fill(body, receive, limit)
+    except TimeoutError:
+        body.close()
+        raise Refused(
+            408,
+            f"the request body did not arrive within {timeout:g} seconds "
+            "(REQUEST_BODY_TIMEOUT_SECONDS)",
+            "request_timeout",
+            {"timeout_seconds": timeout},
+        ) from None
     except BaseException:
         body.close()
         raise
@@ -102,22 +124,10 @@ async def read_body(
     return body
 
 
-async def _fill(
-    body: t.BinaryIO, receive: Receive, limit: Limit, deadline: float, timeout: float
-) -> None:
+async def _fill(body: t.BinaryIO, receive: Receive, limit: Limit) -> None:
     received = 0
     while True:
-        try:
-            async with asyncio.timeout_at(deadline):
-                message = await receive()
-        except TimeoutError:
-            raise Refused(
-                408,
-                f"the request body did not arrive within {timeout:g} seconds "
-                "(REQUEST_BODY_TIMEOUT_SECONDS)",
-                "request_timeout",
-                {"timeout_seconds": timeout},
-            ) from None
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone()
         chunk: bytes = message.get("body", b"")
