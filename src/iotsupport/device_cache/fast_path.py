@@ -8,6 +8,10 @@ Everything else goes on to Flask unchanged: refusals (so that a wrong token and 
 unknown MAC still take the one path, counted once), a first use that must write, an
 oversized head, a malformed MAC, any other method or path, and every fetch while the
 cache is not current.
+
+Under `iotsupport serve` the ASGI front (iotsupport/front) calls `answer_only` on its
+event loop, inside the same Compression, so a fetch from memory never waits for a
+thread; this middleware still answers what reaches Flask's threads (and tests).
 """
 
 from __future__ import annotations
