@@ -107,10 +107,9 @@ def create_configs(port: int) -> None:
             headers={"Content-Type": "application/json"},
         )
         try:
-            urllib.request.urlopen(request, timeout=10).close()
+            urllib.request.urlopen(request, timeout=30).close()
         except urllib.error.HTTPError as error:
-            if error.code != 409:  # there from an earlier server of this run
-                raise
+            raise SystemExit(f"creating a config: {error.code} {error.read()[:200]!r}") from None
 
 
 def probe(port: int, seconds: float, probes: int, label: str) -> Phase:
@@ -275,13 +274,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="iotsupport-slow-bench-"))
-    url = f"sqlite:///{folder / 'bench.sqlite'}"
-    subprocess.run(
-        [str(Path(sys.executable).with_name("iotsupport")), "upgrade-db"],
-        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
-        check=True,
-        capture_output=True,
-    )
     options = ["--workers", str(args.workers), "--threads", str(args.threads)]
     results: list[tuple[str, list[Phase]]] = []
     servers: list[tuple[str, Path | None]] = [("this", None)]
@@ -289,6 +281,17 @@ def main() -> None:
         servers.insert(0, ("baseline", source_of(args.baseline)))
     for label, source in servers:
         port = free_port()
+        # A database per server, made by that server's own migrations (same data).
+        url = f"sqlite:///{folder / f'{label}.sqlite'}"
+        env = {"DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+        if source is not None:
+            env["PYTHONPATH"] = str(source / "src")
+        subprocess.run(
+            [str(Path(sys.executable).with_name("iotsupport")), "upgrade-db"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         print(f"-- {label} ({source or 'this checkout'}) on port {port}", flush=True)
         server = Server(url, port, options, folder / f"{label}.log", source=source)
         try:
