@@ -22,6 +22,7 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -237,6 +238,22 @@ def measure(server_label: str, server: Server, port: int, args: argparse.Namespa
     return phases
 
 
+def throughput(port: int, seconds: float) -> str:
+    """wrk at 32 connections on one device's fetch (quiet): requests/s and p99."""
+    if shutil.which("wrk") is None:
+        return "wrk not installed"
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds:g}s", "--latency", "--timeout", "2s"]
+        + [f"http://127.0.0.1:{port}/api/configs/{mac(7)}.json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = next(line.split()[1] for line in out.splitlines() if "Requests/sec" in line)
+    p99 = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("99%"))
+    return f"{float(rate):.0f} req/s, p99 {p99} (wrk, 32 connections)"
+
+
 def print_phases(phases: list[Phase]) -> None:
     print(
         f"{'phase':<22} {'answered':>8} {'timeouts':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
@@ -276,6 +293,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="iotsupport-slow-bench-"))
     options = ["--workers", str(args.workers), "--threads", str(args.threads)]
     results: list[tuple[str, list[Phase]]] = []
+    rates: list[tuple[str, str]] = []
     servers: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline:
         servers.insert(0, ("baseline", source_of(args.baseline)))
@@ -298,6 +316,7 @@ def main() -> None:
             create_configs(port)
             time.sleep(3.0)  # every worker's device cache has the new configs
             phases = measure(label, server, port, args)
+            rates.append((label, throughput(port, args.seconds)))
         finally:
             server.stop()
         print_phases(phases)
@@ -305,6 +324,8 @@ def main() -> None:
     print(f"\n{args.slow} slow-body + {args.idle} idle connections; {args.probes} probes")
     for label, phases in results:
         summary(label, phases)
+    for label, rate in rates:
+        print(f"{label}: device fetch throughput, quiet: {rate}")
 
 
 if __name__ == "__main__":

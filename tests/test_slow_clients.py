@@ -26,7 +26,7 @@ from conftest import wait_until
 
 SLOW_CLIENTS = 40
 IDLE_CLIENTS = 40
-BODY_TIMEOUT = 12.0
+BODY_TIMEOUT = 20.0  # room for a slow CI machine; the probes take about 5 s
 MAC = "02:5c:00:00:00:01"
 
 
@@ -138,14 +138,15 @@ def test_slow_bodies_hold_no_thread_and_too_slow_ones_get_408(server: Server) ->
     started = time.monotonic()
     try:
         time.sleep(1.5)  # every slow body has begun and trickles
-        for _ in range(10):  # device fetches and admin work still answer promptly
+        for _ in range(8):  # device fetches and admin work still answer promptly
             begun = time.monotonic()
             status, _ = server.request("GET", f"/api/configs/{MAC}.json", timeout=2)
             assert status == 200
             assert time.monotonic() - begun < 2
             assert server.request("GET", "/api/configs", timeout=2)[0] == 200
             time.sleep(0.2)
-        assert time.monotonic() - started < BODY_TIMEOUT - 1  # all of it before the deadline
+        # All of it before the deadline (else the slow bodies were already refused).
+        assert time.monotonic() - started < BODY_TIMEOUT - 1
         stop.set()
         # Past the deadline, each slow body is refused in the JSON envelope.
         for sock in slow:

@@ -30,8 +30,22 @@ Send = t.Callable[[dict[str, t.Any]], t.Awaitable[None]]
 Headers = list[tuple[str, str]]
 
 
+# Most answers repeat the same headers (security headers, types, Vary): encoded once.
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_MAX = 512
+_VARYING = frozenset({b"x-request-id", b"etag", b"content-length", b"last-modified", b"location"})
+
+
 def ascii_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    encoded = []
+    for pair in headers:
+        found = _ENCODED.get(pair)
+        if found is None:
+            found = (pair[0].lower().encode("latin-1"), pair[1].encode("latin-1"))
+            if len(_ENCODED) < _ENCODED_MAX and found[0] not in _VARYING:
+                _ENCODED[pair] = found
+        encoded.append(found)
+    return encoded
 
 
 class _Answer:
