@@ -166,14 +166,14 @@ async def hold(port: int, slow: int, idle: int) -> None:
     slow_writers: list[asyncio.StreamWriter] = []
     for _ in range(idle):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /api/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
         await writer.drain()
         await reader.readuntil(b"\r\n\r\n")  # the head; the small body follows
         writers.append(writer)
     for _ in range(slow):
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"PUT /api/configs/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"PUT /api/configs/1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b'Content-Length: 100000\r\n\r\n{"con'
         )
         slow_writers.append(writer)

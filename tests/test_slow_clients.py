@@ -98,7 +98,7 @@ def slow_put(port: int, config_id: int) -> socket.socket:
     """A PUT whose head and first 5 bytes of body are sent; the rest is owed."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(
-        f"PUT /api/configs/{config_id} HTTP/1.1\r\nHost: x\r\n"
+        f"PUT /api/configs/{config_id} HTTP/1.1\r\nHost: localhost\r\n"
         "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n".encode()
         + b'{"con'
     )
@@ -108,7 +108,7 @@ def slow_put(port: int, config_id: int) -> socket.socket:
 def idle_keep_alive(port: int) -> socket.socket:
     """A keep-alive connection that made one request and now says nothing."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /api/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     return sock
 
@@ -169,7 +169,7 @@ def test_slow_bodies_hold_no_thread_and_too_slow_ones_get_408(server: Server) ->
 def test_a_chunked_body_over_the_limit_is_413_whatever_the_route(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(
-            b"POST /api/health/live HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /api/health/live HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
         piece = b"x" * 65536
         try:
