@@ -169,7 +169,8 @@ def test_slow_bodies_hold_no_thread_and_too_slow_ones_get_408(server: Server) ->
 def test_a_chunked_body_over_the_limit_is_413_whatever_the_route(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(
-            b"POST /api/health/live HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /api/health/live HTTP/1.1\r\nHost: localhost\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
         )
         piece = b"x" * 65536
         try:
