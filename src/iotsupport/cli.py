@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 # Twice the app's own header limit (api/protections.py), so that the app answers first.
 SERVER_HEAD_BYTES = 64 * 1024
+# Requests in progress per worker (Granian's backpressure): each waiting body costs at
+# most 64 KiB of memory (front/body.py), a slow one no thread.
+FRONT_MAX_REQUESTS = 4096
 CONFIRM = click.option("--yes-i-am-sure", "confirmed", is_flag=True, help="Confirm data loss.")
 
 
@@ -65,18 +68,22 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int 
         sys.executable,
         "-m",
         "granian",
-        "--interface=wsgi",
+        # Our ASGI front reads each body whole on the event loop, answers device fetches
+        # from memory there, and hands the rest to THREADS threads (iotsupport/front).
+        "--interface=asgi",
         "--factory",
         f"--host={host or settings.host}",
         f"--port={port or settings.port}",
         f"--workers={workers or settings.workers}",
-        f"--blocking-threads={threads}",
+        # Requests a worker takes at once: slow clients wait on the loop, not on threads.
+        f"--backpressure={FRONT_MAX_REQUESTS}",
+        "--backlog=2048",
         "--respawn-failed-workers",
         "--no-access-log",  # ours is one line per request, with the request id
         # The request head the server itself accepts; beyond it, it answers 431 with no
         # body (README "Security"). Our own limit, answered in JSON, is lower.
         f"--http1-buffer-size={SERVER_HEAD_BYTES}",
-        "iotsupport.wsgi:create_server_app",
+        "iotsupport.wsgi:create_server_front",
     ]
     # The settings were checked by building the app once; now this process becomes
     # Granian's supervisor, which never loads the app: it only starts and watches the

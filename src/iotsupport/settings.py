@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     allowed_hosts: str = "localhost,ip"
 
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # `iotsupport serve`: the whole request body must arrive within this long after its
+    # head, or the request is refused (408) before any of the app's threads sees it.
+    request_body_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
     # POST /api/configs/import: the upload, and what its files hold once unzipped; how many
     # files (zip members included). Each file is a config, so at most MAX_REQUEST_BYTES.
     import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -18,6 +18,10 @@ class DeviceReports(t.Protocol):
         `verified`: a device credential proved the request. Returns once the report is as
         durable as the intake's rule for it says (see device_reports/)."""
 
+    def fetch_recorded_at_once(self, config_id: int, environ: t.Mapping[str, t.Any]) -> bool:
+        """Would `fetched` return without waiting for the database (an event loop asks
+        before answering a fetch itself)?"""
+
     def credential_used(self, config_id: int, environ: t.Mapping[str, t.Any]) -> None:
         """A device credential was used (when, and from which address)."""
 

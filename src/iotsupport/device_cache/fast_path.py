@@ -8,6 +8,10 @@ Everything else goes on to Flask unchanged: refusals (so that a wrong token and 
 unknown MAC still take the one path, counted once), a first use that must write, an
 oversized head, a host name we do not answer to, a malformed MAC, any other method or
 path, and every fetch while the cache is not current.
+
+Under `iotsupport serve` the ASGI front (iotsupport/front) calls `answer_only` on its
+event loop, inside the same Compression, so a fetch from memory never waits for a
+thread; this middleware still answers what reaches Flask's threads (and tests).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ _COMMON_HEADERS = [
     ("Content-Security-Policy", DEFAULT_CSP),
 ]
 _JSON_HEADERS = [("Content-Type", "application/json")]
+# What `answer_only` returns when Flask must answer (compared by identity).
+DECLINED: list[bytes] = []
 
 
 class DeviceFetchFastPath:
@@ -66,6 +72,21 @@ class DeviceFetchFastPath:
         self.metrics = metrics
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answered = self.answer(environ, start_response)
+        return self.app(environ, start_response) if answered is None else answered
+
+    def answer(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        *,
+        on_event_loop: bool = False,
+    ) -> list[bytes] | None:
+        """The answer from memory (after `start_response`), or None: Flask must answer.
+
+        Also called by the ASGI front (iotsupport/front) on its event loop, through
+        `answer_only`, so both serve the same bytes; there a fetch whose report must be
+        written before the answer (a new firmware version) goes to Flask's threads."""
         started = time.perf_counter()
         path: str = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD")
@@ -79,11 +100,17 @@ class DeviceFetchFastPath:
             try:
                 mac = normalize_mac(path[len(_PREFIX) : -len(_SUFFIX)])
             except InvalidInput:
-                return self.app(environ, start_response)  # Flask answers the 400
-            answered = self._answer(environ, start_response, method, path, mac, started)
-            if answered is not None:
-                return answered
-        return self.app(environ, start_response)
+                return None  # Flask answers the 400
+            return self._answer(environ, start_response, method, path, mac, started, on_event_loop)
+        return None
+
+    def answer_only(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """`answer` as a WSGI app: DECLINED (start_response not called) instead of None,
+        so that it can sit inside the same middleware (Compression) as the Flask app."""
+        answered = self.answer(environ, start_response, on_event_loop=True)
+        return DECLINED if answered is None else answered
 
     def _answer(
         self,
@@ -93,10 +120,13 @@ class DeviceFetchFastPath:
         path: str,
         mac: str,
         started: float,
+        on_event_loop: bool,
     ) -> list[bytes] | None:
         current, document = self.cache.peek(mac)
         if not current or document is None or document.content is None:
             return None
+        if on_event_loop and not self.reports.fetch_recorded_at_once(document.config_id, environ):
+            return None  # its report waits for the database: not on the event loop
         presented = presented_credential(environ.get("HTTP_AUTHORIZATION"))
         admission = self.gate.admit_fetch(environ, mac, document, presented, may_write=False)
         if not (isinstance(admission, AuthenticatedDevice) or admission is Admission.ANONYMOUS):

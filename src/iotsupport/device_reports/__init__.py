@@ -50,6 +50,12 @@ class DeviceReportIntake(ReportIntake):
     ) -> None:
         self.record(self.checkins, config_id, fetch_from(version, environ, verified=verified))
 
+    def fetch_recorded_at_once(self, config_id: int, environ: t.Mapping[str, t.Any]) -> bool:
+        if time.monotonic() < self._urgent_after:
+            return True  # the database was away a moment ago: reports are queued anyway
+        report = fetch_from(0, environ, verified=False)
+        return self.checkins.known_unchanged(config_id, report)
+
     def credential_used(self, config_id: int, environ: t.Mapping[str, t.Any]) -> None:
         use = Use(time.time(), environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
         self.record(self.credential_uses, config_id, use)

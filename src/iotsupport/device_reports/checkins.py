@@ -127,6 +127,14 @@ class Checkins:
         latest = (report.firmware_version, report.firmware_sha256)
         return latest != stored[:2] or (report.verified and latest != stored[2:])
 
+    def known_unchanged(self, key: int, report: Fetch) -> bool:
+        """Is this report certainly not urgent, without reading the database? (Whether a
+        credential proves it is not known yet: both the plain and the proved firmware
+        must be the reported one.)"""
+        stored = self._stored.get(key)
+        latest = (report.firmware_version, report.firmware_sha256)
+        return stored is not None and latest == stored[:2] and latest == stored[2:]
+
     def _read(self, key: int) -> Firmware:
         columns = _CHECKINS
         with self._session_factory() as session:
