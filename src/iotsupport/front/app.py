@@ -100,7 +100,9 @@ class Front:
         method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
         limit = self.limits.of(method, path)
         try:
-            body = await read_body(receive, declared_length(scope), limit, self.limits.timeout)
+            body = await read_body(
+                receive, declared_length(scope), limit, self.limits.timeout, self.limits.budget
+            )
         except ClientGone:
             return
         except Refused as refusal:
@@ -108,17 +110,20 @@ class Front:
             return
         size = body.seek(0, 2)
         body.seek(0)
-        if (method == "GET" or method == "HEAD") and path.startswith(_FETCH_PREFIX):
-            if await self._from_memory(dict(environ), send):
-                body.close()
-                return
-        environ = with_body(environ, body, size)
+        try:
+            if (method == "GET" or method == "HEAD") and path.startswith(_FETCH_PREFIX):
+                if await self._from_memory(dict(environ), send):
+                    return
+            environ = with_body(environ, body, size)
 
-        async def failed() -> None:
-            refusal = Refused(500, "the server failed to answer", "internal_error", {})
-            await self._refuse(environ, send, refusal, started)
+            async def failed() -> None:
+                refusal = Refused(500, "the server failed to answer", "internal_error", {})
+                await self._refuse(environ, send, refusal, started)
 
-        await serve_wsgi(self.wsgi, self.pool, environ, send, failed)
+            await serve_wsgi(self.wsgi, self.pool, environ, send, failed)
+        finally:
+            self.limits.budget.give_back(size)
+            body.close()
 
     async def _from_memory(self, environ: dict[str, t.Any], send: Send) -> bool:
         answer: list[tuple[str, Headers]] = []

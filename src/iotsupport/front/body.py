@@ -38,6 +38,29 @@ class ClientGone(Exception):
     """The client went away before its body was complete: nobody to answer."""
 
 
+class BodyBudget:
+    """The bytes of bodies this worker holds (memory and temp files) from their first
+    byte until their request has been answered: a stranger's many large uploads, slow
+    or not, cannot fill the disk. Only the event loop's thread uses it (no lock)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if self.held + size > self.max_bytes:
+            raise Refused(
+                503,
+                "the server is receiving too many request bodies at once; try again shortly",
+                "server_busy",
+                {"max_bytes_in_flight": self.max_bytes},
+            )
+        self.held += size
+
+    def give_back(self, size: int) -> None:
+        self.held = max(0, self.held - size)
+
+
 @dataclass(frozen=True)
 class Limit:
     max_bytes: int
@@ -55,6 +78,8 @@ class Limits:
             max(settings.import_max_bytes, settings.max_request_bytes), "IMPORT_MAX_BYTES"
         )
         self.timeout = settings.request_body_timeout_seconds
+        # Four uploads of the largest size at once, per worker; ordinary bodies are small.
+        self.budget = BodyBudget(4 * self.upload.max_bytes)
 
     def of(self, method: str, path: str) -> Limit:
         if method == "POST":
@@ -97,9 +122,10 @@ def declared_length(scope: t.Mapping[str, t.Any]) -> int | None:
 
 
 async def read_body(
-    receive: Receive, declared: int | None, limit: Limit, timeout: float
+    receive: Receive, declared: int | None, limit: Limit, timeout: float, budget: BodyBudget
 ) -> t.BinaryIO:
-    """The whole body, at position 0 (the caller closes it)."""
+    """The whole body, at position 0. The caller closes it and gives its size back to
+    `budget` once its request has been answered."""
     if declared is not None and declared > limit.max_bytes:
         raise too_large(limit)
     if declared == 0:
@@ -107,8 +133,9 @@ async def read_body(
     body = t.cast(t.BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES))
     try:
         async with asyncio.timeout(timeout):  # one timer for the whole body
-            await _fill(body, receive, limit)
+            await _fill(body, receive, limit, budget)
     except TimeoutError:
+        budget.give_back(body.seek(0, 2))
         body.close()
         raise Refused(
             408,
@@ -118,13 +145,14 @@ async def read_body(
             {"timeout_seconds": timeout},
         ) from None
     except BaseException:
+        budget.give_back(body.seek(0, 2))
         body.close()
         raise
     body.seek(0)
     return body
 
 
-async def _fill(body: t.BinaryIO, receive: Receive, limit: Limit) -> None:
+async def _fill(body: t.BinaryIO, receive: Receive, limit: Limit, budget: BodyBudget) -> None:
     received = 0
     while True:
         message = await receive()
@@ -135,6 +163,7 @@ async def _fill(body: t.BinaryIO, receive: Receive, limit: Limit) -> None:
         if received > limit.max_bytes:
             raise too_large(limit)
         if chunk:
+            budget.take(len(chunk))
             body.write(chunk)
         if not message.get("more_body", False):
             return
