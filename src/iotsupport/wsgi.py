@@ -9,6 +9,7 @@ from multiprocessing import util
 from flask import Flask
 
 from iotsupport import create_app
+from iotsupport.crashes.routes import DECODER_KEY
 from iotsupport.extensions import state
 from iotsupport.logs import configure_logging
 from iotsupport.settings import Settings
@@ -41,6 +42,9 @@ def create_server_app() -> Flask:
     accounts = state(app).accounts  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
     accounts.start()
     atexit.register(accounts.stop)
+    decoder = app.extensions[DECODER_KEY]  # decodes core dumps, pending ones after a restart
+    decoder.start()
+    atexit.register(decoder.stop)
     if publisher.state == "disabled":
         log.info("MQTT_URL is not set: change notifications are off")
     return app

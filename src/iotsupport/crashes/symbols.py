@@ -89,7 +89,7 @@ class Symbols:
         if row is None or row["cfa"].reg is None:
             return None
         saved = {
-            reg: rule.arg
+            reg: int(t.cast(int, rule.arg))
             for reg, rule in row.items()
             if isinstance(reg, int)
             and isinstance(rule, RegisterRule)
