@@ -160,7 +160,9 @@ _INSN = re.compile(r"^\s*([0-9a-f]+):\s+([0-9a-f]+)\s+(\S+)\s*(.*)$")
 
 def _functions(listing: str) -> dict[str, Function]:
     found: dict[str, Function] = {}
-    name, start, frame, ra_slot, calls = "", 0, 0, None, {}
+    name, start, frame = "", 0, 0
+    ra_slot: int | None = None
+    calls: dict[str, int] = {}
     for line in listing.splitlines() + [""]:
         head = _FUNC.match(line)
         if head or not line.strip():
@@ -290,8 +292,11 @@ def _task_info(index: int, tcb: int, stack_start: int, stack_len: int) -> bytes:
 
 def _note(name: bytes, kind: int, desc: bytes) -> bytes:
     name += b"\0"
-    pad = lambda raw: raw + bytes(-len(raw) % 4)  # noqa: E731
-    return struct.pack("<III", len(name), len(desc), kind) + pad(name) + pad(desc)
+    return struct.pack("<III", len(name), len(desc), kind) + _pad4(name) + _pad4(desc)
+
+
+def _pad4(raw: bytes) -> bytes:
+    return raw + bytes(-len(raw) % 4)
 
 
 def _elf_core(loads: list[tuple[int, bytes]], notes: list[bytes]) -> bytes:

@@ -3,7 +3,7 @@ ELF (real ones: compiled by tests/coredump_fixtures.py), grouped into crashes.""
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 import shutil
 import subprocess
 import typing as t
@@ -20,7 +20,6 @@ from credentials_support import create_device
 from credentials_support import issue
 from esp_images import AppInfo
 from esp_images import build_image
-from flask import Flask
 from flask.testing import FlaskClient
 from release_support import create_model
 from release_support import post_release
@@ -39,7 +38,7 @@ def elf() -> AppElf:
 
 
 def decode_pending(client: FlaskClient) -> int:
-    app = t.cast(Flask, client.application)
+    app = client.application
     done: int = app.extensions[DECODER_KEY].run()
     return done
 
@@ -63,7 +62,7 @@ def post_elf(client: FlaskClient, version: str, data: bytes, **kw: t.Any) -> t.A
 
 
 def device(client: FlaskClient) -> tuple[int, str, dict[str, str]]:
-    mac = ":".join(f"{b:02x}" for b in hashlib.sha256(str(id(client)).encode()).digest()[:6])
+    mac = ":".join(f"{b:02x}" for b in [0x24, *secrets.token_bytes(5)])
     config_id = create_device(client, mac)
     return config_id, mac, bearer(issue(client, config_id))
 
