@@ -83,6 +83,7 @@ CHAIN = ("sensor_task", "process_reading", "parse_packet", "store_value")
 SOURCE_NAME = "sensor.c"
 STACK_END = 0x3FC98000  # the crashed task's stack (grows down from here)
 TCB_ADDR = 0x3FC97000
+XTENSA_TCB = 0x3FFB0000
 IDLE_TCB = 0x3FC96000
 IDLE_STACK = 0x3FC95000
 MCAUSE_STORE_ACCESS_FAULT = 7
@@ -299,16 +300,58 @@ def _pad4(raw: bytes) -> bytes:
     return raw + bytes(-len(raw) % 4)
 
 
-def _elf_core(loads: list[tuple[int, bytes]], notes: list[bytes]) -> bytes:
+def _elf_core(loads: list[tuple[int, bytes]], notes: list[bytes], machine: int = EM_RISCV) -> bytes:
     segments = [(PT_LOAD, address, data, 6) for address, data in loads]
     segments += [(PT_NOTE, 0, data, 0) for data in notes]
     offset = 52 + 32 * len(segments)
     header = b"\x7fELF\x01\x01\x01" + bytes(9)
     header += struct.pack(
-        "<HHIIIIIHHHHHH", 4, EM_RISCV, 1, 0, 52, 0, 0, 52, 32, len(segments), 0, 0, 0
+        "<HHIIIIIHHHHHH", 4, machine, 1, 0, 52, 0, 0, 52, 32, len(segments), 0, 0, 0
     )
     table = b""
     for kind, address, data, flags in segments:
         table += struct.pack("<8I", kind, offset, address, address, len(data), len(data), flags, 0)
         offset += len(data)
     return header + table + b"".join(data for _, _, data, _ in segments)
+
+
+EM_XTENSA = 0x5E
+
+
+def xtensa_dump(
+    pcs: tuple[int, ...], *, exccause: int, excvaddr: int, sp: int = 0x3FFB5000
+) -> tuple[bytes, list[int]]:
+    """An ESP32 (Xtensa) dump, laid out by hand (no Xtensa compiler here): the crashed
+    task's registers in its CORE note (pc, ps, ..., a0-a15 from index 64, as gdb's
+    xtensa_elf_gregset_t), EXCCAUSE and EXCVADDR in EXTRA_INFO as (id, value) pairs,
+    and each frame's base save area below its sp holding the next caller's a0 (window
+    size bits in its top 2 bits) and that caller's sp, as the windowed ABI spills them.
+    Returns the bytes and each frame's stack pointer."""
+    stack_base = sp - 0x100
+    memory = bytearray(0x400)
+    sps = [sp + 0x40 * i for i in range(len(pcs))]
+    for i, frame_sp in enumerate(sps[:-1]):
+        following = (0x80000000 | (pcs[i + 2] + 3) & 0x3FFFFFFF) if i + 2 < len(pcs) else 0
+        struct.pack_into("<II", memory, frame_sp - 16 - stack_base, following, sps[i + 1])
+    regs = [0] * 129
+    regs[0] = pcs[0]
+    regs[64] = 0x80000000 | ((pcs[1] + 3) & 0x3FFFFFFF)  # a0: the caller, window size 8
+    regs[65] = sp  # a1
+    status = bytearray(72) + struct.pack("<129I", *regs)
+    struct.pack_into("<I", status, 24, XTENSA_TCB)
+    version = 0 << 16 | 0x0104  # ESP32
+    notes = [_note(b"CORE", NT_PRSTATUS, bytes(status))]
+    info = [
+        _note(b"ESP_CORE_DUMP_INFO", NOTE_ESP_INFO, struct.pack("<I", version) + b"ab" * 32),
+        _note(
+            b"EXTRA_INFO",
+            NOTE_EXTRA_INFO,
+            struct.pack("<5I", XTENSA_TCB, 0, exccause, 1, excvaddr),
+        ),
+        _note(b"TASK_INFO", NOTE_TASK_INFO, _task_info(0, XTENSA_TCB, stack_base, len(memory))),
+    ]
+    loads = [(XTENSA_TCB, _tcb(stack_base, "main")), (stack_base, bytes(memory))]
+    core = _elf_core(loads, [b"".join(notes), b"".join(info)], machine=EM_XTENSA)
+    header = struct.pack("<III", 12 + len(core) + 32, version, 3)
+    body = header + core
+    return body + hashlib.sha256(body).digest(), sps

@@ -22,6 +22,7 @@ from coredump_fixtures import AppElf
 from coredump_fixtures import CompilerMissing
 from coredump_fixtures import app_elf
 from coredump_fixtures import riscv_dump
+from coredump_fixtures import xtensa_dump
 from flask.testing import FlaskClient
 from local_issuer import LocalIssuer
 from release_support import create_model
@@ -35,6 +36,7 @@ from test_coredumps import upload
 from iotsupport.assets.signing import RELEASE_ELF_PURPOSE
 from iotsupport.assets.signing import RELEASE_PURPOSE
 from iotsupport.assets.signing import sign_upload
+from iotsupport.crashes.decode import decode
 from iotsupport.crashes.groups import record_backtrace_line
 from iotsupport.crashes.symbols import Symbols
 from iotsupport.extensions import state
@@ -206,3 +208,21 @@ def test_esp_coredump_reads_the_fixture_and_gdb_unwinds_it_alike(
     frames = re.findall(r"^#(\d+)\s+(?:(0x[0-9a-f]+) in )?(\w+) ", backtrace, re.M)
     assert [name for _, _, name in frames][:4] == TITLE.split(" < ") + ["sensor_task"]
     assert [int(address, 16) for _, address, _ in frames[1:4]] == list(crash.return_addresses)
+
+
+def test_an_xtensa_dump_names_its_cause_and_walks_the_window_chain() -> None:
+    """Hand-laid (no Xtensa compiler here): the cause names, registers and the windowed
+    ABI's walk; esp-coredump reads the partition as for RISC-V."""
+    pcs = (0x400D1234, 0x400D2000, 0x400D3456, 0x40081000)
+    raw, sps = xtensa_dump(pcs, exccause=28, excvaddr=0x10)
+    decoded = decode(raw, None)
+    assert decoded.chip == "esp32" and decoded.task == "main"
+    assert (decoded.cause, decoded.cause_name, decoded.fault_address) == (
+        28,
+        "LoadProhibited",
+        0x10,
+    )
+    assert decoded.registers["pc"] == pcs[0] and decoded.registers["a1"] == sps[0]
+    assert [frame.address for frame in decoded.frames] == list(pcs)
+    raw, _ = xtensa_dump(pcs, exccause=6, excvaddr=0)
+    assert decode(raw, None).cause_name == "IntegerDivideByZero"
