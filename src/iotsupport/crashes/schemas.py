@@ -6,6 +6,8 @@ import typing as t
 from pydantic import BaseModel
 from pydantic import Field
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import Timestamp
 from iotsupport.crashes.tables import CoreDump
 
@@ -108,16 +110,11 @@ class CrashGroupListSchema(BaseModel):
     count: int
 
 
-class CrashStatusSchema(BaseModel):
+class CrashStatusSchema(RequestBody):
     status: t.Literal["open", "resolved", "ignored"]
 
 
-class CrashQuery(BaseModel):
+class CrashQuery(Query):
     model: str | None = None
     release: str | None = None
     status: t.Literal["open", "resolved", "ignored"] | None = None
-
-
-class CoreDumpQuery(BaseModel):
-    download: str | None = Field(default=None, description="Present: the raw bytes.")
-    mac: str | None = None
