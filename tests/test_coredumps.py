@@ -23,8 +23,12 @@ from esp_images import build_image
 from flask.testing import FlaskClient
 from release_support import create_model
 from release_support import post_release
+from sqlalchemy import func
+from sqlalchemy import select
 
 from iotsupport.crashes.routes import DECODER_KEY
+from iotsupport.extensions import state
+from iotsupport.releases.tables import StoredFile
 
 ADDR2LINE = "riscv64-unknown-elf-addr2line"
 
@@ -109,6 +113,11 @@ def test_the_elf_must_be_the_one_the_image_names(api: FlaskClient, elf: AppElf) 
     assert api.delete("/api/models/sensor/releases/1.0.0/elf").status_code == 204
     assert_error(api.get("/api/models/sensor/releases/1.0.0/elf"), 404, "release_has_no_elf")
     assert api.get("/api/models/sensor/releases/1.0.0").get_json()["symbols"] is False
+    assert post_elf(api, "1.0.0", elf.data).status_code == 201
+    assert api.delete("/api/models/sensor/releases/1.0.0").status_code == 204
+    app = api.application
+    with state(app).database.session() as session:  # the image and the ELF went with it
+        assert session.scalar(select(func.count()).select_from(StoredFile)) == 0
 
 
 # --- core dumps ------------------------------------------------------------------------------

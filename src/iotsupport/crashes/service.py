@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from iotsupport.background import Periodic
@@ -128,27 +129,39 @@ class Decoder:
     def run(self) -> int:
         """Decode what is pending; returns how many dumps were decoded."""
         done = 0
+        tried: set[int] = set()
         while True:
             with self._session_factory() as session:
                 query = select(CoreDump.id).where(CoreDump.state == PENDING)
+                if tried:
+                    query = query.where(CoreDump.id.not_in(tried))
                 ids = list(session.scalars(query.order_by(CoreDump.id).limit(_BATCH)))
             if not ids:
                 return done
             for dump_id in ids:
-                with self._session_factory() as session, session.begin():
-                    self.decode_one(session, dump_id)
-                done += 1
+                tried.add(dump_id)
+                try:
+                    with self._session_factory() as session, session.begin():
+                        done += self.decode_one(session, dump_id)
+                except SQLAlchemyError as exc:  # e.g. the database went away: next tick
+                    log.warning("core dump %s not decoded now: %s", dump_id, type(exc).__name__)
 
-    def decode_one(self, session: Session, dump_id: int) -> None:
-        dump = session.get(CoreDump, dump_id)
-        if dump is None or dump.state != PENDING:
-            return
+    def decode_one(self, session: Session, dump_id: int) -> int:
+        """1 when it decoded the dump (0: gone, done, or another process has it now)."""
+        query = select(CoreDump).where(CoreDump.id == dump_id, CoreDump.state == PENDING)
+        dump = session.scalars(query.with_for_update(skip_locked=True)).first()
+        if dump is None:
+            return 0
         dump.decoded_at = utcnow()
         try:
             first = decode(dump.data, None)
         except DumpUnreadable as exc:
             dump.state, dump.error = UNREADABLE, str(exc)[:400]
-            return
+            return 1
+        except Exception:  # a dump must never stop the ones after it
+            log.exception("core dump %s could not be decoded", dump_id)
+            dump.state, dump.error = UNREADABLE, "the decoder failed on this dump"
+            return 1
         release = find_release(session, dump.config_id, first.app_elf_sha256)
         decoded = first
         if release is not None and release.elf_file_sha256 is not None:
@@ -157,6 +170,8 @@ class Decoder:
                 decoded = decode(dump.data, symbols)
             except NotAnElf as exc:
                 log.warning("release %s: its ELF cannot be read: %s", release.id, exc)
+            except Exception:  # keep what was decoded without the symbols
+                log.exception("core dump %s: decoding with symbols failed", dump_id)
         dump.state, dump.error = DECODED, None
         dump.decoded = json.dumps(decoded.as_json())
         dump.chip, dump.app_elf_sha256 = decoded.chip, decoded.app_elf_sha256
@@ -175,3 +190,4 @@ class Decoder:
                 seen_at=dump.received_at,
             )
             dump.group_id = group.id
+        return 1
