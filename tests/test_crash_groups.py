@@ -36,6 +36,7 @@ from test_coredumps import upload
 from iotsupport.assets.signing import RELEASE_ELF_PURPOSE
 from iotsupport.assets.signing import RELEASE_PURPOSE
 from iotsupport.assets.signing import sign_upload
+from iotsupport.crashes.backtraces import record_backtrace
 from iotsupport.crashes.decode import decode
 from iotsupport.crashes.groups import record_backtrace_line
 from iotsupport.crashes.symbols import Symbols
@@ -123,6 +124,15 @@ def test_a_backtrace_line_counts_as_the_same_crash(client: FlaskClient, elf: App
         session.commit()
     body = client.get(f"/api/crashes/{group}").get_json()
     assert body["occurrences"] == 2 and body["devices_affected"] == 2
+    # What the logs feature calls: the device's model and version find the release.
+    modelled = client.post(
+        "/api/configs", json={"mac_address": "24:0a:c4:aa:00:01", "content": {}, "model": "sensor"}
+    ).get_json()["id"]
+    with state(app).database.session() as session:
+        found = record_backtrace(session, modelled, line, firmware_version="1.0.0")
+        assert found is not None and found.id == group
+        session.commit()
+    assert client.get(f"/api/crashes/{group}").get_json()["occurrences"] == 3
 
 
 def test_ci_signs_the_elf_for_its_model_and_version(
