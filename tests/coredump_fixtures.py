@@ -19,6 +19,7 @@ exception frame (pc, x1..x31, mstatus, mtvec, mcause, mtval, mhartid).
 
 from __future__ import annotations
 
+import binascii
 import functools
 import hashlib
 import re
@@ -222,6 +223,7 @@ def riscv_dump(
     regs[11] = value  # a1
     regs[8] = value  # s0 holds the value in parse_packet
     exception = struct.pack("<32I5I", *regs, 0x1880, 0x40380000, MCAUSE_STORE_ACCESS_FAULT, 4, 0)
+    exception += bytes(-len(exception) % 16)  # the panic handler keeps sp 16-byte aligned
     # The exception frame sits below the interrupted sp, as the panic handler saved it.
     frame_sp = sp - len(exception)
     stack[0:0] = exception
@@ -270,6 +272,36 @@ def riscv_dump(
     header = struct.pack("<III", 12 + len(core) + 32, version, 3)
     body = header + core
     return body + hashlib.sha256(body).digest(), crash
+
+
+def riscv_binary_dump(elf: AppElf, *, chip: str = "esp32c3") -> tuple[bytes, Crash]:
+    """The same crash in ESP-IDF's older binary format (version 0.2): per task its TCB
+    address, stack top and end, the TCB and the stack; then the CRC32. It records no
+    app ELF SHA-256: the release is the one the device reported."""
+    elf_core, crash = riscv_dump(elf, chip=chip)
+    _, _, loads = _read_loads(elf_core[12:-32])
+    tcb, stack_start = loads[TCB_ADDR], min(a for a in loads if TCB_ADDR < a < STACK_END)
+    idle_tcb, idle_stack = loads[IDLE_TCB], loads[IDLE_STACK]
+    body = b""
+    for tcb_addr, tcb_bytes, start, stack in (
+        (TCB_ADDR, tcb, stack_start, loads[stack_start]),
+        (IDLE_TCB, idle_tcb, IDLE_STACK, idle_stack),
+    ):
+        body += struct.pack("<III", tcb_addr, start, start + len(stack)) + tcb_bytes + stack
+    version = CHIP_IDS[chip] << 16 | 0x0002
+    header = struct.pack("<IIIII", 20 + len(body) + 4, version, 2, len(tcb), 0)
+    data = header + body
+    return data + struct.pack("<I", binascii.crc32(data) & 0xFFFFFFFF), crash
+
+
+def _read_loads(core: bytes) -> tuple[int, int, dict[int, bytes]]:
+    count = struct.unpack_from("<H", core, 44)[0]
+    loads = {}
+    for i in range(count):
+        kind, offset, address, _, size = struct.unpack_from("<5I", core, 52 + 32 * i)
+        if kind == PT_LOAD:
+            loads[address] = core[offset : offset + size]
+    return 52, count, loads
 
 
 def _tcb(stack_top: int, name: str) -> bytes:

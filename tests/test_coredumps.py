@@ -14,6 +14,7 @@ from conftest import unavailable
 from coredump_fixtures import AppElf
 from coredump_fixtures import CompilerMissing
 from coredump_fixtures import app_elf
+from coredump_fixtures import riscv_binary_dump
 from coredump_fixtures import riscv_dump
 from credentials_support import bearer
 from credentials_support import create_device
@@ -232,3 +233,31 @@ def test_refusals_and_unreadable_dumps(client_with: t.Any, elf: AppElf) -> None:
     newest = upload(client, raw, token).get_json()["id"]
     kept = client.get(f"/api/configs/{config_id}/coredumps").get_json()["coredumps"]
     assert [item["id"] for item in kept] == [newest, corrupt]
+
+
+def test_a_binary_format_dump_takes_the_release_its_device_reported(
+    client: FlaskClient, elf: AppElf
+) -> None:
+    """The older binary format records no app ELF SHA-256: esp-coredump turns it into an
+    ELF core, and the release is the version the device last reported with its token."""
+    create_model(client, "sensor")
+    add_release(client, elf, "1.0.0")
+    assert post_elf(client, "1.0.0", elf.data).status_code == 201
+    mac = ":".join(f"{b:02x}" for b in [0x24, *secrets.token_bytes(5)])
+    body = {"mac_address": mac, "content": {}, "model": "sensor"}
+    config_id = client.post("/api/configs", json=body).get_json()["id"]
+    token = bearer(issue(client, config_id))
+    fetched = client.get(
+        f"/api/configs/{mac}.json", headers={**token, "X-Firmware-Version": "1.0.0"}
+    )
+    assert fetched.status_code == 200
+    state(client.application).reports.flush()
+    raw, crash = riscv_binary_dump(elf)
+    dump_id = upload(client, raw, token).get_json()["id"]
+    decode_pending(client)
+    dump = client.get(f"/api/coredumps/{dump_id}").get_json()
+    assert dump["state"] == "decoded" and dump["app_elf_sha256"] is None
+    assert dump["release"] == "1.0.0" and dump["task"] == "sensor"
+    assert (dump["cause_name"], dump["fault_address"]) == ("Store access fault", 4)
+    assert [frame["address"] for frame in dump["backtrace"]] == [crash.pc, *crash.return_addresses]
+    assert dump["backtrace"][1]["function"] == "parse_packet"

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from iotsupport.background import Periodic
+from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.crashes import groups
 from iotsupport.crashes.decode import DumpUnreadable
@@ -97,10 +98,20 @@ def remove(session: Session, dump_id: int) -> None:
 
 def find_release(session: Session, config_id: int, elf_sha256: str | None) -> Release | None:
     """The release whose image names this app ELF (the dump may hold only a prefix of
-    its SHA-256), among the releases of the device's model."""
-    if not elf_sha256:
-        return None
+    its SHA-256), among the releases of the device's model. A dump that records no
+    SHA-256 (the binary format): the release of the version the device last reported
+    with its credential."""
     model_id = session.scalar(select(DeviceConfig.model_id).where(DeviceConfig.id == config_id))
+    if not elf_sha256:
+        version = session.scalar(
+            select(DeviceCheckin.verified_firmware_version).where(
+                DeviceCheckin.config_id == config_id
+            )
+        )
+        if version is None or model_id is None:
+            return None
+        query = select(Release).where(Release.model_id == model_id, Release.version == version)
+        return session.scalars(query).first()
     query = select(Release).where(Release.elf_sha256.startswith(elf_sha256, autoescape=True))
     if model_id is not None:
         query = query.where(Release.model_id == model_id)
