@@ -8,6 +8,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import time
 import typing as t
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from iotsupport.assets.signing import sign_upload
 from iotsupport.crashes.backtraces import record_backtrace
 from iotsupport.crashes.decode import decode
 from iotsupport.crashes.groups import record_backtrace_line
+from iotsupport.crashes.routes import DECODER_KEY
 from iotsupport.crashes.symbols import Symbols
 from iotsupport.extensions import state
 from iotsupport.releases.tables import Release
@@ -236,3 +238,23 @@ def test_an_xtensa_dump_names_its_cause_and_walks_the_window_chain() -> None:
     assert [frame.address for frame in decoded.frames] == list(pcs)
     raw, _ = xtensa_dump(pcs, exccause=6, excvaddr=0)
     assert decode(raw, None).cause_name == "IntegerDivideByZero"
+
+
+def test_the_running_decoder_decodes_an_upload_off_the_request(
+    client_with: t.Any, elf: AppElf
+) -> None:
+    client = client_with()
+    decoder = client.application.extensions[DECODER_KEY]
+    decoder.start()  # as `iotsupport serve` starts it in each worker
+    try:
+        _, _, token = device(client)
+        raw, _ = riscv_dump(elf)
+        dump_id = upload(client, raw, token).get_json()["id"]  # wakes it
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if client.get(f"/api/coredumps/{dump_id}").get_json()["state"] != "pending":
+                break
+            time.sleep(0.1)
+        assert client.get(f"/api/coredumps/{dump_id}").get_json()["state"] == "decoded"
+    finally:
+        decoder.stop()
