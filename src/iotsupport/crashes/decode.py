@@ -21,9 +21,11 @@ from dataclasses import field
 from iotsupport.crashes.causes import RISCV_ADDRESS_CAUSES
 from iotsupport.crashes.causes import riscv_cause_name
 from iotsupport.crashes.causes import xtensa_cause_name
+from iotsupport.crashes.frames import MAX_FRAMES
+from iotsupport.crashes.frames import Frame
+from iotsupport.crashes.frames import symbolize
 from iotsupport.crashes.symbols import Symbols
 
-MAX_FRAMES = 32
 _NT_PRSTATUS = 1
 _NOTE_ESP_INFO = 8266
 _NOTE_TASK_INFO = 678
@@ -42,14 +44,6 @@ _XTENSA_EXCCAUSE, _XTENSA_EXCVADDR = 0, 1
 
 class DumpUnreadable(ValueError):
     """Not a core dump esp-coredump can read (bad header, checksum, format)."""
-
-
-@dataclass
-class Frame:
-    address: int
-    function: str | None = None
-    file: str | None = None
-    line: int | None = None
 
 
 @dataclass
@@ -283,34 +277,3 @@ def _xtensa_walk(memory: Memory, regs: dict[str, int]) -> list[int]:
             break
         next_pc, sp = following, caller_sp
     return addresses
-
-
-def symbolize(addresses: list[int], symbols: Symbols | None) -> list[Frame]:
-    frames = []
-    for index, address in enumerate(addresses):
-        frame = Frame(address)
-        if symbols is not None:
-            # A return address may be the first byte after a function that never returns.
-            location = symbols.locate(address if index == 0 else address - 1)
-            frame.function, frame.file, frame.line = location.function, location.file, location.line
-        frames.append(frame)
-    return frames
-
-
-def backtrace_addresses(line: str) -> list[int]:
-    """The pcs of a panic handler's `Backtrace: 0xPC:0xSP 0xPC:0xSP ...` line (already
-    pointing at the call instructions, as ESP-IDF prints them); stops at |<-CORRUPTED."""
-    _, _, rest = line.partition("Backtrace:")
-    addresses = []
-    for pair in rest.split():
-        if pair.startswith("|<-"):
-            break
-        pc, _, _ = pair.partition(":")
-        try:
-            address = int(pc, 16)
-        except ValueError:
-            break
-        if address == 0:
-            break
-        addresses.append(address)
-    return addresses[:MAX_FRAMES]

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from iotsupport.crashes.decode import Frame
-from iotsupport.crashes.decode import backtrace_addresses
-from iotsupport.crashes.decode import symbolize
+from iotsupport.crashes.frames import Frame
+from iotsupport.crashes.frames import backtrace_addresses
+from iotsupport.crashes.frames import symbolize
+from iotsupport.crashes.symbols import Symbols
 from iotsupport.crashes.tables import CrashGroup
 from iotsupport.crashes.tables import CrashOccurrence
 from iotsupport.db.base import utcnow
@@ -137,7 +138,7 @@ def record_backtrace_line(
     config_id: int,
     release: Release | None,
     line: str,
-    symbols: t.Any = None,
+    symbols: Symbols | None = None,
     seen_at: datetime | None = None,
 ) -> CrashGroup | None:
     """A panic's `Backtrace: 0x...:0x... ...` log line as a crash of the device (for the
