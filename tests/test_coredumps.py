@@ -233,6 +233,11 @@ def test_refusals_and_unreadable_dumps(client_with: t.Any, elf: AppElf) -> None:
     newest = upload(client, raw, token).get_json()["id"]
     kept = client.get(f"/api/configs/{config_id}/coredumps").get_json()["coredumps"]
     assert [item["id"] for item in kept] == [newest, corrupt]
+    # DEVICE_AUTH=required: a MAC alone proves nothing and is refused.
+    strict = client_with(device_auth="required")
+    mac = client.get(f"/api/configs/{config_id}").get_json()["mac_address"]
+    assert_error(upload(strict, raw, {}, f"?mac={mac}"), 401)
+    assert upload(strict, raw, token).status_code == 201
 
 
 def test_a_binary_format_dump_takes_the_release_its_device_reported(
