@@ -90,6 +90,7 @@ def test_crashes_group_by_function_and_a_resolved_one_returns_as_a_regression(
     assert crash_on(api, newer, 4) == group  # on a newer release: back
     again = api.get(f"/api/crashes/{group}").get_json()
     assert again["status"] == "open" and again["regression"] is True
+    assert again["releases_affected"] == 2 and again["devices_affected"] == 4
     assert [(r["version"], r["occurrences"]) for r in again["releases"]] == [
         ("1.0.0", 3),
         ("1.1.0", 1),

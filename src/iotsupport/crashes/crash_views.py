@@ -88,6 +88,7 @@ def _schema(
             "last_seen_at": numbers.get("last_seen_at"),
             "occurrences": numbers.get("occurrences", 0),
             "devices_affected": numbers.get("devices", 0),
+            "releases_affected": numbers.get("releases", 0),
             "releases": releases,
         }
     )

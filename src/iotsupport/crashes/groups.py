@@ -120,6 +120,7 @@ def stats(session: Session, group_ids: list[int]) -> dict[int, dict[str, t.Any]]
             o.group_id,
             func.count(),
             func.count(o.config_id.distinct()),
+            func.count(o.release_id.distinct()),
             func.min(o.seen_at),
             func.max(o.seen_at),
         )
@@ -127,8 +128,14 @@ def stats(session: Session, group_ids: list[int]) -> dict[int, dict[str, t.Any]]
         .group_by(o.group_id)
     )
     return {
-        gid: {"occurrences": n, "devices": d, "first_seen_at": first, "last_seen_at": last}
-        for gid, n, d, first, last in rows
+        gid: {
+            "occurrences": n,
+            "devices": d,
+            "releases": r,
+            "first_seen_at": first,
+            "last_seen_at": last,
+        }
+        for gid, n, d, r, first, last in rows
     }
 
 

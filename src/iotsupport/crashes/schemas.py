@@ -102,7 +102,11 @@ class CrashGroupSchema(BaseModel):
     last_seen_at: Timestamp | None
     occurrences: int
     devices_affected: int
-    releases: list[ReleaseCrashes] = Field(default_factory=list)
+    releases_affected: int = Field(description="Releases it was seen in (known ones).")
+    releases: list[ReleaseCrashes] = Field(
+        default_factory=list,
+        description="Per release: its crashes and a sample dump (on a group's own page).",
+    )
 
 
 class CrashGroupListSchema(BaseModel):
