@@ -60,9 +60,7 @@ def upload_coredump() -> Response:
     limit = state().settings.coredump_max_bytes
     if (request.content_length or 0) > limit:
         raise _too_large(limit)
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise _too_large(limit)
+    raw = _read_body(limit)
     if not raw:
         raise InvalidInput("the body is empty: send the core dump partition's bytes")
     session = get_session()
@@ -78,6 +76,19 @@ def upload_coredump() -> Response:
     if decoder is not None:
         decoder.wake()
     return json_response(CoreDumpCreatedSchema(id=dump_id), 201)
+
+
+def _read_body(limit: int) -> bytes:
+    """The body, read until its end (a stream may answer a read with fewer bytes), or 413
+    as soon as it passes `limit` (a chunked body has no length to check first)."""
+    parts: list[bytes] = []
+    size = 0
+    while piece := request.stream.read(64 * 1024):
+        size += len(piece)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(piece)
+    return b"".join(parts)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
