@@ -39,7 +39,7 @@ class CoreDump(Base):
     )
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # up to 1 MiB: on demand
     verified: Mapped[bool] = mapped_column(Boolean)  # a device credential proved it
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     state: Mapped[str] = mapped_column(String(16), default=PENDING)
