@@ -1,7 +1,7 @@
 """core dumps and crash groups; a release's app ELF
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from iotsupport.db.base import UTCDateTime
 
 revision = "0016"
-down_revision = "0012"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
