@@ -15,4 +15,5 @@ VALID_BODIES: dict[str, dict[str, t.Any]] = {
     "UndoSchema": {"skip_changed": False},
     "ProvisioningSchema": {"format": "json"},
     "RolloutCreateSchema": {"version": "x", "stages": [1, "100%"], "error_threshold": "50%"},
+    "CrashStatusSchema": {"status": "resolved"},
 }

@@ -76,6 +76,8 @@ def fleet(app: Flask, client: FlaskClient) -> dict[str, str]:
         "/models/thermostat": "#counts:not(:empty)",
         "/models/new": "#model-form",
         "/firmware": "#loading[hidden]",
+        "/crashes": "#loading[hidden]",
+        "/crashes/1": "#loading[hidden]",
         "/models/thermo/releases": "#rows tr",
         "/models/thermo/rollouts/1": "li.stage",
         "/nowhere": "h1",

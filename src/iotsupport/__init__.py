@@ -23,6 +23,8 @@ from iotsupport.assets.service import build_verifier
 from iotsupport.assets.signing import RELEASE_PURPOSE
 from iotsupport.configs.checkins import count_by_sync_state
 from iotsupport.configs.service import ConfigService
+from iotsupport.crashes.routes import DECODER_KEY
+from iotsupport.crashes.service import Decoder
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
@@ -128,6 +130,8 @@ def create_app(
     errors.init_app(app)
     auth.init_app(app, settings)
     register_blueprints(app)
+    # Core dumps are decoded off the request (crashes/); wsgi starts it, tests call run().
+    app.extensions[DECODER_KEY] = Decoder(database.session)
     # Innermost first: a device fetch from memory skips Flask, and is compressed as any.
     app.wsgi_app = DeviceFetchFastPath(  # type: ignore[method-assign]
         app.wsgi_app, devices, reports, request_metrics, hosts

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     release_cache_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # Also accept the old signature over the timestamp alone (CI scripts not yet updated).
     asset_legacy_signatures: bool = False
+    # Core dumps (crashes/): the largest a device may upload, and how many are kept per
+    # device (the oldest go first).
+    coredump_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    coredump_keep_per_device: int = Field(default=20, ge=1)
     # Rollouts: a device offered a release that reports nothing new for this long after
     # its stage started counts as failed; each worker re-evaluates active rollouts this
     # often (and whenever it has written device reports).

@@ -15,6 +15,7 @@ from multiprocessing import util
 from flask import Flask
 
 from iotsupport import create_app
+from iotsupport.crashes.routes import DECODER_KEY
 from iotsupport.extensions import state
 from iotsupport.front.app import Front
 from iotsupport.logs import configure_logging
@@ -37,6 +38,7 @@ class Background:
             app_state.rollouts,  # advances active rollouts from the devices' reports
             app_state.outbox,  # publishes announcements (one process of all at a time)
             app_state.accounts,  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
+            app.extensions[DECODER_KEY],  # decodes core dumps, pending ones after a restart
         )
         self._lock = threading.Lock()
         self._stopped = False

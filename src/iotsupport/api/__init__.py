@@ -81,6 +81,8 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.configs import history_routes
     from iotsupport.configs import routes as configs
     from iotsupport.configs import transfer_routes
+    from iotsupport.crashes import elf_routes
+    from iotsupport.crashes import routes as crashes
     from iotsupport.credentials import routes as credentials
     from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
@@ -98,6 +100,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(change_sets.bp)
     app.register_blueprint(credentials.bp)
     app.register_blueprint(credentials.device_bp)
+    app.register_blueprint(crashes.device_bp)
+    app.register_blueprint(crashes.bp)
+    app.register_blueprint(elf_routes.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)

@@ -8,7 +8,8 @@ within the time window (and only once; the caller records used signatures):
 
 five lines joined by a single LF, no trailing newline, UTF-8; `purpose` names
 the endpoint (`asset` for POST /api/assets with the file's name; `release` for
-POST /api/models/{code}/releases with the model's code as the name), `sha256` is
+POST /api/models/{code}/releases with the model's code as the name; `release-elf`
+for a release's app ELF, named `{code}/{version}`), `sha256` is
 the file's digest in lower-case hex. The signature is RSA PKCS#1 v1.5 with SHA-256, sent as base64.
 Everything here is checked from the form fields, before the file is read;
 `VerifiedUpload.check_file` compares the digest of the bytes that arrived.
@@ -44,6 +45,8 @@ MAX_SIGNATURE_CHARS = 4096
 SCHEME = "iotsupport-upload-v2"
 ASSET_PURPOSE = "asset"
 RELEASE_PURPOSE = "release"  # POST /api/models/{code}/releases; the name is the model's code
+# POST /api/models/{code}/releases/{version}/elf; the name is "{code}/{version}"
+RELEASE_ELF_PURPOSE = "release-elf"
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 

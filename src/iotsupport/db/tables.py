@@ -7,6 +7,9 @@ from iotsupport.configs.tables import ConfigDeletion
 from iotsupport.configs.tables import ConfigHistory
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
+from iotsupport.crashes.tables import CoreDump
+from iotsupport.crashes.tables import CrashGroup
+from iotsupport.crashes.tables import CrashOccurrence
 from iotsupport.credentials.tables import BrokerAccountChange
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.credentials.tables import ServerSecret
@@ -30,6 +33,9 @@ __all__ = [
     "BrokerAccountChange",
     "ConfigDeletion",
     "ConfigHistory",
+    "CoreDump",
+    "CrashGroup",
+    "CrashOccurrence",
     "DeviceCacheWorker",
     "DeviceChange",
     "DeviceCheckin",

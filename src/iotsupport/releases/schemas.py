@@ -70,6 +70,10 @@ class ReleaseSchema(BaseModel):
     entry_point: int
     segment_count: int
     signed: bool = Field(description="Uploaded with a valid signature (else by an admin).")
+    symbols: bool = Field(
+        default=False,
+        description="Its app ELF was uploaded (POST .../elf): crashes on it are symbolized.",
+    )
     created_at: Timestamp
     created_by: str
     running_count: int = Field(
@@ -98,6 +102,7 @@ def release_schema(model: DeviceModel, release: Release, running: int = 0) -> Re
             **fields,
             "model": model.code,
             "running_count": running,
+            "symbols": release.elf_file_sha256 is not None,
             "image_url": image_path(model.code, release.version),
         }
     )

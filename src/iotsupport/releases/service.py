@@ -185,12 +185,12 @@ class ReleaseService:
                 "roll another release out to them first",
                 {"device_count": targets},
             )
-        sha256 = release.sha256
+        files = [release.sha256, release.elf_file_sha256]
         self.session.delete(release)
         self.session.flush()
-        others = select(func.count()).where(Release.sha256 == sha256)
-        if self.session.execute(others).scalar_one() == 0:
-            delete_file(self.session, sha256)
+        for sha256 in files:
+            if sha256 is not None and not file_in_use(self.session, sha256):
+                delete_file(self.session, sha256)
         log.info("release %s %s deleted by %s", model.code, version, self.actor)
 
     def _claim_chip(self, model: DeviceModel, image: EspImage) -> None:
@@ -215,6 +215,14 @@ class ReleaseService:
             "another version",
             {"model": code, "version": version},
         )
+
+
+def file_in_use(session: Session, sha256: str) -> bool:
+    """Does a release still refer to the stored file (as its image or its app ELF)?"""
+    users = select(func.count()).where(
+        (Release.sha256 == sha256) | (Release.elf_file_sha256 == sha256)
+    )
+    return session.execute(users).scalar_one() > 0
 
 
 def _image_fields(image: EspImage) -> dict[str, t.Any]:

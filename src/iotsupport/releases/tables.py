@@ -78,3 +78,8 @@ class Release(Base):
     signed: Mapped[bool] = mapped_column(Boolean)  # uploaded with a valid signature
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(255), default=ANONYMOUS_ACTOR)
+    # The app ELF the image was built from (its symbols, for crashes/), stored like the
+    # image; null until CI uploads it.
+    elf_file_sha256: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("release_files.sha256"), default=None
+    )

@@ -43,9 +43,11 @@ class ReleaseSignature:
         admin: bool,
         now: datetime,
         used: UsedCheck | None = None,
+        signed_name: str | None = None,
     ) -> None:
         self.verifier = verifier
         self.model_code = model_code
+        self.signed_name = model_code if signed_name is None else signed_name
         self.admin = admin
         self.now = now
         self._used = used
@@ -75,7 +77,7 @@ class ReleaseSignature:
             )
         signed = SignedFields(
             timestamp=fields["timestamp"],
-            name=self.model_code,
+            name=self.signed_name,
             sha256=fields["sha256"],
             signature=fields["signature"],
         )

@@ -151,6 +151,18 @@ def firmware() -> Response:
     return page("firmware.html", active="firmware")
 
 
+@bp.get("/crashes")
+@requires(Role.ADMIN)
+def crashes() -> Response:
+    return page("crashes.html", active="crashes")
+
+
+@bp.get("/crashes/<int:crash_id>")
+@requires(Role.ADMIN)
+def crash(crash_id: int) -> Response:
+    return page("crash.html", active="crashes", crash_id=crash_id)
+
+
 @bp.app_errorhandler(NotFound)
 def not_found(exc: NotFound) -> Response:
     """A person who mistypes a page gets a page back; API clients keep the JSON error."""

@@ -25,7 +25,8 @@ function releaseRow(release) {
   const image = release.image_url;
   return el("tr", {},
     el("td", { class: "mono" }, el("a", { href: image, download: `${code}-${release.version}.bin`, title: "Download" }, release.version),
-      release.signed ? null : el("span", { class: "badge", title: "Uploaded by an admin without a signature" }, "unsigned")),
+      release.signed ? null : el("span", { class: "badge", title: "Uploaded by an admin without a signature" }, "unsigned"),
+      release.symbols ? el("span", { class: "badge", title: "Its app ELF is uploaded: crashes on it are symbolized" }, "symbols") : null),
     el("td", { class: "hide-narrow" }, release.project_name, el("span", { class: "muted small" }, ` ${release.idf_version}`)),
     el("td", { class: "num nowrap", title: `${release.size} bytes` }, formatBytes(release.size)),
     el("td", { class: "mono small hide-narrow" }, shaButton(release.sha256, release.version)),

@@ -1,0 +1,1 @@
+"""Crashes: core dumps and backtraces decoded against the release that crashed, grouped."""
