@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from iotsupport.assets.service import Assets
 from iotsupport.assets.signing import UploadVerifier
+from iotsupport.configs.listing import WhereFilter
 from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
@@ -34,6 +35,7 @@ class AppState:
     devices: DeviceGate  # device authentication (DEVICE_AUTH) and credential uses
     accounts: BrokerAccounts  # the devices' broker accounts (MQTT_DEVICE_ACCOUNTS)
     rollouts: RolloutTicker  # advances active rollouts (started by wsgi, like reports)
+    where_filter: WhereFilter  # device queries (device_query/), for configs' own routes
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset

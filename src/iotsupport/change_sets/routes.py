@@ -40,14 +40,16 @@ def change_set_service() -> ChangeSetService:
     responses={
         200: BulkPreviewSchema,
         201: BulkAppliedSchema,
-        400: "Bad request; schema_violation: results that fail their schema (details.configs)",
+        400: "Bad request; schema_violation: results that fail their schema (details.configs); "
+        "invalid_query: select.where cannot be read (details.position)",
         404: "Unknown model or config ids",
         412: "Picked configs or ETags differ from expect (details.configs); nothing changed",
     },
 )
 def bulk_change(body: BulkSchema) -> Response:
     patch = load_object(body.patch, "patch")
-    selection = Selection(body.select.model, tuple(sorted(set(body.select.ids or ()))))
+    picked = body.select
+    selection = Selection(picked.model, tuple(sorted(set(picked.ids or ()))), picked.where)
     service = change_set_service()
     if body.dry_run:
         rows = service.preview(selection, patch)

@@ -26,15 +26,20 @@ PatchText = t.Annotated[
 
 
 class SelectionSchema(RequestBody):
-    """Exactly one of: every config of a model, or a list of ids."""
+    """Exactly one of: every config of a model, a list of ids, or a device query."""
 
     model: str | None = Field(default=None, max_length=64, description="A model's code.")
     ids: list[ConfigId] | None = Field(default=None, max_length=20_000)
+    where: str | None = Field(
+        default=None,
+        description='The devices a query selects (README "Device queries"), e.g. '
+        "`display.brightness > 80`; run again on apply (expect catches a difference).",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> SelectionSchema:
-        if (self.model is None) == (self.ids is None):
-            raise ValueError('select exactly one of "model" or "ids"')
+        if sum(value is not None for value in (self.model, self.ids, self.where)) != 1:
+            raise ValueError('select exactly one of "model", "ids" or "where"')
         return self
 
 

@@ -22,6 +22,7 @@ from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import schema_of
+from iotsupport.device_query import where_clause
 from iotsupport.errors import ChangedSince
 from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
@@ -32,10 +33,11 @@ LISTED = 200
 
 @dataclass(frozen=True)
 class Selection:
-    """Which configs: those of a model, or these ids."""
+    """Which configs: those of a model, these ids, or those a device query selects."""
 
     model: str | None = None
     ids: tuple[int, ...] = ()
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,13 @@ class ChangeSetService:
     def _changes(
         self, selection: Selection, patch: dict[str, t.Any], *, lock: bool
     ) -> list[Change]:
-        configs = self.configs.many(ids=selection.ids, model=selection.model, lock=lock)
-        if selection.model is None:
+        condition = None
+        if selection.where is not None:
+            condition = where_clause(selection.where, self.session.get_bind().dialect.name)
+        configs = self.configs.many(
+            ids=selection.ids, model=selection.model, where=condition, lock=lock
+        )
+        if selection.model is None and condition is None:
             missing = sorted(set(selection.ids) - {config.id for config in configs})
             if missing:
                 raise NotFound(

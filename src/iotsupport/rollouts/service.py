@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import select
+from sqlalchemy import true
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,6 +27,7 @@ from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import ModelService
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.device_query import where_clause
 from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
 from iotsupport.notifications import Publisher
@@ -81,7 +84,12 @@ class RolloutService:
         error_threshold: str | None,
         approve_each_stage: bool,
         unverified_reports: bool = False,
+        where: str | None = None,
     ) -> Rollout:
+        """`where`: only the model's devices this device query selects."""
+        condition: ColumnElement[bool] = true()
+        if where is not None:  # a bad query is a 400 before anything is written
+            condition = where_clause(where, self.session.get_bind().dialect.name)
         model = ModelService(self.session).get(code)
         release = self.session.scalars(
             select(Release).where(Release.model_id == model.id, Release.version == version)
@@ -118,7 +126,7 @@ class RolloutService:
         devices = self.session.execute(
             select(DeviceConfig.id, DeviceConfig.mac_address, reported_version)
             .outerjoin(DeviceCheckin, DeviceCheckin.config_id == DeviceConfig.id)
-            .where(DeviceConfig.model_id == model.id)
+            .where(DeviceConfig.model_id == model.id, condition)
         ).all()
         chosen = assign(rollout.id, stages, [row.mac_address for row in devices])
         stage_of = {row.id: (chosen[row.mac_address], row.firmware_version) for row in devices}
@@ -128,12 +136,13 @@ class RolloutService:
         progress.release_stage(members, 0, now, self.timeout)
         progress.advance(members, now, self.timeout)
         log.info(
-            "rollout %d of %s %s started by %s: %d devices, stages %s",
+            "rollout %d of %s %s started by %s: %d devices%s, stages %s",
             rollout.id,
             code,
             release.version,
             self.actor,
             len(devices),
+            f" where {where!r}" if where is not None else "",
             rollout.stages,
         )
         return rollout
