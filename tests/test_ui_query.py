@@ -54,7 +54,7 @@ def test_a_query_in_the_search_box_selects_devices_and_the_url_keeps_it(
     expect(box).to_have_value("display.brightness > 80")
     expect(page.locator("#count")).to_have_text("2 of 4")
     # With the model filter: the query and the model together.
-    page.get_by_label("Model").select_option("lamp")
+    page.locator("#model-filter").select_option("lamp")
     expect(page.locator("#count")).to_have_text("1 of 4")
     # A mistake is pointed at, and nothing matches it.
     box.fill("display.brightness >")
@@ -81,7 +81,7 @@ def test_completion_of_attributes_and_the_models_schema_paths(
     seed(client)
     page.goto("/")
     expect(page.locator("#count")).to_have_text("4")
-    page.get_by_label("Model").select_option("lamp")
+    page.locator("#model-filter").select_option("lamp")
     box = page.get_by_label("Filter devices")
     box.press_sequentially("sync")
     options = page.get_by_role("listbox", name="Suggestions").get_by_role("option")
