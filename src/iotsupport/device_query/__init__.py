@@ -27,7 +27,7 @@ def parse_query(text: str) -> Node:
 def where_clause(text: str, dialect: str, now: datetime | None = None) -> ColumnElement[bool]:
     """The condition on device_configs that the query `text` stands for (relative times
     from `now`); a query that cannot be read or run is a 400 (InvalidQuery)."""
-    return Compiler(dialect, now or utcnow()).condition(parse_query(text))
+    return Compiler(dialect, now or utcnow()).compile(parse_query(text))
 
 
 def matching_ids(session: Session, text: str, model_id: int | None = None) -> list[int]:

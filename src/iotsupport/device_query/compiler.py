@@ -23,8 +23,8 @@ from sqlalchemy import or_
 
 from iotsupport.device_query.attributes import ATTRIBUTES
 from iotsupport.device_query.attributes import AttributeSpec
+from iotsupport.device_query.content import Content
 from iotsupport.device_query.content import Slot
-from iotsupport.device_query.content import at_path
 from iotsupport.device_query.syntax import And
 from iotsupport.device_query.syntax import Attribute
 from iotsupport.device_query.syntax import Constant
@@ -54,6 +54,10 @@ class Compiler:
     def __init__(self, dialect: str, now: datetime) -> None:
         self.dialect = dialect
         self.now = now
+        self.content = Content(dialect)
+
+    def compile(self, node: Node) -> ColumnElement[bool]:
+        return self.content.wrap(self.condition(node))
 
     def condition(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, And):
@@ -63,7 +67,7 @@ class Compiler:
         if isinstance(node, Not):
             return not_(self.condition(node.item))
         if isinstance(node, Exists):
-            return self.leaf(at_path(self.dialect, node.path.steps, lambda slot: slot.present()))
+            return self.leaf(self.content.at(node.path.steps, lambda slot: slot.present()))
         if isinstance(node, In):
             return self.leaf(self.member(node))
         return self.leaf(self.compare(node.field, node.operator, node.value))
@@ -95,12 +99,12 @@ class Compiler:
                 return or_(slot.is_boolean(True), slot.is_boolean(False))
             return slot.is_null()
 
-        return at_path(self.dialect, path.steps, test)
+        return self.content.at(path.steps, test)
 
     def compare(self, field: Attribute | Path, operator: Operator, value: Value) -> t.Any:
         if isinstance(field, Attribute):
             return self.attribute(ATTRIBUTES[field.name], operator, value)
-        return at_path(self.dialect, field.steps, self.content_test(operator, value))
+        return self.content.at(field.steps, self.content_test(operator, value))
 
     # --- content ------------------------------------------------------------------
 

@@ -106,7 +106,7 @@ def _sqlite(base: ColumnElement[str] | None, steps: t.Sequence[Step], test: Test
     elements = func.json_each(_CONFIGS.c.content, path).table_valued("fullkey").alias()
     is_array = func.json_type(_CONFIGS.c.content, path) == "array"
     inner = select(literal(1)).select_from(elements).where(_sqlite(elements.c.fullkey, after, test))
-    return and_(is_array, exists(inner.correlate(_CONFIGS)))
+    return and_(is_array, exists(inner.correlate_except(elements)))
 
 
 # --- PostgreSQL -----------------------------------------------------------------------
@@ -152,11 +152,36 @@ def _postgres(document: ColumnElement[t.Any], steps: t.Sequence[Step], test: Tes
     elements = func.jsonb_array_elements(array).table_valued("value").alias()
     element = type_coerce(elements.c.value, JSONB)
     inner = select(literal(1)).select_from(elements).where(_postgres(element, after, test))
-    return exists(inner.correlate(_CONFIGS))
+    return exists(inner.correlate_except(elements))
 
 
-def at_path(dialect: str, steps: t.Sequence[Step], test: Test) -> ColumnElement[bool]:
-    """`test` of the value at `steps` in each config's content (any element, at a [*])."""
-    if dialect == "postgresql":
-        return t.cast(ColumnElement[bool], _postgres(cast(_CONFIGS.c.content, JSONB), steps, test))
-    return t.cast(ColumnElement[bool], _sqlite(None, steps, test))
+class Content:
+    """The content of the row in one query: `at(steps, test)` for each place the query
+    names, then `wrap` the whole condition.
+
+    On PostgreSQL the text is cast to jsonb once per row, in a subquery the planner may
+    not inline (OFFSET 0): written at each place, the cast ran once per place (the
+    parse is most of the cost)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self.used = False
+        self.source = (
+            select(cast(_CONFIGS.c.content, JSONB).label("doc"))
+            .correlate(_CONFIGS)
+            .offset(0)
+            .subquery("content_doc")
+        )
+
+    def at(self, steps: t.Sequence[Step], test: Test) -> ColumnElement[bool]:
+        """`test` of the value at `steps` in the content (any element, at a [*])."""
+        self.used = True
+        if self.dialect == "postgresql":
+            return t.cast(ColumnElement[bool], _postgres(self.source.c.doc, steps, test))
+        return t.cast(ColumnElement[bool], _sqlite(None, steps, test))
+
+    def wrap(self, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        if self.dialect != "postgresql" or not self.used:
+            return condition
+        inner = select(literal(1)).select_from(self.source).where(condition)
+        return exists(inner.correlate_except(self.source))
