@@ -51,7 +51,7 @@ def fleet(api: FlaskClient) -> dict[str, str]:
         "strip-2": ({"led": {"brightness": 128.5}, "sensors": [{"type": "bme280"}, 3]}, "strip"),
         "thermo-1": ({"display": {"brightness": "95"}, "ota": {"url": "x"}}, "thermo"),
         "thermo-2": ({"display": {"brightness": True}, "ota": None, "sensors": "sht40"}, "thermo"),
-        "free": ({"display": [1, 2], "Name": "Ünïcode Lamp"}, None),
+        "free": ({"display": [1, 2], "Name": "Ünïcode Lamp", "m": {"0": 5}}, None),
     }
     made = {}
     for name, (content, model) in contents.items():
@@ -96,6 +96,10 @@ def names(fleet: dict[str, str], found: set[str]) -> set[str]:
         ("sensors[0].type == bme280", {"strip-2"}),
         ("display[*] > 1", {"free"}),
         ("display[0] == 1", {"free"}),
+        # An index steps into arrays only, a quoted key into objects only.
+        ('display["0"] == 1', set()),
+        ("m[0] == 5", set()),
+        ('m["0"] == 5', {"free"}),
         # exists: present, even as null.
         ("exists(ota)", {"thermo-1", "thermo-2"}),
         ("exists(ota.url)", {"thermo-1"}),

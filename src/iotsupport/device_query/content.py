@@ -142,13 +142,25 @@ class _PostgresSlot:
         return self.kind == "null"
 
 
+def _containers(document: ColumnElement[t.Any], steps: list[str | int]) -> list[t.Any]:
+    """jsonb's #> takes an index for an object's key ("0") and a key for an array's
+    index: [0] must step into an array and "0" into an object, as in SQLite."""
+    guards = []
+    for index, step in enumerate(steps):
+        if isinstance(step, int) or step.isdigit():
+            parent = _PostgresSlot(document, steps[:index]).kind
+            guards.append(parent == ("array" if isinstance(step, int) else "object"))
+    return guards
+
+
 def _postgres(document: ColumnElement[t.Any], steps: t.Sequence[Step], test: Test) -> t.Any:
     before, after = _split(steps)
     slot = _PostgresSlot(document, before)
+    guards = _containers(document, before)
     if after is None:
-        return test(slot)
+        return and_(*guards, test(slot))
     # jsonb_array_elements of anything but an array is an error: NULL (no rows) instead.
-    array = case((slot.kind == "array", slot.value))
+    array = case((and_(*guards, slot.kind == "array"), slot.value))
     elements = func.jsonb_array_elements(array).table_valued("value").alias()
     element = type_coerce(elements.c.value, JSONB)
     inner = select(literal(1)).select_from(elements).where(_postgres(element, after, test))
