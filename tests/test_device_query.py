@@ -22,6 +22,7 @@ from rollout_support import Fleet
 from sqlalchemy import update
 from test_bulk_change import apply_bulk
 from test_bulk_change import bulk
+from test_bulk_change import device_text
 from test_bulk_change import preview
 from test_device_models import create_config
 from test_device_models import create_model
@@ -274,23 +275,35 @@ def test_no_query_is_a_500(api: FlaskClient, parts: list[str]) -> None:
         assert response.get_json()["code"] in ("invalid_query", "invalid_input")
 
 
-def test_the_brightness_task_is_one_query_and_one_bulk_change(
-    api: FlaskClient, fleet: dict[str, str]
-) -> None:
-    query = "display.brightness > 80 or led.brightness > 80"
-    patch = {"display": {"brightness": 60}}
-    previewed = preview(api, {"where": query}, patch)
-    assert {change["mac_address"] for change in previewed["changes"]} == {
-        fleet["lamp-1"],
-        fleet["strip-1"],
-        fleet["strip-2"],
+def test_the_brightness_task_is_one_query_and_one_bulk_change(api: FlaskClient) -> None:
+    """Issue 24: brightness over 80 on three models, written two ways (compact and
+    pretty), LED strips at 128-255 among them: one query finds them, one bulk change
+    sets 60, and the text a text search would have needed never matters."""
+    for code in ("lamp", "strip", "panel"):
+        create_model(api, code, LOOSE)
+    texts = {
+        "lamp-hot": ('{"display":{"brightness":90},"mqtt":{"broker":"a"}}', "lamp"),
+        "lamp-ok": ('{"display":{"brightness":80}}', "lamp"),
+        "strip-128": ('{\n  "display": {\n    "brightness": 128\n  }\n}', "strip"),
+        "strip-255": ('{\n  "display": {\n    "brightness": 255\n  }\n}', "strip"),
+        "panel-hot": ('{"display": {"brightness": 81.5, "mode": "x"}}', "panel"),
+        "panel-text": ('{"display": {"brightness": "99"}}', "panel"),
     }
-    # The strips spell it led.brightness: a patch per spelling, still selected by one query.
-    apply_bulk(api, {"where": "display.brightness > 80"}, patch)
-    apply_bulk(api, {"where": "led.brightness > 80"}, {"led": {"brightness": 60}})
+    made = {}
+    for name, (content, model) in texts.items():
+        made[name] = random_mac()
+        create_config(api, made[name], content, model)
+    query = "display.brightness > 80"
+    hot = {made[name] for name in ("lamp-hot", "strip-128", "strip-255", "panel-hot")}
+    assert macs(api, query) == hot
+    applied = apply_bulk(api, {"where": query}, {"display": {"brightness": 60}})
+    assert len(applied["changed"]) == 4
     assert macs(api, query) == set()
-    content = json.loads(api.get(f"/api/configs/{fleet['lamp-1']}.json").data)
-    assert content["display"]["brightness"] == 60
+    assert device_text(api, made["strip-255"]) == '{\n  "display": {\n    "brightness": 60\n  }\n}'
+    assert (
+        device_text(api, made["lamp-hot"]) == '{"display":{"brightness":60},"mqtt":{"broker":"a"}}'
+    )
+    assert json.loads(device_text(api, made["panel-text"]))["display"]["brightness"] == "99"
 
 
 def test_bulk_apply_refuses_when_the_query_selects_others_since(
