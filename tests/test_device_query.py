@@ -338,6 +338,11 @@ def test_a_rollout_takes_the_devices_the_query_selects(
         json={"version": "2.0.0", "stages": ["100%"], "where": "mac =="},
     )
     assert assert_error(bad, 400, "invalid_query")["details"] == {"position": 6}
+    none = fleet.client.post(
+        f"/api/models/{fleet.code}/rollouts",
+        json={"version": "2.0.0", "stages": ["100%"], "where": "name == nobody"},
+    )
+    assert "selects none" in assert_error(none, 400, "nothing_selected")["error"]
     rollout = fleet.start([1, "100%"], where=query)
     members = {d["mac_address"] for stage in rollout["stages"] for d in stage["devices"]}
     assert members == chosen

@@ -64,7 +64,8 @@ def rollout_response(rollout: Rollout, status: int = 200) -> Response:
     body=RolloutCreateSchema,
     responses={
         201: RolloutSchema,
-        400: "Bad stages or threshold; invalid_query: where cannot be read (details.position)",
+        400: "Bad stages or threshold; invalid_query: where cannot be read (details.position); "
+        "nothing_selected: where selects none of the model's devices",
         404: "Unknown model or release",
         409: "rollout_active: the model has an active rollout",
     },

@@ -15,6 +15,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import true
 from sqlalchemy import update
@@ -29,6 +30,7 @@ from iotsupport.device_models.service import ModelService
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.device_query import where_clause
 from iotsupport.errors import Conflict
+from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.notifications import Publisher
 from iotsupport.releases.tables import Release
@@ -59,6 +61,10 @@ class RolloutActive(Conflict):
 
 class RolloutState(Conflict):
     code = "rollout_state"
+
+
+class NothingSelected(InvalidInput):
+    code = "nothing_selected"
 
 
 class RolloutService:
@@ -99,6 +105,8 @@ class RolloutService:
                 f"model {code!r} has no release {version!r}", {"model": code, "version": version}
             )
         self._refuse_second(model)
+        if where is not None:
+            self._refuse_empty(model, where, condition)
         now = utcnow()
         rollout = Rollout(
             model_id=model.id,
@@ -224,6 +232,20 @@ class RolloutService:
         if release is None:  # cannot happen while active: deleting it is refused
             raise NotFound(f"the release of rollout {rollout.id} is gone")
         return Progress(self.session, self.publisher, rollout, release)
+
+    def _refuse_empty(self, model: DeviceModel, where: str, condition: ColumnElement[bool]) -> None:
+        """A query that selects none of the model's devices starts nothing: a rollout of
+        no devices would complete at once, looking like one that went out."""
+        count = self.session.scalar(
+            select(func.count())
+            .select_from(DeviceConfig)
+            .where(DeviceConfig.model_id == model.id, condition)
+        )
+        if not count:
+            raise NothingSelected(
+                f"the query selects none of model {model.code!r}'s devices; no rollout was started",
+                {"model": model.code, "where": where[:200]},
+            )
 
     def _refuse_second(self, model: DeviceModel) -> None:
         active = self.session.scalar(select(Rollout.id).where(Rollout.active_model_id == model.id))
