@@ -26,7 +26,6 @@ from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
 from iotsupport.device_cache import build_device_cache
 from iotsupport.device_cache.fast_path import DeviceFetchFastPath
-from iotsupport.device_query import where_clause
 from iotsupport.device_reports import DeviceReportIntake
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
@@ -107,7 +106,6 @@ def create_app(
         devices=devices,
         accounts=accounts,
         rollouts=rollouts,
-        where_filter=where_clause,
         assets=assets,
         release_cache=build_release_cache(settings),
         release_verifier=build_verifier(settings, purpose=RELEASE_PURPOSE),

@@ -15,6 +15,7 @@ from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
+from iotsupport.device_query import where_clause
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.releases.cache import FileCache
@@ -35,10 +36,11 @@ class AppState:
     devices: DeviceGate  # device authentication (DEVICE_AUTH) and credential uses
     accounts: BrokerAccounts  # the devices' broker accounts (MQTT_DEVICE_ACCOUNTS)
     rollouts: RolloutTicker  # advances active rollouts (started by wsgi, like reports)
-    where_filter: WhereFilter  # device queries (device_query/), for configs' own routes
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset
+    # Device queries (device_query/) for configs' own routes: configs does not import it.
+    where_filter: WhereFilter = where_clause
 
 
 def state(app: Flask | None = None) -> AppState:
