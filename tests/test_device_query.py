@@ -208,6 +208,9 @@ def test_where_with_model_and_q(api: FlaskClient, fleet: dict[str, str]) -> None
         ("firmware_version > 1.2", 19, "== != and in only"),
         ("a > 1e300", 4, "at most"),
         ("mac == null", 7, "never null"),
+        ("last_seen < -999999w", 12, "out of range"),
+        ('last_seen > "9999-12-31T23:59:59-01:00"', 12, "out of range"),
+        ('last_seen > "0001-01-01T00:00:00+01:00"', 12, "out of range"),
         ("a == 1 or " * 300, 2000, "longer than 2000"),
     ],
 )
@@ -222,6 +225,18 @@ def test_errors_are_400_with_the_position(
         body = assert_error(response, 400, "invalid_query")
         assert body["details"] == {"position": position}, body
         assert words in body["error"], body["error"]
+
+
+def test_the_largest_queries_run(api: FlaskClient, fleet: dict[str, str]) -> None:
+    """At the bounds (values, comparisons, [*]) the database still takes the query."""
+    values = ", ".join(str(number) for number in range(200))
+    wide = " or ".join([f"a[*].b[*].c[*] in ({values})"] * 2)
+    assert macs(api, wide) == set()
+    many = " and ".join(f'not m["0"] == {number}' for number in range(100, 163))
+    assert names(fleet, macs(api, many + " and exists(m)")) == {"free"}
+    response = api.get("/api/configs", query_string={"where": f"a in ({values}, {values})"})
+    body = assert_error(response, 400, "invalid_query")
+    assert "more than 200 values" in body["error"] or "at most 200" in body["error"]
 
 
 def test_select_takes_exactly_one(api: FlaskClient) -> None:

@@ -77,29 +77,46 @@ class Compiler:
 
     def member(self, node: In) -> ColumnElement[bool]:
         """`in`: equal to one of the values; `not in`: a value of a kind the list names
-        (present, for an attribute), equal to none of them."""
-        anyof = or_(*(self.compare(node.field, "==", value) for value in node.values))
-        if not node.negated:
-            return anyof
-        present: ColumnElement[bool]
+        (present, for an attribute), equal to none of them. On a path, one walk to the
+        value (one scan of each [*]) tests them all: with [*], per element."""
         if isinstance(node.field, Attribute):
-            present = ATTRIBUTES[node.field.name].expression().is_not(None)
-        else:
-            kinds = {type(value): value for value in node.values}
-            present = or_(*(self.same_kind(node.field, value) for value in kinds.values()))
-        return and_(present, not_(func.coalesce(anyof, false())))
+            spec = ATTRIBUTES[node.field.name]
+            anyof = or_(*(self.attribute(spec, "==", value) for value in node.values))
+            if not node.negated:
+                return anyof
+            return and_(spec.expression().is_not(None), not_(func.coalesce(anyof, false())))
+        for value in node.values:
+            self.content_test("==", value)  # refuses what cannot be compared
+        numbers = [self.number(value) for value in node.values if isinstance(value, Number)]
+        texts = [value for value in node.values if isinstance(value, Text)]
+        exact = [value.parts[0] for value in texts if not value.wildcard]
+        others: list[Value] = [value for value in node.values if isinstance(value, Constant)]
+        others += [value for value in texts if value.wildcard]
+        kinds = {type(value): value for value in node.values}
 
-    def same_kind(self, path: Path, value: Value) -> ColumnElement[bool]:
         def test(slot: Slot) -> ColumnElement[bool]:
-            if isinstance(value, Number):
-                return slot.is_number()
-            if isinstance(value, Text):
-                return slot.is_text()
-            if isinstance(value, Constant) and value.value is not None:
-                return or_(slot.is_boolean(True), slot.is_boolean(False))
-            return slot.is_null()
+            tests = [self.content_test("==", value)(slot) for value in others]
+            if numbers:
+                tests.append(and_(slot.is_number(), slot.number().in_(numbers)))
+            if exact:
+                tests.append(and_(slot.is_text(), slot.text().in_(exact)))
+            anyof = or_(*tests)
+            if not node.negated:
+                return anyof
+            present = or_(*(self.kind(slot, value) for value in kinds.values()))
+            return and_(present, not_(func.coalesce(anyof, false())))
 
-        return self.content.at(path.steps, test)
+        return self.content.at(node.field.steps, test)
+
+    @staticmethod
+    def kind(slot: Slot, value: Value) -> ColumnElement[bool]:
+        if isinstance(value, Number):
+            return slot.is_number()
+        if isinstance(value, Text):
+            return slot.is_text()
+        if isinstance(value, Constant) and value.value is not None:
+            return or_(slot.is_boolean(True), slot.is_boolean(False))
+        return slot.is_null()
 
     def compare(self, field: Attribute | Path, operator: Operator, value: Value) -> t.Any:
         if isinstance(field, Attribute):
@@ -193,15 +210,19 @@ class Compiler:
     def moment(self, spec: AttributeSpec, operator: Operator, value: Value) -> datetime:
         if operator not in ORDERING:
             raise InvalidQuery(f"{spec.name} compares with < <= > >= (or == null)", value.position)
-        if isinstance(value, Relative):
-            return self.now - timedelta(seconds=value.seconds)
-        if isinstance(value, Text) and not value.wildcard:
-            try:
+        try:
+            if isinstance(value, Relative):
+                return self.now - timedelta(seconds=value.seconds)
+            if isinstance(value, Text) and not value.wildcard:
                 moment = datetime.fromisoformat(value.parts[0])
-            except ValueError:
-                pass
-            else:
-                return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+                # In UTC now: a time near year 1 or 9999 fails here, not in the database.
+                return (
+                    moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+                )
+        except OverflowError:
+            raise InvalidQuery("this time is out of range", value.position) from None
+        except ValueError:
+            pass
         raise InvalidQuery(
             f"{spec.name} compares with a time before now (-30m, -1h, -7d) or an ISO time "
             '("2026-12-01T08:00:00Z")',

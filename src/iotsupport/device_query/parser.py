@@ -39,6 +39,7 @@ MAX_LENGTH = 2000
 MAX_DEPTH = 16  # parentheses and `not`s inside each other
 MAX_TERMS = 64  # comparisons and exists()
 MAX_IN_VALUES = 200
+MAX_VALUES = 400  # in the whole query (each is a few bound parameters)
 MAX_STEPS = 16  # keys and indexes in one path
 MAX_STARS = 3  # [*] in one path (each is a nested scan of an array)
 MAX_INDEX = 100_000
@@ -60,6 +61,7 @@ class _Parser:
         self.attributes = attributes
         self.depth = 0
         self.terms = 0
+        self.values_seen = 0
 
     # --- characters ---------------------------------------------------------------
 
@@ -270,13 +272,16 @@ class _Parser:
                 self.at += 1
             elif char == "*" and wildcards:
                 parts.append("")
-            elif unicodedata.category(char) == "Cc":
-                self.fail("a text cannot hold control characters", self.at - 1)
+            elif unicodedata.category(char) in ("Cc", "Cs"):
+                self.fail("a text cannot hold control characters or lone surrogates", self.at - 1)
             else:
                 parts[-1] += char
 
     def value(self) -> Value:
         start = self.skip()
+        self.values_seen += 1
+        if self.values_seen > MAX_VALUES:
+            self.fail(f"the query has more than {MAX_VALUES} values")
         if self.text[start : start + 1] in ('"', "'"):
             return Text(tuple(self.quoted(wildcards=True)), start)
         match = BARE_VALUE.match(self.text, start)
