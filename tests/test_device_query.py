@@ -278,6 +278,9 @@ def test_select_takes_exactly_one(api: FlaskClient) -> None:
                 "é",
                 "\x00",
                 "'",
+                "-999999w",
+                '"9999-12-31T23:59:59-01:00"',
+                "9e15",
             ]
         ),
         max_size=14,
