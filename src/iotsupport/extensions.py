@@ -10,10 +10,12 @@ from prometheus_client import CollectorRegistry
 
 from iotsupport.assets.service import Assets
 from iotsupport.assets.signing import UploadVerifier
+from iotsupport.configs.listing import WhereFilter
 from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
+from iotsupport.device_query import where_clause
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.outbox.relay import Relay
@@ -39,6 +41,8 @@ class AppState:
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset
+    # Device queries (device_query/) for configs' own routes: configs does not import it.
+    where_filter: WhereFilter = where_clause
 
 
 def state(app: Flask | None = None) -> AppState:

@@ -40,7 +40,8 @@ def change_set_service() -> ChangeSetService:
     responses={
         200: BulkPreviewSchema,
         201: BulkAppliedSchema,
-        400: "Bad request; schema_violation: results that fail their schema (details.configs)",
+        400: "Bad request; schema_violation: results that fail their schema (details.configs); "
+        "invalid_query: select.where cannot be read (details.position)",
         404: "Unknown model or config ids",
         412: "Picked configs or ETags differ from expect (details.configs); nothing changed",
         413: "bulk_too_large: patch size × picked configs is over 64 MiB",
@@ -48,7 +49,8 @@ def change_set_service() -> ChangeSetService:
 )
 def bulk_change(body: BulkSchema) -> Response:
     patch = load_object(body.patch, "patch")
-    selection = Selection(body.select.model, tuple(sorted(set(body.select.ids or ()))))
+    picked = body.select
+    selection = Selection(picked.model, tuple(sorted(set(picked.ids or ()))), picked.where)
     service = change_set_service()
     if body.dry_run:
         preview = service.preview(selection, patch, len(body.patch.encode()))

@@ -39,23 +39,30 @@ _IDS = {
 
 
 class SelectionSchema(RequestBody):
-    """Exactly one of: every config of a model, or a list of ids."""
+    """Exactly one of: every config of a model, a list of ids, or a device query."""
 
-    # The document says what the validator below enforces: one of the two, not null.
+    # The document says what the validator below enforces: exactly one, not null.
     model_config = ConfigDict(
         strict=True,
-        json_schema_extra={"oneOf": [{"required": ["model"]}, {"required": ["ids"]}]},
+        json_schema_extra={
+            "oneOf": [{"required": ["model"]}, {"required": ["ids"]}, {"required": ["where"]}]
+        },
     )
 
     model: t.Annotated[str | None, WithJsonSchema(_MODEL_CODE)] = Field(default=None, max_length=64)
     ids: t.Annotated[list[ConfigId] | None, WithJsonSchema(_IDS)] = Field(
         default=None, min_length=1, max_length=MAX_IDS
     )
+    where: str | None = Field(
+        default=None,
+        description='The devices a query selects (README "Device queries"), e.g. '
+        "`display.brightness > 80`; run again on apply (expect catches a difference).",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> SelectionSchema:
-        if (self.model is None) == (self.ids is None):
-            raise ValueError('select exactly one of "model" or "ids"')
+        if sum(value is not None for value in (self.model, self.ids, self.where)) != 1:
+            raise ValueError('select exactly one of "model", "ids" or "where"')
         return self
 
 

@@ -27,6 +27,7 @@ from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.schema_errors import error_entry as _error
 from iotsupport.device_models.service import schema_of
+from iotsupport.device_query import where_clause
 from iotsupport.errors import ChangedSince
 from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
@@ -38,10 +39,11 @@ LISTED = 200
 
 @dataclass(frozen=True)
 class Selection:
-    """Which configs: those of a model, or these ids."""
+    """Which configs: those of a model, these ids, or those a device query selects."""
 
     model: str | None = None
     ids: tuple[int, ...] = ()
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,13 @@ class ChangeSetService:
         self.session: Session = configs.session
 
     def _picked(self, selection: Selection, patch_bytes: int, *, lock: bool) -> list[DeviceConfig]:
-        configs = self.configs.many(ids=selection.ids, model=selection.model, lock=lock)
-        if selection.model is None:
+        condition = None
+        if selection.where is not None:
+            condition = where_clause(selection.where, self.session.get_bind().dialect.name)
+        configs = self.configs.many(
+            ids=selection.ids, model=selection.model, where=condition, lock=lock
+        )
+        if selection.model is None and condition is None:
             missing = sorted(set(selection.ids) - {config.id for config in configs})
             if missing:
                 raise NotFound(

@@ -7,6 +7,7 @@ import zipfile
 from collections.abc import Iterator
 from datetime import datetime
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import select
 
 from iotsupport.configs.files import file_name
@@ -39,13 +40,16 @@ class _Spool:
         return data
 
 
-def export_archive(database: Database, model_id: int | None = None) -> Iterator[bytes]:
-    """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, or a model's), each the
-    content exactly as saved, made as it is sent: EXPORT_BATCH configs at a time are
-    read (each batch in its own read), so a worker never holds the whole fleet."""
+def export_archive(
+    database: Database, model_id: int | None = None, where: ColumnElement[bool] | None = None
+) -> Iterator[bytes]:
+    """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, or a model's, or those
+    `where` holds for: a device query's condition), each the content exactly as saved,
+    made as it is sent: EXPORT_BATCH configs at a time are read (each batch in its own
+    read), so a worker never holds the whole fleet."""
     spool = _Spool()
     with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for rows in _batches(database, model_id):
+        for rows in _batches(database, model_id, where):
             for mac, content, updated_at in rows:
                 info = zipfile.ZipInfo(file_name(mac), date_time=_zip_time(updated_at))
                 info.compress_type = zipfile.ZIP_DEFLATED
@@ -61,7 +65,9 @@ def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
     return (max(1980, at.tm_year), at.tm_mon, at.tm_mday, at.tm_hour, at.tm_min, at.tm_sec)
 
 
-def _batches(database: Database, model_id: int | None) -> Iterator[list[t.Any]]:
+def _batches(
+    database: Database, model_id: int | None, where: ColumnElement[bool] | None
+) -> Iterator[list[t.Any]]:
     columns = DeviceConfig.__table__.c
     last = ""
     while True:
@@ -73,6 +79,8 @@ def _batches(database: Database, model_id: int | None) -> Iterator[list[t.Any]]:
         )
         if model_id is not None:
             query = query.where(columns.model_id == model_id)
+        if where is not None:
+            query = query.where(where)
         with database.session(read_only=True) as session:
             rows = list(session.execute(query))
         if not rows:

@@ -85,6 +85,14 @@ MAX_LISTED_IDS = 500
 Rows = t.Iterator[list[dict[str, t.Any]]]
 
 
+class WhereFilter(t.Protocol):
+    """A device query (`where=`) as a condition on device_configs, for the dialect
+    ("sqlite", "postgresql"); a bad query raises a 400. The device_query feature fills
+    it in (configs does not import it)."""
+
+    def __call__(self, text: str, dialect: str) -> ColumnElement[bool]: ...
+
+
 @dataclass(frozen=True)
 class Listing:
     """A list answer: its rows a slice at a time, the configs deleted (with `since`), and
@@ -155,16 +163,20 @@ class ConfigListing:
         model_id: int | None = None,
         search: str | None = None,
         since: str | None = None,
+        where: ColumnElement[bool] | None = None,
         size: int = 1000,
     ) -> Listing:
         """The summaries sorted by MAC, `size` at a time: every config, or those of a model,
         those whose content contains `search` (each with its `match`), those changed since
-        a cursor. The rows are read now, while the session is open; the summaries are
-        built a slice at a time as the caller iterates."""
+        a cursor, those `where` holds for (a device query's condition). The rows are read
+        now, while the session is open; the summaries are built a slice at a time as the
+        caller iterates."""
         cursor = encode_cursor(utcnow())  # before the read: a change meanwhile comes next time
         query: Select[t.Any] = _SUMMARIES
         if model_id is not None:
             query = query.where(_CONFIGS.c.model_id == model_id)
+        if where is not None:
+            query = query.where(where)
         found: dict[int, str | None] | None = None
         if search is not None:
             found = self.search(search, model_id)

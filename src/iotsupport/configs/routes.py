@@ -66,17 +66,26 @@ def config_response(config: DeviceConfig, status: int = 200) -> Response:
 @bp.get("")
 @requires(Role.ADMIN)
 @operation(
-    "List configs, sorted by MAC; search their content (q); what changed since a cursor",
+    "List configs, sorted by MAC; select by a query (where); search their content (q); "
+    "what changed since a cursor",
     tag=TAG,
     query=ConfigListQuery,
-    responses={200: ConfigListSchema, 400: "Bad q or since", 404: "Unknown model"},
+    responses={
+        200: ConfigListSchema,
+        400: "Bad q or since; invalid_query: where cannot be read (details.position)",
+        404: "Unknown model",
+    },
 )
 def list_configs(query: ConfigListQuery) -> Response:
     session = get_session()
     model_id = ModelService(session).get(query.model).id if query.model is not None else None
-    overlap = CHANGES_OVERLAP_SECONDS + 2 * state().settings.checkin_flush_seconds
+    app_state = state()
+    where = None
+    if query.where is not None:
+        where = app_state.where_filter(query.where, session.get_bind().dialect.name)
+    overlap = CHANGES_OVERLAP_SECONDS + 2 * app_state.settings.checkin_flush_seconds
     listing = ConfigListing(session, overlap_seconds=overlap).read(
-        model_id=model_id, search=query.q, since=query.since
+        model_id=model_id, search=query.q, since=query.since, where=where
     )
     return json_response(config_list_json(listing, search=query.q is not None))
 

@@ -109,6 +109,12 @@ class ConfigListQuery(Query):
         description="Only the configs whose content contains this text, ignoring case; "
         "each row then has `match`, the first line that contains it.",
     )
+    where: str | None = Field(
+        default=None,
+        description='Only the devices this query selects (README "Device queries"), e.g. '
+        "`display.brightness > 80 and model == lamp`; a query that cannot be read is a 400 "
+        "with `details.position`, the 0-based offset of the character at fault.",
+    )
     since: str | None = Field(
         default=None,
         pattern=CURSOR_PATTERN,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import typing as t
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -186,14 +187,21 @@ class ConfigService:
         return "updated"
 
     def many(
-        self, *, ids: t.Collection[int] = (), model: str | None = None, lock: bool = False
+        self,
+        *,
+        ids: t.Collection[int] = (),
+        model: str | None = None,
+        where: ColumnElement[bool] | None = None,
+        lock: bool = False,
     ) -> list[DeviceConfig]:
-        """The configs with these ids (or of this model), by id; `lock`: row locks, taken
-        in id order (the order every writer takes them in)."""
+        """The configs with these ids (or of this model, or those `where` holds for), by
+        id; `lock`: row locks, taken in id order (the order every writer takes them in)."""
         query = select(DeviceConfig).order_by(DeviceConfig.id)
         if lock:
             query = query.with_for_update(of=DeviceConfig.__table__)
-        if model is not None:
+        if where is not None:
+            query = query.where(where)
+        elif model is not None:
             query = query.where(DeviceConfig.model_id == self.models.get(model).id)
         else:
             query = query.where(DeviceConfig.id.in_(list(ids)))

@@ -95,13 +95,22 @@ def _import_fields(raw: dict[str, list[str]]) -> ImportFields:
     "as saved (no credentials)",
     tag=TAG,
     query=ExportQuery,
-    responses={200: "application/zip, streamed", 404: "Unknown model"},
+    responses={
+        200: "application/zip, streamed",
+        400: "invalid_query: where cannot be read (details.position)",
+        404: "Unknown model",
+    },
 )
 def export_configs(query: ExportQuery) -> Response:
     model_id = None
     if query.model is not None:
         model_id = ModelService(get_session()).get(query.model).id
+    app_state = state()
+    where = None
+    if query.where is not None:  # read before the answer starts: a bad query is a 400
+        where = app_state.where_filter(query.where, app_state.database.engine.dialect.name)
     name = f"iotsupport-configs-{utcnow():%Y%m%d-%H%M%S}.zip"
-    response = Response(export_archive(state().database, model_id), mimetype="application/zip")
+    archive = export_archive(app_state.database, model_id, where)
+    response = Response(archive, mimetype="application/zip")
     response.headers["Content-Disposition"] = attachment(name)
     return response

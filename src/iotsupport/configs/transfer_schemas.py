@@ -60,3 +60,7 @@ class ExportQuery(Query):
     model: str | None = Field(
         default=None, max_length=64, description="Only the configs of this model (its code)."
     )
+    where: str | None = Field(
+        default=None,
+        description='Only the devices this query selects (README "Device queries").',
+    )

@@ -63,7 +63,8 @@ def rollout_response(rollout: Rollout, status: int = 200) -> Response:
     body=RolloutCreateSchema,
     responses={
         201: RolloutSchema,
-        400: "Bad stages or threshold",
+        400: "Bad stages or threshold; invalid_query: where cannot be read (details.position); "
+        "nothing_selected: where selects none of the model's devices",
         404: "Unknown model or release",
         409: "rollout_active: the model has an active rollout",
     },
@@ -76,6 +77,7 @@ def start_rollout(code: str, body: RolloutCreateSchema) -> Response:
         error_threshold=body.error_threshold,
         approve_each_stage=body.approve_each_stage,
         unverified_reports=body.unverified_reports,
+        where=body.where,
     )
     return rollout_response(rollout, 201)
 

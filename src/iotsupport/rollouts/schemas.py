@@ -50,6 +50,11 @@ class RolloutCreateSchema(RequestBody):
         default=False,
         description="Wait for POST /api/rollouts/{id}/approve before each stage after the first.",
     )
+    where: str | None = Field(
+        default=None,
+        description='Only the model\'s devices this query selects (README "Device queries"), '
+        "e.g. `name == lab-*`; the stages are counted over them. null: all of its devices.",
+    )
     unverified_reports: bool = Field(
         default=False,
         description="Also judge devices by reports that no device credential proved "

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import ColumnElement
+from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import true
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -25,7 +28,9 @@ from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import ModelService
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.device_query import where_clause
 from iotsupport.errors import Conflict
+from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.members import add_members
@@ -57,6 +62,10 @@ class RolloutState(Conflict):
     code = "rollout_state"
 
 
+class NothingSelected(InvalidInput):
+    code = "nothing_selected"
+
+
 class RolloutService:
     def __init__(
         self,
@@ -78,7 +87,12 @@ class RolloutService:
         error_threshold: str | None,
         approve_each_stage: bool,
         unverified_reports: bool = False,
+        where: str | None = None,
     ) -> Rollout:
+        """`where`: only the model's devices this device query selects."""
+        condition: ColumnElement[bool] = true()
+        if where is not None:  # a bad query is a 400 before anything is written
+            condition = where_clause(where, self.session.get_bind().dialect.name)
         model = ModelService(self.session).get(code)
         release = self.session.scalars(
             select(Release).where(Release.model_id == model.id, Release.version == version)
@@ -88,6 +102,8 @@ class RolloutService:
                 f"model {code!r} has no release {version!r}", {"model": code, "version": version}
             )
         self._refuse_second(model)
+        if where is not None:
+            self._refuse_empty(model, where, condition)
         now = utcnow()
         rollout = Rollout(
             model_id=model.id,
@@ -115,7 +131,7 @@ class RolloutService:
         devices = self.session.execute(
             select(DeviceConfig.id, DeviceConfig.mac_address, reported_version)
             .outerjoin(DeviceCheckin, DeviceCheckin.config_id == DeviceConfig.id)
-            .where(DeviceConfig.model_id == model.id)
+            .where(DeviceConfig.model_id == model.id, condition)
         ).all()
         chosen = assign(rollout.id, stages, [row.mac_address for row in devices])
         stage_of = {row.id: (chosen[row.mac_address], row.firmware_version) for row in devices}
@@ -125,12 +141,13 @@ class RolloutService:
         progress.release_stage(members, 0, now, self.timeout)
         progress.advance(members, now, self.timeout)
         log.info(
-            "rollout %d of %s %s started by %s: %d devices, stages %s",
+            "rollout %d of %s %s started by %s: %d devices%s, stages %s",
             rollout.id,
             code,
             release.version,
             self.actor,
             len(devices),
+            f" where {where!r}" if where is not None else "",
             rollout.stages,
         )
         return rollout
@@ -212,6 +229,20 @@ class RolloutService:
         if release is None:  # cannot happen while active: deleting it is refused
             raise NotFound(f"the release of rollout {rollout.id} is gone")
         return Progress(self.session, rollout, release)
+
+    def _refuse_empty(self, model: DeviceModel, where: str, condition: ColumnElement[bool]) -> None:
+        """A query that selects none of the model's devices starts nothing: a rollout of
+        no devices would complete at once, looking like one that went out."""
+        count = self.session.scalar(
+            select(func.count())
+            .select_from(DeviceConfig)
+            .where(DeviceConfig.model_id == model.id, condition)
+        )
+        if not count:
+            raise NothingSelected(
+                f"the query selects none of model {model.code!r}'s devices; no rollout was started",
+                {"model": model.code, "where": where[:200]},
+            )
 
     def _refuse_second(self, model: DeviceModel) -> None:
         active = self.session.scalar(select(Rollout.id).where(Rollout.active_model_id == model.id))

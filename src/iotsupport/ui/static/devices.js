@@ -12,6 +12,7 @@ import {
 } from "./common.js";
 import { setupBulk } from "./bulk.js";
 import { setupImport } from "./import.js";
+import { isQuery, setupCompletion } from "./query-box.js";
 import { fillModelPicker } from "./schema.js";
 
 const SYNC_RANK = { pending: 0, never: 1, in_sync: 2 };
@@ -62,6 +63,8 @@ const view = {
   descending: false, selected: new Set(), cursor: null,
   // The content search: the text it was for, and the line that matched, by config id.
   content: { query: "", lines: new Map() },
+  // A device query (the box holds one): its text, and the ids it selects (null: not known yet).
+  where: { query: "", ids: null },
 };
 const numberFormat = new Intl.NumberFormat();
 
@@ -263,14 +266,21 @@ function contentMatches(item) {
     && view.content.lines.has(item.config.id);
 }
 
+/** The box as a device query: the ids it selects decide (all, until the first answer). */
+function queryMatches(item) {
+  return view.where.ids === null || view.where.ids.has(item.config.id);
+}
+
 function applyFilter(options) {
-  const terms = dom.filter.value.toLowerCase().replaceAll("-", ":").split(/\s+/).filter(Boolean);
+  const asQuery = isQuery(dom.filter.value);
+  const terms = asQuery ? [] : dom.filter.value.toLowerCase().replaceAll("-", ":").split(/\s+/).filter(Boolean);
   const state = dom.stateFilter.value;
   const model = dom.modelFilter.value;
   view.matches = view.items.filter((item) => (!state || item.config.sync_state === state)
     && (!model || (model === "-" ? !item.config.model : item.config.model === model))
-    && (terms.every((term) => item.search.includes(term) || item.search.includes(term.replaceAll(":", "")))
-      || contentMatches(item)));
+    && (asQuery ? queryMatches(item)
+      : terms.every((term) => item.search.includes(term) || item.search.includes(term.replaceAll(":", "")))
+        || contentMatches(item)));
   const shown = view.matches.length;
   const total = view.items.length;
   dom.count.textContent = shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
@@ -283,7 +293,7 @@ function applyFilter(options) {
 
 function saveState() {
   const params = new URLSearchParams();
-  if (dom.filter.value) params.set("q", dom.filter.value);
+  if (dom.filter.value) params.set(isQuery(dom.filter.value) ? "where" : "q", dom.filter.value);
   if (dom.stateFilter.value) params.set("sync", dom.stateFilter.value);
   if (dom.modelFilter.value) params.set("model", dom.modelFilter.value);
   if (view.sort !== "mac_address" || view.descending) params.set("sort", `${view.descending ? "-" : ""}${view.sort}`);
@@ -303,7 +313,7 @@ function renderExportLink() {
 function loadState() {
   const params = new URLSearchParams(location.search);
   // What the admin typed while the list was loading wins over the URL.
-  if (!dom.filter.value) dom.filter.value = params.get("q") || "";
+  if (!dom.filter.value) dom.filter.value = params.get("where") || params.get("q") || "";
   dom.stateFilter.value = params.get("sync") || "";
   dom.modelFilter.value = params.get("model") || "";
   const sort = params.get("sort") || "";
@@ -368,10 +378,17 @@ function currentQuery() {
 let searchTimer = 0;
 let searchSequence = 0;
 
-/** Ask the server which configs contain the filter's text (debounced); mark those rows. */
+/** Ask the server which configs contain the filter's text (debounced); mark those rows.
+ * A query (the text has an operator) asks which devices it selects instead. */
 function searchContent({ delay = 0 } = {}) {
   clearTimeout(searchTimer);
   const query = currentQuery();
+  dom.filter.removeAttribute("aria-invalid");
+  if (query && isQuery(query)) {
+    searchTimer = setTimeout(() => runQuery(query), delay);
+    return;
+  }
+  if (view.where.query) { view.where = { query: "", ids: null }; applyFilter(); }
   if (!query) {
     const had = view.content.lines.size > 0;
     view.content = { query: "", lines: new Map() };
@@ -400,6 +417,35 @@ function searchContent({ delay = 0 } = {}) {
       : `${numberFormat.format(count)} ${count === 1 ? "config contains" : "configs contain"} “${query}” (marked “in content”).`;
     applyFilter({ keep: true });
   }, delay);
+}
+
+/** Which devices the query selects (`where=` on the server); a mistake is pointed at. */
+async function runQuery(query) {
+  const mine = ++searchSequence;
+  dom.searchStatus.textContent = "Running the query…";
+  const result = await api("GET", `/api/configs?where=${encodeURIComponent(query)}`);
+  if (mine !== searchSequence || query !== currentQuery()) return; // a newer search runs
+  if (view.content.lines.size) { for (const item of view.items) item.tr = null; }
+  view.content = { query: "", lines: new Map() };
+  if (!result.ok) {
+    const position = result.data?.details?.position;
+    if (typeof position === "number") {
+      dom.filter.setAttribute("aria-invalid", "true");
+      dom.searchStatus.replaceChildren(`Query not run: ${result.data?.error ?? result.error}. `,
+        el("code", { class: "query-error" }, query.slice(0, position),
+          el("mark", {}, query.slice(position, position + 1) || " "), query.slice(position + 1)));
+    } else {
+      dom.searchStatus.textContent = `The query could not be run: ${result.error}`;
+    }
+    view.where = { query, ids: new Set() };
+    applyFilter({ keep: true });
+    return;
+  }
+  view.where = { query, ids: new Set(result.data.configs.map((row) => row.id)) };
+  const count = view.where.ids.size;
+  dom.searchStatus.textContent = count === 0 ? "No device matches the query."
+    : `${numberFormat.format(count)} ${count === 1 ? "device matches" : "devices match"} the query.`;
+  applyFilter({ keep: true });
 }
 
 // --- keeping the list current ----------------------------------------------------------
@@ -582,6 +628,7 @@ dom.rows.addEventListener("mousedown", (event) => {
 // --- wiring ---------------------------------------------------------------------------------
 
 dom.filter.setAttribute("data-slash-focus", "");
+setupCompletion(dom.filter, { model: () => dom.modelFilter.value });
 let pendingFrame = 0;
 dom.filter.addEventListener("input", () => {
   cancelAnimationFrame(pendingFrame);
