@@ -546,7 +546,7 @@ def serving(folder: Path, **env: str) -> Iterator[tuple[int, Path]]:
         )
     try:
         url = f"http://127.0.0.1:{port}/api/health/live"
-        assert wait_until(lambda: answers(url), timeout=30), log_path.read_text()
+        assert wait_until(lambda: answers(url), timeout=60), log_path.read_text()
         yield port, log_path
     finally:
         server.terminate()

@@ -79,7 +79,7 @@ class Fleet:
     def settle(self) -> None:
         """What the workers do in the background: write the check-ins, evaluate rollouts."""
         app_state = state(self.app)
-        app_state.checkins.flush()
+        app_state.reports.flush()
         app_state.rollouts.evaluate_all()
 
     def update(self, device: Device, version: str = "2.0.0", *, ok: bool = True) -> None:

@@ -152,7 +152,7 @@ def test_a_fetch_a_restore_and_a_token_count_as_changes(app: Flask, client: Flas
 
     assert changed() == ([], [])
     client.get("/api/configs/aa:00:00:00:00:01.json")
-    state(app).checkins.flush()
+    state(app).reports.flush()
     assert changed() == ([config["id"]], [])
     cursor = encode_cursor(utcnow())
     client.post(f"/api/configs/{config['id']}/credential")

@@ -104,8 +104,7 @@ def test_bodies_and_list_show_the_credential_never_the_token(
     assert client.get(f"/api/configs/{config_id}").get_json()["credential"] is None
     token = issue(client, config_id)
     assert fetch(client, MAC, bearer(token)).status_code == 200
-    state(app).devices.uses.flush()
-    state(app).checkins.flush()
+    state(app).reports.flush()
     body = client.get(f"/api/configs/{config_id}").get_json()
     assert set(body["credential"]) == {"issued_at", "last_used_at", "last_used_from"}
     assert body["credential"]["last_used_from"] == "127.0.0.1"
@@ -252,7 +251,7 @@ def test_optional_protects_devices_with_a_credential_and_serves_the_rest(
     assert fetch(client, OTHER).data == b'{"v": "b"}'
     # Something in Authorization that is not a device credential changes nothing here.
     assert fetch(client, OTHER, {"Authorization": "Bearer some-ha-token"}).status_code == 200
-    state(app).checkins.flush()
+    state(app).reports.flush()
     rows = {row["id"]: row for row in client.get("/api/configs").get_json()["configs"]}
     assert rows[with_token]["last_fetched_with_credential"] is True
     assert rows[without]["last_fetched_with_credential"] is False  # still to migrate
@@ -433,7 +432,7 @@ def test_tokens_never_reach_logs_metrics_errors_history_or_exports(
         client.get(f"/api/configs/{config_id}/history"),
         client.get("/api/openapi.json"),
     ]
-    state(app).devices.uses.flush()
+    state(app).reports.flush()
     result = app.test_cli_runner().invoke(args=["export-dir", str(tmp_path / "out")])
     assert result.exit_code == 0
     exported = "".join(path.read_text() for path in (tmp_path / "out").iterdir())

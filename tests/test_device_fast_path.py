@@ -131,8 +131,7 @@ def test_memory_fetches_are_logged_counted_and_checked_in(
         'iotsupport_device_requests_total{credential="valid",route="/api/configs/<mac:mac>.json"}'
     )
     assert f"{valid} 1.0" in metrics
-    state(fast).checkins.flush()
-    state(fast).devices.uses.flush()
+    state(fast).reports.flush()
     listed = client.get("/api/configs").get_json()["configs"]
     config_id = next(config["id"] for config in listed if config["mac_address"] == LOCKED)
     item = client.get(f"/api/configs/{config_id}").get_json()

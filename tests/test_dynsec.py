@@ -271,3 +271,23 @@ def test_a_deleted_device_leaves_the_broker_and_comes_back_with_its_token(
     assert client.post(f"/api/configs/deleted/{MAC}/restore").status_code == 201
     assert fetch(client, MAC, bearer(token)).status_code == 200  # proves it: the account returns
     assert settled(client) and logs_in(broker, MAC, token)
+
+
+def test_a_leaked_token_cannot_take_the_broker_account_after_an_admin_rotation(
+    dynsec_app: t.Callable[[], Flask], broker: Broker
+) -> None:
+    """The old token, within its grace, asks for a fresh token: refused, so the broker
+    never gets a token of the attacker's, and the admin's new token takes the account."""
+    client = dynsec_app().test_client()
+    config_id = create_device(client, MAC)
+    leaked = issue(client, config_id)
+    assert fetch(client, MAC, bearer(leaked)).status_code == 200
+    admins = issue(client, config_id)  # the admin rotates because `leaked` leaked
+    stolen = client.post("/api/device/credential", headers=bearer(leaked))
+    assert stolen.status_code == 403 and stolen.get_json()["code"] == "token_superseded"
+    assert "token" not in stolen.get_json()
+    assert fetch(client, MAC, bearer(leaked)).status_code == 200  # the grace: fetch only
+    assert fetch(client, MAC, bearer(admins)).status_code == 200
+    assert settled(client)
+    assert logs_in(broker, MAC, admins) and not logs_in(broker, MAC, leaked)
+    assert fetch(client, MAC, bearer(leaked)).status_code == 401

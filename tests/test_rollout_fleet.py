@@ -46,11 +46,11 @@ def server(pg_settings: Settings, mqtt_url: str) -> Iterator[Flask]:
     app_state = state(app)
     app_state.publisher.start()
     assert wait_until(lambda: app_state.publisher.state == "connected", 10)
-    app_state.checkins.start()
+    app_state.reports.start()
     app_state.rollouts.start()
     yield app
     app_state.rollouts.stop()
-    app_state.checkins.stop()
+    app_state.reports.stop()
     app_state.publisher.stop()
     app_state.database.dispose()
 

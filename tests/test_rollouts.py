@@ -36,7 +36,10 @@ def test_a_rollout_goes_stage_by_stage_as_devices_update(
     assert payload["firmware_sha256"] == release["sha256"]
     offer = fleet.firmware(first, "1.0.0")
     assert offer.status_code == 200
-    assert offer.get_json() == {
+    body = offer.get_json()
+    assert body.pop("signed_url").startswith(f"{body['url']}?device=")
+    assert body.pop("signed_url_expires_at")
+    assert body == {
         "version": "2.0.0",
         "size": release["size"],
         "sha256": release["sha256"],
@@ -218,7 +221,7 @@ def test_a_worker_leaves_a_rollout_another_one_is_evaluating(pg_app: Flask) -> N
     rollout = fleet.start([1, "100%"])
     (first,) = fleet.stage_devices(rollout, 1)
     fleet.update(first)
-    state(pg_app).checkins.flush()
+    state(pg_app).reports.flush()
     with state(pg_app).database.session() as holder:
         from iotsupport.rollouts.service import RolloutService
 
@@ -290,7 +293,7 @@ def test_a_restart_loses_nothing(database_url: str, publisher: RecordingPublishe
         rollout = fleet.start([1, "100%"])
         (first,) = fleet.stage_devices(rollout, 1)
         fleet.update(first)
-        state(fleet.app).checkins.stop()  # the worker ends: its check-ins are written
+        state(fleet.app).reports.stop()  # the worker ends: its check-ins are written
         fleet.app = build()  # another worker (or the same after a restart)
         fleet.client = fleet.app.test_client()
         fleet.settle()

@@ -84,6 +84,6 @@ def test_check_in_times_are_now_in_utc(app: Flask, client: FlaskClient) -> None:
         "/api/configs", json={"mac_address": MAC, "content": {}}
     ).get_json()
     assert client.get(f"/api/configs/{MAC}.json").status_code == 200
-    state(app).checkins.flush()
+    state(app).reports.flush()
     assert_now(client.get(f"/api/configs/{config['id']}").get_json()["last_fetched_at"])
     assert_now(client.get("/api/configs").get_json()["configs"][0]["last_fetched_at"])

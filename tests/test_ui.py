@@ -379,7 +379,7 @@ def test_sync_state_history_diff_and_rollback(page: Page, app: Flask, client: Fl
     config = create_config(client, mac, v1)
     config_id = config["id"]
     assert stored_content(client, mac) == v1  # the device fetches version 1
-    state(app).checkins.flush()
+    state(app).reports.flush()
     v2 = '{"deviceName": "Hall", "interval": 2}'
     assert client.put(f"/api/configs/{config_id}", json={"content": v2}).status_code == 200
 
@@ -407,7 +407,7 @@ def test_sync_state_history_diff_and_rollback(page: Page, app: Flask, client: Fl
     assert current["version"] == 3 and stored_content(client, mac) == v1
 
     # The device picks version 3 up: the page says so once the fetch is written.
-    state(app).checkins.flush()
+    state(app).reports.flush()
     page.reload()
     expect(page.locator("#sync")).to_contain_text("In sync")
 
@@ -747,7 +747,7 @@ def test_the_list_marks_devices_that_fetch_without_a_credential(
     token = client.post(f"/api/configs/{migrated['id']}/credential").get_json()["token"]
     client.get("/api/configs/aa:bb:cc:dd:ee:09.json", headers=ui_bearer(token))
     client.get("/api/configs/aa:bb:cc:dd:ee:0a.json")
-    state(app).checkins.flush()
+    state(app).reports.flush()
     page.goto("/")
     legacy = page.locator("#rows tr", has_text="aa:bb:cc:dd:ee:0a")
     expect(legacy.locator(".badge.no-credential")).to_have_text("fetched without a credential")

@@ -66,7 +66,7 @@ def fleet(app: Flask, client: FlaskClient) -> dict[str, str]:
     firmware.start([1, "100%"], error_threshold="50%")
     firmware.update(firmware.stage_devices(firmware.rollout(1), 1)[0])
     firmware.settle()
-    state(app).checkins.flush()
+    state(app).reports.flush()
     return {
         "/": "#rows tr",
         f"/devices/{hall['id']}": "#versions tr",

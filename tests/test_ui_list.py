@@ -73,7 +73,7 @@ def test_the_list_stays_current_without_downloading_it_again(
     client.delete(f"/api/configs/{goes['id']}")
     create_config(client, "aa:bb:cc:00:01:03", '{"deviceName": "Arrives"}')
     assert stored_content(client, "aa:bb:cc:00:01:01") is not None  # the device fetches
-    state(app).checkins.flush()
+    state(app).reports.flush()
     page.clock.fast_forward(6000)
     expect(page.locator("#rows tr", has_text="Arrives")).to_be_visible()
     expect(page.locator("#rows tr", has_text="Goes")).to_have_count(0)

@@ -98,3 +98,23 @@ def test_upload_start_watch_pause_and_resume(app: Flask, new_page: NewPage, base
     expect(item).to_contain_text("Rollout 1")
     expect(item).to_contain_text("stage 3 of 3")
     screenshot(page, "releases")
+
+
+def test_a_rollout_counts_unverified_reports_only_when_asked(
+    app: Flask, new_page: NewPage, base_url: str
+) -> None:
+    fleet = Fleet(app, 2)
+    page: Page = new_page(base_url)
+    page.goto("/models/thermo/releases")
+    page.get_by_label("Release", exact=True).select_option("2.0.0")
+    page.get_by_label("Stages").fill("100%")
+    expect(page.get_by_label("Count unverified reports")).not_to_be_checked()
+    page.get_by_label("Count unverified reports").check()
+    page.get_by_role("button", name="Start rollout").click()
+    expect(page).to_have_url(f"{base_url}/models/thermo/rollouts/1")
+    expect(page.locator("#summary")).to_contain_text("unverified reports counted")
+    assert fleet.rollout(1)["unverified_reports"] is True
+    fleet.client.post("/api/rollouts/1/cancel")
+    fleet.start(["100%"])
+    page.goto("/models/thermo/rollouts/2")
+    expect(page.locator("#summary")).to_contain_text("unverified reports ignored")

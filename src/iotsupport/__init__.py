@@ -19,8 +19,6 @@ from iotsupport.api import register_blueprints
 from iotsupport.assets.service import build_assets
 from iotsupport.assets.service import build_verifier
 from iotsupport.assets.signing import RELEASE_PURPOSE
-from iotsupport.configs.checkins import CheckinMetrics
-from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.configs.checkins import count_by_sync_state
 from iotsupport.configs.service import ConfigService
 from iotsupport.credentials.device_auth import DeviceGate
@@ -28,6 +26,7 @@ from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
 from iotsupport.device_cache import build_device_cache
 from iotsupport.device_cache.fast_path import DeviceFetchFastPath
+from iotsupport.device_reports import DeviceReportIntake
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
 from iotsupport.images import ImageProxy
@@ -47,8 +46,9 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> Flask:
     """Build the app. Nothing connects to the MQTT broker until `publisher.start()` (and
-    `accounts.start()`), device check-ins and credential uses are only written by
-    `checkins.flush()` and `devices.uses.flush()` until their `start()`, and rollouts
+    `accounts.start()`), device reports (check-ins, credential uses) are only written by
+    `reports.flush()` until `reports.start()`, except the urgent ones (a firmware version
+    that changed), which are written when they arrive; and rollouts
     advance only by requests and `rollouts.evaluate_all()` until `rollouts.start()`.
 
     Raises StartupError when a setting is unusable (e.g. SIGNING_KEY_PATH).
@@ -86,22 +86,22 @@ def create_app(
         observability.SyncStateCollector(lambda: database.call_with_deadline(count_by_sync_state))
     )
     rollouts = RolloutTicker(settings, database, publisher)
-    checkins = CheckinRecorder(
+    reports = DeviceReportIntake(
         database.session,
-        CheckinMetrics(registry),
+        registry,
         interval=settings.checkin_flush_seconds,
         trusted_proxies=settings.trusted_networks,
         on_written=rollouts.wake,  # device reports written: rollouts may advance
     )
     accounts = build_accounts(settings, database, registry)
     device_cache = build_device_cache(settings, database, registry)
-    devices = DeviceGate(settings, database, accounts, registry, device_cache)
+    devices = DeviceGate(settings, database, accounts, registry, device_cache, reports)
     app.extensions[EXTENSION_KEY] = AppState(
         settings,
         database,
         publisher,
         scrape_registry,
-        checkins=checkins,
+        reports=reports,
         image_proxy=ImageProxy(settings, registry),
         devices=devices,
         accounts=accounts,
@@ -121,7 +121,7 @@ def create_app(
     register_blueprints(app)
     # Innermost first: a device fetch from memory skips Flask, and is compressed as any.
     app.wsgi_app = DeviceFetchFastPath(  # type: ignore[method-assign]
-        app.wsgi_app, devices, checkins, request_metrics
+        app.wsgi_app, devices, reports, request_metrics
     )
     app.wsgi_app = compression.Compression(app.wsgi_app)  # type: ignore[method-assign]
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from iotsupport.assets.service import Assets
 from iotsupport.assets.signing import UploadVerifier
-from iotsupport.configs.checkins import CheckinRecorder
+from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
@@ -29,11 +29,11 @@ class AppState:
     database: Database
     publisher: Publisher
     scrape_registry: CollectorRegistry  # what /metrics exposes
-    checkins: CheckinRecorder  # devices' fetches, written in the background
+    reports: DeviceReports  # what devices report (device_reports/), written in the background
     image_proxy: ImageProxy
     devices: DeviceGate  # device authentication (DEVICE_AUTH) and credential uses
     accounts: BrokerAccounts  # the devices' broker accounts (MQTT_DEVICE_ACCOUNTS)
-    rollouts: RolloutTicker  # advances active rollouts (started by wsgi, like checkins)
+    rollouts: RolloutTicker  # advances active rollouts (started by wsgi, like reports)
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset

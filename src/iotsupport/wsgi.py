@@ -24,16 +24,15 @@ log = logging.getLogger(__name__)
 
 
 class Background:
-    """The worker's background threads: publisher, check-ins, device cache, credential
-    uses, rollouts, broker accounts. Each stop runs once, whoever asks first."""
+    """The worker's background threads: publisher, device reports, device cache,
+    rollouts, broker accounts. Each stop runs once, whoever asks first."""
 
     def __init__(self, app: Flask) -> None:
         app_state = state(app)
         self.parts = (
             app_state.publisher,
-            app_state.checkins,
+            app_state.reports,  # check-ins, firmware versions, credential uses
             app_state.devices.cache,  # device fetches from memory once loaded
-            app_state.devices.uses,  # when and from where each credential was last used
             app_state.rollouts,  # advances active rollouts from the devices' reports
             app_state.accounts,  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
         )

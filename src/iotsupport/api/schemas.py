@@ -51,10 +51,12 @@ class HealthSchema(BaseModel):
     database: t.Literal["ok", "unreachable"]
     mqtt: t.Literal["connected", "disconnected", "disabled"]
     assets: t.Literal["ok", "missing", "not_writable", "disabled"] = "disabled"
-    device_cache: t.Literal["memory", "database"] = Field(
+    device_cache: t.Literal["memory", "database", "stale"] = Field(
         default="database",
-        description="Where this worker reads device fetches: memory, or the database while "
-        "its cache loads or catches up after losing its change feed (slower, never stale).",
+        description="Where this worker reads device fetches: memory; the database while "
+        "its cache loads or catches up after losing its change feed (slower, never stale); "
+        "stale: memory while the database is out of this worker's reach (such answers carry "
+        "`X-Device-Cache: stale`).",
     )
     broker_accounts_pending: int | None = Field(
         default=None,

@@ -32,12 +32,15 @@ class DeviceAccess:
     token then opens only that device. `or_roles`: callers with these roles (an
     admin's JWT) may call it instead of a device. `always`: a valid device credential
     is needed in every DEVICE_AUTH mode, `off` included (the route means nothing
-    without knowing the device, e.g. rotating its own token).
+    without knowing the device, e.g. rotating its own token). `signed_url`: a signed
+    URL (credentials/signed_urls.py) admits its device in place of a token; since every
+    rightful caller can have one, nobody is let in anonymously unless DEVICE_AUTH=off.
     """
 
     mac_arg: str | None = None
     or_roles: frozenset[Role] = frozenset()
     always: bool = False
+    signed_url: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,17 @@ def requires(*roles: Role) -> t.Callable[[View], View]:
 
 
 def requires_device(
-    *, mac_arg: str | None = None, or_roles: t.Iterable[Role] = (), always: bool = False
+    *,
+    mac_arg: str | None = None,
+    or_roles: t.Iterable[Role] = (),
+    always: bool = False,
+    signed_url: bool = False,
 ) -> t.Callable[[View], View]:
     """Only a device with a valid credential may call this route (as DEVICE_AUTH says).
 
     `or_roles=(Role.ADMIN,)` expresses "a device, or an admin".
     """
-    access = Access(frozenset(), DeviceAccess(mac_arg, frozenset(or_roles), always))
+    access = Access(frozenset(), DeviceAccess(mac_arg, frozenset(or_roles), always, signed_url))
 
     def decorate(view: View) -> View:
         view.access = access  # type: ignore[attr-defined]

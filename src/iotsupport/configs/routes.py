@@ -26,6 +26,7 @@ from iotsupport.configs.service import UNSET
 from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import get_session
+from iotsupport.device_cache import STALE_HEADER
 from iotsupport.device_cache import DeviceDocument
 from iotsupport.device_models.service import ModelService
 from iotsupport.extensions import state
@@ -156,8 +157,8 @@ def delete_config(config_id: int) -> Response:
 def device_config(mac: str) -> Response:
     # The access hook has read the document (with the device's credential) already.
     document: DeviceDocument = g.device_document
-    state().checkins.record_fetch(
-        document.config_id, document.version, request.environ, with_credential="device" in g
+    state().reports.fetched(
+        document.config_id, document.version, request.environ, verified="device" in g
     )
     if document.content is None or request.if_none_match.star_tag:
         response = Response(status=304)
@@ -165,4 +166,6 @@ def device_config(mac: str) -> Response:
         response = json_response(document.content)
     response.set_etag(document.etag)
     response.headers["Cache-Control"] = "no-cache"
+    if document.stale:  # from memory while the database is away (README "Outages")
+        response.headers[STALE_HEADER] = "stale"
     return response

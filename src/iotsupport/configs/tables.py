@@ -66,6 +66,11 @@ class DeviceCheckin(Base):
     firmware_sha256: Mapped[str | None] = mapped_column(String(64))
     # Whether that fetch carried a valid device credential (null: before credentials existed).
     with_credential: Mapped[bool | None] = mapped_column(Boolean)
+    # The latest fetch that a credential proved, and what firmware it reported: a rollout
+    # judges devices by these unless it takes unverified reports (`unverified_reports`).
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_firmware_version: Mapped[str | None] = mapped_column(String(64))
+    verified_firmware_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeviceConfig(Base):

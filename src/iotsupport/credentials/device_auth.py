@@ -8,6 +8,7 @@ user name and its token as the password. What a route needs depends on DEVICE_AU
 | config fetch (`mac_arg`) | MAC alone | its token, if it has a credential | its token |
 | other device routes | nothing | a valid token, if one is sent | a valid token |
 | `always` (own rotation) | a valid token | a valid token | a valid token |
+| `signed_url` (release images) | nothing | a token or signed URL | a token or signed URL |
 
 Every refusal is the same 401 (wrong token, unknown MAC, nothing sent) after the same
 work; from an address with too many failed tokens, 429. Whatever is not a device
@@ -31,7 +32,6 @@ from flask import Request
 from flask import g
 from flask import request
 from prometheus_client import CollectorRegistry
-from prometheus_client import Counter
 from sqlalchemy import bindparam
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -40,18 +40,20 @@ from sqlalchemy.orm import Session
 from iotsupport.auth.access import DeviceAccess
 from iotsupport.configs.checkins import client_address
 from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.reports import DeviceReports
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.headers import Presented
 from iotsupport.credentials.headers import presented_credential
 from iotsupport.credentials.limits import FailureLimiter
+from iotsupport.credentials.metrics import DeviceMetrics
 from iotsupport.credentials.service import CredentialService
+from iotsupport.credentials.signed_urls import UrlSigner
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.credentials.tokens import CredentialState
 from iotsupport.credentials.tokens import Verdict
 from iotsupport.credentials.tokens import check
 from iotsupport.credentials.tokens import token_hash
-from iotsupport.credentials.usage import CredentialUseRecorder
 from iotsupport.db import READ_ONLY_METHODS
 from iotsupport.db import Database
 from iotsupport.db import commit
@@ -60,6 +62,7 @@ from iotsupport.db.base import utcnow
 from iotsupport.device_cache import DeviceCache
 from iotsupport.device_cache import DeviceDocument
 from iotsupport.errors import DeviceUnauthorized
+from iotsupport.errors import Forbidden
 from iotsupport.errors import NotFound
 from iotsupport.errors import TooManyRequests
 from iotsupport.settings import Settings
@@ -93,6 +96,10 @@ _STATE_BY_MAC = _STATE.where(_CONFIGS.mac_address == bindparam("mac"))
 FETCH_ROUTE = "/api/configs/<mac:mac>.json"
 
 
+class SignedUrlInvalid(Forbidden):
+    code = "signed_url_invalid"
+
+
 class Admission(enum.Enum):
     """What `DeviceGate.admit_fetch` decided, when no device proved itself."""
 
@@ -109,26 +116,7 @@ class AuthenticatedDevice:
 
     config_id: int
     mac_address: str
-    token_hash: str
-
-
-class DeviceMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "iotsupport_device_requests",
-            "Device requests by route and credential: valid, none (served without one, "
-            "DEVICE_AUTH=optional), refused (401), limited (429).",
-            ["route", "credential"],
-            registry=registry,
-        )
-        # The labelled children, looked up once each: this runs on every device request.
-        self._children: dict[tuple[str, str], t.Any] = {}
-
-    def count(self, route: str, credential: str) -> None:
-        child = self._children.get((route, credential))
-        if child is None:
-            child = self._children[(route, credential)] = self.requests.labels(route, credential)
-        child.inc()
+    token_hash: str  # "" when a signed URL admitted it
 
 
 class DeviceGate:
@@ -141,8 +129,10 @@ class DeviceGate:
         accounts: BrokerAccounts,
         registry: CollectorRegistry,
         cache: DeviceCache,
+        reports: DeviceReports,
     ) -> None:
         self.cache = cache  # every device's document, in memory
+        self.reports = reports  # credential uses go to the one intake of device reports
         self.mode = settings.device_auth
         self.grace = timedelta(hours=settings.device_token_grace_hours)
         self.database = database
@@ -151,12 +141,8 @@ class DeviceGate:
         self.limiter = FailureLimiter(
             settings.device_auth_max_failures, settings.device_auth_failure_window_seconds
         )
-        self.uses = CredentialUseRecorder(
-            database.session,
-            interval=settings.checkin_flush_seconds,
-            trusted_proxies=settings.trusted_networks,
-        )
         self.metrics = DeviceMetrics(registry)
+        self.signer = UrlSigner(database)
 
     def enforce(self, access: DeviceAccess, admin_allowed: t.Callable[[], bool]) -> None:
         """Let the request through (`g.device` set when a device proved itself), or raise.
@@ -169,6 +155,9 @@ class DeviceGate:
         presented = presented_credential(req.headers.get("Authorization"))
         if access.mac_arg is not None:
             self._enforce_for_mac(req, context, access.mac_arg, presented)
+            return
+        if access.signed_url and presented.kind != "token" and self.signer.present(req.args):
+            self._admit_signed(req, context)
             return
         if self.mode == "off" and not access.always:
             return
@@ -184,9 +173,24 @@ class DeviceGate:
             return
         if access.or_roles and admin_allowed():
             return
-        if access.always or self.mode == "required":
+        if access.always or access.signed_url or self.mode == "required":
             self._refuse(req, counted=False)
         self._count(req, "none")
+
+    def _admit_signed(self, req: Request, context: t.Any) -> None:
+        """A signed URL: its device, if it is valid for this path now and the device exists."""
+        signed = self.signer.verify(req.path, req.args, time.time())
+        # The MAC is as the server signed it (normalized); the device must still exist.
+        document = self.cache.document(get_session, signed[0], ()) if signed else None
+        if signed is None or document is None:
+            self._count(req, "refused")
+            raise SignedUrlInvalid(
+                "this download link is not valid (changed, expired, or for another file): "
+                "ask GET /api/device/firmware for a new one"
+            )
+        context.device = AuthenticatedDevice(document.config_id, signed[0], "")
+        context.signed_url_expires = signed[1]
+        self._count(req, "signed")
 
     def _enforce_for_mac(
         self, req: Request, context: t.Any, arg: str, presented: Presented
@@ -230,9 +234,7 @@ class DeviceGate:
             writes = verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled)
             if writes and not may_write:
                 return Admission.DEFERRED
-            self.uses.record(
-                state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
-            )
+            self.reports.credential_used(state.config_id, environ)
             self.metrics.count(FETCH_ROUTE, "valid")
             if writes:
                 self._after_first_use(state, presented.token, verdict)
@@ -251,10 +253,7 @@ class DeviceGate:
             self._refuse(req, counted=True)
             return
         context.device = AuthenticatedDevice(state.config_id, state.mac_address, hashed)
-        environ = req.environ
-        self.uses.record(
-            state.config_id, environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
-        )
+        self.reports.credential_used(state.config_id, req.environ)
         self._count(req, "valid")
         if verdict.retire_previous or (verdict.broker_behind and self.accounts.enabled):
             self._after_first_use(state, presented.token, verdict)

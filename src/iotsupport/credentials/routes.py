@@ -134,9 +134,15 @@ def _bundle(issued: IssuedToken, body: ProvisioningSchema) -> Bundle:
 @requires_device(always=True)
 @operation(
     "Device: a fresh token for the calling device (no body). The token it used keeps working "
-    "until a fresh one is used; asking again (a lost answer) is safe",
+    "until a fresh one is used; asking again (a lost answer) is safe. A token an admin's "
+    "rotation superseded may fetch during its grace but never rotates",
     tag="devices",
-    responses={200: OwnTokenSchema, 401: "No valid device token", 429: "Too many failures"},
+    responses={
+        200: OwnTokenSchema,
+        401: "No valid device token",
+        403: "token_superseded: an admin issued a new token; install it",
+        429: "Too many failures",
+    },
 )
 def rotate_own_credential() -> Response:
     device = current_device()

@@ -16,15 +16,25 @@ from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.tables import CREDENTIALS
 from iotsupport.credentials.tables import DeviceCredential
 from iotsupport.credentials.tokens import CredentialState
+from iotsupport.credentials.tokens import Superseded
+from iotsupport.credentials.tokens import check
 from iotsupport.credentials.tokens import new_token
 from iotsupport.credentials.tokens import rotate
 from iotsupport.credentials.tokens import token_hash
 from iotsupport.db.base import ANONYMOUS_ACTOR
 from iotsupport.db.base import utcnow
+from iotsupport.errors import DeviceUnauthorized
+from iotsupport.errors import Forbidden
 from iotsupport.errors import NotFound
 
 # `issued_by` of a token the device asked for itself.
 DEVICE_ACTOR = "device"
+
+
+class TokenSuperseded(Forbidden):
+    """403: the token is valid for its grace, but an admin's rotation superseded it."""
+
+    code = "token_superseded"
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,9 @@ class CredentialService:
             self.accounts.set_password(self.session, config_id, config.mac_address, token)
         else:
             state = state_of(credential, config.mac_address)
-            rotated = rotate(state, token_hash(token), used=None, expires_at=now + self.grace)
+            rotated = rotate(
+                state, token_hash(token), used=None, expires_at=now + self.grace, now=now
+            )
             self._store(credential, rotated.token_hash, rotated.previous_hash, now)
             credential.previous_expires_at = rotated.previous_expires_at
             credential.issued_by = self.actor
@@ -91,14 +103,24 @@ class CredentialService:
 
     def rotate_own(self, config_id: int, used_hash: str) -> IssuedToken:
         """The device asked for a fresh token with `used_hash`; the one it holds stays valid
-        until a fresh one is used, however often it asks (see tokens.rotate)."""
+        until a fresh one is used, however often it asks (see tokens.rotate).
+
+        Decided again under the row's lock, from the state as it is now: a token retired
+        or superseded since the access check gets the answer it would get now."""
         config = self._config_for_update(config_id)
         credential = self._credential_for_update(config_id)
-        if credential is None:  # revoked between the check and now
-            raise NotFound("this device has no credential")
         token, now = new_token(), utcnow()
-        state = state_of(credential, config.mac_address)
-        rotated = rotate(state, token_hash(token), used=used_hash, expires_at=None)
+        state = state_of(credential, config.mac_address) if credential is not None else None
+        if state is None or not check(state, used_hash, now).accepted:
+            raise DeviceUnauthorized()
+        try:
+            rotated = rotate(state, token_hash(token), used=used_hash, expires_at=None, now=now)
+        except Superseded:
+            raise TokenSuperseded(
+                "an admin issued this device a new token: this one may fetch until its grace "
+                "ends but cannot rotate; install the new token"
+            ) from None
+        assert credential is not None
         self._store(credential, rotated.token_hash, rotated.previous_hash, now)
         credential.previous_expires_at = rotated.previous_expires_at
         credential.issued_by = DEVICE_ACTOR

@@ -67,6 +67,18 @@ class BrokerAccountChange(Base):
     last_error: Mapped[str | None] = mapped_column(String(255))
 
 
+class ServerSecret(Base):
+    """A random secret every replica shares, made by the first one that needs it
+    (credentials/signed_urls.py): no setting has to be the same everywhere, and none
+    can be left at a default everybody knows."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))  # hex
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # The Core tables, typed as tables, for statements that run over many rows at once.
 CREDENTIALS = t.cast(Table, DeviceCredential.__table__)
 BROKER_CHANGES = t.cast(Table, BrokerAccountChange.__table__)

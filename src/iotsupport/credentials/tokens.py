@@ -33,7 +33,9 @@ def token_hash(token: str) -> str:
 
 
 def looks_like_token(text: str) -> bool:
-    return text.startswith(TOKEN_PREFIX) and len(text) <= _MAX_TOKEN_LENGTH
+    """A device token, or a near miss of one (`IOTD_...`): either is checked, and refused
+    like any wrong token, never taken for some other credential."""
+    return text[: len(TOKEN_PREFIX)].lower() == TOKEN_PREFIX and len(text) <= _MAX_TOKEN_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +91,26 @@ class Rotation:
     previous_expires_at: datetime | None
 
 
+class Superseded(Exception):
+    """A self-rotation with a token an admin's rotation superseded: never allowed."""
+
+
+def superseded(state: CredentialState, used: str) -> bool:
+    """Is `used` the token an admin's rotation superseded (kept for its grace only)?
+
+    `previous_expires_at` is set by an admin's rotation alone, and only while the
+    newest token is the admin's and unused (a self-rotation clears it, the first use
+    of the newest retires the previous with it)."""
+    return used == state.previous_hash and state.previous_expires_at is not None
+
+
 def rotate(
-    state: CredentialState, new_hash: str, *, used: str | None, expires_at: datetime | None
+    state: CredentialState,
+    new_hash: str,
+    *,
+    used: str | None,
+    expires_at: datetime | None,
+    now: datetime,
 ) -> Rotation:
     """The credential after a new token: the device keeps a token that works.
 
@@ -98,12 +118,19 @@ def rotate(
     Invariant: whenever `previous_hash` is set, `token_hash` has never been used, so the
     device holds one of the two. A device rotating with its current token keeps that one
     as the previous; one rotating with the previous (it lost the last answer) keeps the
-    previous, and the never-used newest is dropped. An admin's new token keeps whichever
-    the device holds (the previous if set, else the current) until `expires_at`.
+    previous, and the never-used newest (its own) is dropped. A token an admin's rotation
+    superseded never rotates (Superseded): it could only be used to drop the admin's
+    token, which is what a leak's holder wants. An admin's new token keeps the token the
+    device last proved (the previous while it lives, else the current) until
+    `expires_at`; an admin token never used is dropped by the next admin rotation, and
+    a previous whose grace has passed is never brought back.
     """
     if used is not None:
+        if superseded(state, used):
+            raise Superseded()
         if used == state.previous_hash:
-            return Rotation(new_hash, state.previous_hash, state.previous_expires_at)
+            return Rotation(new_hash, state.previous_hash, None)
         return Rotation(new_hash, used, None)
-    held = state.previous_hash if state.previous_hash is not None else state.token_hash
+    alive = state.previous_expires_at is None or now < state.previous_expires_at
+    held = state.previous_hash if state.previous_hash is not None and alive else state.token_hash
     return Rotation(new_hash, held, expires_at)

@@ -9,6 +9,7 @@ from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.credentials.tables import BrokerAccountChange
 from iotsupport.credentials.tables import DeviceCredential
+from iotsupport.credentials.tables import ServerSecret
 from iotsupport.db.base import Base
 from iotsupport.device_cache.tables import DeviceChange
 from iotsupport.device_models.tables import DeviceModel
@@ -34,6 +35,7 @@ __all__ = [
     "Release",
     "Rollout",
     "RolloutDevice",
+    "ServerSecret",
     "StoredFile",
     "StoredFileChunk",
     "DeviceCredential",

@@ -9,11 +9,15 @@ ETag, version, credential) and keeps it current from the database's change feed.
   one the worker applied and catches up first (sqlite.py), so it is never stale.
 
 Until a worker has loaded everything, and while its listener is away, its fetches read
-the database, as before this cache; health and metrics say which it does.
+the database, as before this cache; while the database itself is out of its reach, it
+answers from memory with the header `X-Device-Cache: stale`. Health and metrics say
+which it does.
 """
 
 from iotsupport.device_cache.documents import DeviceDocument
 from iotsupport.device_cache.store import DeviceCache
 from iotsupport.device_cache.store import build_device_cache
 
-__all__ = ["DeviceCache", "DeviceDocument", "build_device_cache"]
+STALE_HEADER = "X-Device-Cache"
+
+__all__ = ["STALE_HEADER", "DeviceCache", "DeviceDocument", "build_device_cache"]

@@ -6,6 +6,7 @@ import typing as t
 from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import replace
 
 from sqlalchemy import Connection
 from sqlalchemy import Row
@@ -29,12 +30,17 @@ class DeviceDocument:
     etag: str
     content: str | None
     credential: CredentialState | None
+    # Served from memory while the database is out of reach (the answer says so).
+    stale: bool = False
 
     def for_client(self, known_etags: t.Container[str]) -> DeviceDocument:
         """This document without its content when the client holds this ETag."""
         if self.content is None or self.etag not in known_etags:
             return self
-        return DeviceDocument(self.config_id, self.version, self.etag, None, self.credential)
+        return replace(self, content=None)
+
+    def marked_stale(self) -> DeviceDocument:
+        return replace(self, stale=True)
 
 
 _CONFIGS = DeviceConfig.__table__.c

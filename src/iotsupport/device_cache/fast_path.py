@@ -25,8 +25,8 @@ from werkzeug.http import parse_etags
 from iotsupport.api.protections import DEFAULT_CSP
 from iotsupport.api.protections import SECURITY_HEADERS
 from iotsupport.api.protections import head_within_limits
-from iotsupport.configs.checkins import CheckinRecorder
 from iotsupport.configs.content import normalize_mac
+from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.device_auth import FETCH_ROUTE
 from iotsupport.credentials.device_auth import Admission
 from iotsupport.credentials.device_auth import AuthenticatedDevice
@@ -59,13 +59,13 @@ class DeviceFetchFastPath:
         self,
         app: WSGIApplication,
         gate: DeviceGate,
-        checkins: CheckinRecorder,
+        reports: DeviceReports,
         metrics: RequestMetrics,
     ) -> None:
         self.app = app
         self.gate = gate
         self.cache = gate.cache
-        self.checkins = checkins
+        self.reports = reports
         self.metrics = metrics
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -118,8 +118,8 @@ class DeviceFetchFastPath:
         if not (isinstance(admission, AuthenticatedDevice) or admission is Admission.ANONYMOUS):
             return None  # Flask refuses (or writes), exactly as without this path
         self.cache.metrics.from_memory.inc()
-        with_credential = isinstance(admission, AuthenticatedDevice)
-        self.checkins.record_fetch(document.config_id, document.version, environ, with_credential)
+        verified = isinstance(admission, AuthenticatedDevice)
+        self.reports.fetched(document.config_id, document.version, environ, verified=verified)
         etag = f'"{document.etag}"'
         answered_id = request_id(environ.get("HTTP_X_REQUEST_ID"))
         headers = [("ETag", etag), *_COMMON_HEADERS, (REQUEST_ID_HEADER, answered_id)]

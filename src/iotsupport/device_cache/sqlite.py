@@ -51,6 +51,9 @@ class JournalFeed:
                 self._connection = None
             self.cache.lost()
 
+    def database_away(self) -> bool:
+        return False  # a file next to the server: never away while memory would help
+
     def current(self) -> bool:
         if not self._started:
             return False

@@ -11,6 +11,7 @@ from prometheus_client import Counter
 from prometheus_client import Gauge
 from prometheus_client import Histogram
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import ORMExecuteState
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import UOWTransaction
@@ -23,7 +24,8 @@ from iotsupport.device_cache.documents import DeviceDocument
 from iotsupport.device_cache.documents import read_document
 from iotsupport.settings import Settings
 
-CacheState = t.Literal["memory", "database"]
+# stale: memory, while this worker cannot reach the database at all (PostgreSQL).
+CacheState = t.Literal["memory", "database", "stale"]
 
 
 class Feed(t.Protocol):
@@ -41,18 +43,24 @@ class Feed(t.Protocol):
         """Return once every worker has applied what this process committed."""
         ...
 
+    def database_away(self) -> bool:
+        """Is the database out of this worker's reach (so that nothing can commit)?"""
+        ...
+
 
 class CacheMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         fetches = Counter(
             "iotsupport_device_fetches",
-            "Device config fetches by where the worker read the document: memory, or the "
-            "database (while its cache loads or its change feed is away).",
+            "Device config fetches by where the worker read the document: memory, the "
+            "database (while its cache loads or its change feed is away), or stale: "
+            "memory while the database is out of this worker's reach.",
             ["source"],
             registry=registry,
         )
         self.from_memory = fetches.labels("memory")
         self.from_database = fetches.labels("database")
+        self.stale = fetches.labels("stale")
         self.current = Gauge(
             "iotsupport_device_cache_current",
             "1 when every worker answers device fetches from memory; 0 while one reads "
@@ -83,6 +91,7 @@ class DeviceCache:
         self.metrics = metrics
         self.feed: Feed | None = None
         self._documents: dict[str, DeviceDocument] = {}
+        self._loaded = False  # memory has held every document once
 
     def document(
         self, session: t.Callable[[], Session], mac: str, known_etags: t.Collection[str]
@@ -90,11 +99,31 @@ class DeviceCache:
         """The device's document (without content when the client holds its ETag);
         `session` is called only when the database must be read."""
         current, document = self.peek(mac)
-        if not current:
-            self.metrics.from_database.inc()
-            return read_document(session(), mac, known_etags)
-        self.metrics.from_memory.inc()
-        return document.for_client(known_etags) if document is not None else None
+        if current:
+            self.metrics.from_memory.inc()
+            return document.for_client(known_etags) if document is not None else None
+        if not self._database_away():
+            try:
+                document = read_document(session(), mac, known_etags)
+            except OperationalError:
+                if not self._loaded:
+                    raise
+            else:
+                self.metrics.from_database.inc()
+                return document
+        return self._stale(mac, known_etags)
+
+    def _stale(self, mac: str, known_etags: t.Collection[str]) -> DeviceDocument | None:
+        """While the database is out of reach no change can commit through it: what
+        memory holds is what the device should get, marked as such (README "Outages")."""
+        if not self._loaded:
+            raise OperationalError("device fetch", None, ConnectionError("database away"))
+        self.metrics.stale.inc()
+        document = self._documents.get(mac)
+        return document.for_client(known_etags).marked_stale() if document is not None else None
+
+    def _database_away(self) -> bool:
+        return self._loaded and self.feed is not None and self.feed.database_away()
 
     def peek(self, mac: str) -> tuple[bool, DeviceDocument | None]:
         """(True, the document or None) when memory is current; (False, None) when the
@@ -105,7 +134,9 @@ class DeviceCache:
 
     @property
     def state(self) -> CacheState:
-        return "memory" if self._current() else "database"
+        if self._current():
+            return "memory"
+        return "stale" if self._database_away() else "database"
 
     def _current(self) -> bool:
         # Each feed says yes only once it has loaded everything (SQLite's catches up first).
@@ -115,6 +146,7 @@ class DeviceCache:
 
     def replace_all(self, documents: dict[str, DeviceDocument]) -> None:
         self._documents = documents
+        self._loaded = True
         # Tens of thousands of long-lived objects that the cycle collector would walk on
         # every full collection (a p99 of 84 ms at 10,000 configs, 8 ms at 200): moved out
         # of its reach. They hold no cycles; when replaced, reference counting frees them.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Blueprint
 from flask import Response
+from flask import g
 from flask import request
 
 from iotsupport.api import json_response
@@ -142,31 +144,46 @@ def get_release(code: str, version: str) -> Response:
 
 
 @bp.get(f"{RELEASE}/image")
-@requires_device(or_roles=(Role.ADMIN,))
+@requires_device(or_roles=(Role.ADMIN,), signed_url=True)
 @operation(
-    "Device endpoint: download a release's image for OTA (ETag, Range, HEAD; a device token "
-    "as DEVICE_AUTH says, or an admin)",
+    "Device endpoint: download a release's image for OTA (ETag, Range, HEAD). A device "
+    "(its token, or the signed URL its firmware offer carried) gets only its own model's "
+    "releases; an admin any",
     tag="devices",
     responses={
         200: "The file, application/octet-stream",
         206: "The requested byte range",
         304: "Unchanged since the ETag sent in If-None-Match",
-        404: "Unknown model or version",
+        401: "No valid device token (DEVICE_AUTH optional or required), and no signed URL",
+        403: "signed_url_invalid: a signed URL changed, expired, or for another release",
+        404: "Unknown model or version, or another model's release than the device's",
         412: "If-Match names another file",
         416: "Range not satisfiable",
         429: "Too many failed tokens from this address",
     },
 )
 def download_release(code: str, version: str) -> Response:
-    release_id, file = release_service().file_of(code, version)
     device = current_device()
+    for_config = device.config_id if device is not None else None
+    release_id, file = release_service().file_of(code, version, for_config=for_config)
     if device is not None and request.method == "GET" and _from_the_start():
         with state().database.session() as session:  # its own short write
             record_download_start(session, device.config_id, release_id, utcnow())
             commit(session)
     engine = state().database.read_engine
     name = f"{code}-{version}.bin"
-    return file_response(engine, file, cache=state().release_cache, download_name=name)
+    return file_response(
+        engine, file, cache=state().release_cache, download_name=name, cache_control=_caching()
+    )
+
+
+def _caching() -> str:
+    """A signed URL's answer may be kept by a shared cache until the URL expires (anyone
+    holding the URL may fetch it meanwhile anyway); a token's is checked every time."""
+    expires: int | None = g.get("signed_url_expires")
+    if expires is None:
+        return "no-cache"
+    return f"public, max-age={max(0, expires - int(time.time()))}"
 
 
 def _from_the_start() -> bool:

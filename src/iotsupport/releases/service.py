@@ -99,15 +99,25 @@ class ReleaseService:
         query = select(Release).where(Release.model_id == model_id, Release.version == version)
         return self.session.scalars(query).one_or_none()
 
-    def file_of(self, code: str, version: str) -> tuple[int, FileInfo]:
-        """The release's id and what a download needs, in one statement."""
-        row = self.session.execute(
+    def file_of(
+        self, code: str, version: str, *, for_config: int | None = None
+    ) -> tuple[int, FileInfo]:
+        """The release's id and what a download needs, in one statement. `for_config`: a
+        device's download, which finds only its own model's releases (another model's
+        get the same 404 as one that does not exist: a device learns nothing of them)."""
+        query = (
             select(Release.id, StoredFile.sha256, StoredFile.size, StoredFile.chunk_size)
             .add_columns(StoredFile.created_at)
             .join(StoredFile, StoredFile.sha256 == Release.sha256)
             .join(DeviceModel, DeviceModel.id == Release.model_id)
             .where(DeviceModel.code == code, Release.version == version)
-        ).one_or_none()
+        )
+        if for_config is not None:
+            query = query.join(
+                DeviceConfig,
+                (DeviceConfig.model_id == Release.model_id) & (DeviceConfig.id == for_config),
+            )
+        row = self.session.execute(query).one_or_none()
         if row is None:
             raise NotFound(f"model {code[:64]!r} has no release {version[:32]!r}")
         return row[0], FileInfo(*row[1:])

@@ -38,6 +38,7 @@ from iotsupport.releases.tables import Release
 from iotsupport.rollouts.members import Member
 from iotsupport.rollouts.members import add_members
 from iotsupport.rollouts.members import load_members
+from iotsupport.rollouts.members import reported
 from iotsupport.rollouts.stages import StageSpec
 from iotsupport.rollouts.stages import threshold_reached
 from iotsupport.rollouts.tables import DeviceState
@@ -92,7 +93,7 @@ class Progress:
 
     def evaluate(self, now: datetime, timeout: timedelta) -> None:
         """Bring membership, device states and the rollout's state up to date."""
-        members = self._sync_members(load_members(self.session, self.rollout.id), now)
+        members = self._sync_members(load_members(self.session, self.rollout), now)
         self._update_states(members, now, timeout)
         self.advance(members, now, timeout)
 
@@ -205,8 +206,9 @@ class Progress:
                 )
             )
         known = select(RolloutDevice.config_id).where(RolloutDevice.rollout_id == rollout.id)
+        version = reported(rollout.unverified_reports)[1]
         new = self.session.execute(
-            select(DeviceConfig.id, DeviceCheckin.firmware_version)
+            select(DeviceConfig.id, version.label("firmware_version"))
             .outerjoin(DeviceCheckin, DeviceCheckin.config_id == DeviceConfig.id)
             .where(DeviceConfig.model_id == rollout.model_id, DeviceConfig.id.not_in(known))
         ).all()
@@ -215,7 +217,7 @@ class Progress:
         if new:
             joining = {row.id: (self.last_stage, row.firmware_version) for row in new}
             add_members(self.session, rollout.id, joining)
-        members = load_members(self.session, rollout.id)
+        members = load_members(self.session, rollout)
         if new and rollout.current_stage == self.last_stage:
             fresh = {row.id for row in new}
             self._offer([member for member in members if member.config_id in fresh], now)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 
 from flask import Blueprint
@@ -73,6 +76,7 @@ def start_rollout(code: str, body: RolloutCreateSchema) -> Response:
         body.stages,
         error_threshold=body.error_threshold,
         approve_each_stage=body.approve_each_stage,
+        unverified_reports=body.unverified_reports,
     )
     return rollout_response(rollout, 201)
 
@@ -175,14 +179,25 @@ def device_firmware() -> Response:
     if target is None or runs(target, version, sha256):
         response = Response(status=204)
     else:
-        base = state().settings.baseurl or request.host_url.rstrip("/")
-        url = base + image_path(target.model, target.version)
-        body = FirmwareTargetSchema(
-            version=target.version, size=target.size, sha256=target.sha256, url=url
-        )
-        response = json_response(body)
+        response = json_response(offer(target, device.mac_address))
     response.headers["Cache-Control"] = "no-cache"
     return response
+
+
+def offer(target: DeviceTarget, mac: str) -> FirmwareTargetSchema:
+    """The target's download: its URL (with the token), and one signed for this device."""
+    base = state().settings.baseurl or request.host_url.rstrip("/")
+    url = base + image_path(target.model, target.version)
+    path = f"/api/models/{target.model}/releases/{target.version}/image"  # as Flask sees it
+    query, expires = state().devices.signer.sign(path, mac, time.time())
+    return FirmwareTargetSchema(
+        version=target.version,
+        size=target.size,
+        sha256=target.sha256,
+        url=url,
+        signed_url=f"{url}?{query}",
+        signed_url_expires_at=datetime.fromtimestamp(expires, UTC),
+    )
 
 
 def runs(target: DeviceTarget, version: str | None, sha256: str | None) -> bool:

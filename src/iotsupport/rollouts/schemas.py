@@ -39,6 +39,12 @@ class RolloutCreateSchema(RequestBody):
         default=False,
         description="Wait for POST /api/rollouts/{id}/approve before each stage after the first.",
     )
+    unverified_reports: bool = Field(
+        default=False,
+        description="Also judge devices by reports that no device credential proved "
+        "(fetches without a token, DEVICE_AUTH optional or off). Anyone who can reach the "
+        "server can send those for a device without a credential: off, they move nothing.",
+    )
 
     @field_validator("stages")
     @classmethod
@@ -68,7 +74,10 @@ class DeviceProgressSchema(BaseModel):
         "sha256_mismatch (the version with another SHA-256), timeout."
     )
     from_version: str | None = Field(description="What it reported when the rollout began.")
-    reported_version: str | None = Field(description="What its last fetch reported.")
+    reported_version: str | None = Field(
+        description="What its last report that this rollout takes said: proved by the "
+        "device's credential, or any report with unverified_reports."
+    )
     reported_sha256: str | None
     reported_at: Timestamp | None
     unknown_firmware: bool = Field(
@@ -97,6 +106,9 @@ class RolloutSummarySchema(BaseModel):
     stage_count: int
     error_threshold: str | None
     approve_each_stage: bool
+    unverified_reports: bool = Field(
+        description="Devices are judged also by reports no credential proved."
+    )
     counts: CountsSchema
     created_at: Timestamp
     created_by: str
@@ -125,3 +137,8 @@ class FirmwareTargetSchema(BaseModel):
     size: int = Field(description="Bytes to download.")
     sha256: str = Field(description="SHA-256 of the file, hex: check the download against it.")
     url: str = Field(description="Where to download it (with this device's token).")
+    signed_url: str = Field(
+        description="The same file for this device alone, without a token (an OTA client "
+        "that cannot send one; HTTP caches), until signed_url_expires_at."
+    )
+    signed_url_expires_at: Timestamp

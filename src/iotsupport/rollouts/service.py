@@ -31,6 +31,7 @@ from iotsupport.notifications import Publisher
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.members import add_members
 from iotsupport.rollouts.members import load_members
+from iotsupport.rollouts.members import reported
 from iotsupport.rollouts.progress import Progress
 from iotsupport.rollouts.stages import StageSpec
 from iotsupport.rollouts.stages import assign
@@ -79,6 +80,7 @@ class RolloutService:
         *,
         error_threshold: str | None,
         approve_each_stage: bool,
+        unverified_reports: bool = False,
     ) -> Rollout:
         model = ModelService(self.session).get(code)
         release = self.session.scalars(
@@ -98,6 +100,7 @@ class RolloutService:
             stages=json.dumps(list(stages)),
             error_threshold=error_threshold,
             approve_each_stage=approve_each_stage,
+            unverified_reports=unverified_reports,
             state="running",
             current_stage=0,
             acknowledged_stage=-1,
@@ -111,8 +114,9 @@ class RolloutService:
             self.session.flush()  # waits for a concurrent start for the model, then fails
         except IntegrityError:  # (the session is unusable now: no lazy loads)
             raise self._active_conflict(code, None) from None
+        reported_version = reported(unverified_reports)[1].label("firmware_version")
         devices = self.session.execute(
-            select(DeviceConfig.id, DeviceConfig.mac_address, DeviceCheckin.firmware_version)
+            select(DeviceConfig.id, DeviceConfig.mac_address, reported_version)
             .outerjoin(DeviceCheckin, DeviceCheckin.config_id == DeviceConfig.id)
             .where(DeviceConfig.model_id == model.id)
         ).all()
@@ -120,7 +124,7 @@ class RolloutService:
         stage_of = {row.id: (chosen[row.mac_address], row.firmware_version) for row in devices}
         add_members(self.session, rollout.id, stage_of)
         progress = Progress(self.session, self.publisher, rollout, release)
-        members = load_members(self.session, rollout.id)
+        members = load_members(self.session, rollout)
         progress.release_stage(members, 0, now, self.timeout)
         progress.advance(members, now, self.timeout)
         log.info(
@@ -165,7 +169,7 @@ class RolloutService:
                 f"the rollout is {rollout.state.replace('_', ' ')} now",
                 {"state": rollout.state, "action": action},
             )
-        members = load_members(self.session, rollout.id)
+        members = load_members(self.session, rollout)
         if action == "pause":
             rollout.state, rollout.paused_reason = "paused", "manual"
         elif action == "resume":

@@ -41,6 +41,8 @@ class Rollout(Base):
     stages: Mapped[str] = mapped_column(Text)  # the admin's list as JSON, e.g. [1, "10%", "100%"]
     error_threshold: Mapped[str | None] = mapped_column(String(8))  # e.g. "20%"; None: off
     approve_each_stage: Mapped[bool] = mapped_column(Boolean)
+    # Judge devices also by reports that no credential proved (anyone can send those).
+    unverified_reports: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(24))
     paused_reason: Mapped[str | None] = mapped_column(String(24))  # manual, error_threshold
     current_stage: Mapped[int] = mapped_column(Integer, default=0)  # released up to here

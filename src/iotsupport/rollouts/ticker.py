@@ -5,7 +5,8 @@ Each active rollout is evaluated in a transaction of its own with its row locked
 (`FOR UPDATE SKIP LOCKED` on PostgreSQL): a worker that finds it locked leaves it to the
 one holding it, so many workers and replicas share the work without doing it twice.
 All of a rollout's state is in the database, so a restart loses nothing: the next tick
-(of any worker) picks up where the last one ended.
+(of any worker) picks up where the last one ended. Each tick also corrects the devices of
+ended rollouts by their late reports (late_reports.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from iotsupport.background import Periodic
 from iotsupport.db import Database
 from iotsupport.db import commit
+from iotsupport.db.base import utcnow
 from iotsupport.notifications import Publisher
+from iotsupport.rollouts.late_reports import correct_finished
 from iotsupport.rollouts.service import RolloutService
 from iotsupport.rollouts.tables import Rollout
 from iotsupport.settings import Settings
@@ -65,4 +68,10 @@ class RolloutTicker:
                         done += 1
             except SQLAlchemyError as exc:
                 log.warning("rollout %d not evaluated: %s", rollout_id, type(exc).__name__)
+        try:
+            with self.database.session() as session:
+                if correct_finished(session, utcnow()):
+                    commit(session)
+        except SQLAlchemyError as exc:
+            log.warning("late reports not applied: %s", type(exc).__name__)
         return done

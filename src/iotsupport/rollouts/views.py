@@ -54,6 +54,7 @@ def summary_fields(rollout: Rollout, model: DeviceModel, tally: CountsSchema) ->
         "stage_count": len(stage_plan(rollout)),
         "error_threshold": rollout.error_threshold,
         "approve_each_stage": rollout.approve_each_stage,
+        "unverified_reports": rollout.unverified_reports,
         "counts": tally,
         "created_at": rollout.created_at,
         "created_by": rollout.created_by,
@@ -84,7 +85,7 @@ def summaries(
 
 def rollout_view(session: Session, rollout: Rollout, timeout: timedelta) -> RolloutSchema:
     model = session.get_one(DeviceModel, rollout.model_id)
-    members = load_members(session, rollout.id)
+    members = load_members(session, rollout)
     release = session.get(Release, rollout.release_id) if rollout.release_id else None
     if rollout.state in ACTIVE_STATES and release is not None:
         now = utcnow()

@@ -87,7 +87,7 @@ async function start(event) {
   const stages = parseStages($("stages").value);
   if (!stages) { notify('Stages are numbers of devices or shares, e.g. "1, 10%, 100%".', { kind: "error" }); return; }
   const threshold = $("threshold").value.trim();
-  const body = { version: $("version").value, stages, error_threshold: threshold || null, approve_each_stage: $("approve").checked };
+  const body = { version: $("version").value, stages, error_threshold: threshold || null, approve_each_stage: $("approve").checked, unverified_reports: $("unverified").checked };
   const result = await api("POST", `${base}/rollouts`, { body });
   if (!result.ok) { notify(`Not started: ${result.error}`, { kind: "error" }); return; }
   location.assign(`/models/${encodeURIComponent(code)}/rollouts/${result.data.id}`);

@@ -68,7 +68,8 @@ function render(rollout) {
   $("state").replaceWith(Object.assign(stateBadge(rollout.state, rollout.paused_reason), { id: "state" }));
   const { updated, failed, total } = rollout.counts;
   const threshold = rollout.error_threshold ? `pauses at ${rollout.error_threshold} failed` : "no error threshold";
-  $("summary").textContent = `Stage ${rollout.current_stage} of ${rollout.stage_count}; ${updated} of ${total} devices updated${failed ? `, ${failed} failed` : ""}; ${threshold}${rollout.approve_each_stage ? "; each stage waits for approval" : ""}. Started by ${rollout.created_by}.`;
+  const unverified = rollout.unverified_reports ? "unverified reports counted" : "unverified reports ignored";
+  $("summary").textContent = `Stage ${rollout.current_stage} of ${rollout.stage_count}; ${updated} of ${total} devices updated${failed ? `, ${failed} failed` : ""}; ${threshold}${rollout.approve_each_stage ? "; each stage waits for approval" : ""}; ${unverified}. Started by ${rollout.created_by}.`;
   const active = ACTIVE.includes(rollout.state);
   $("actions").hidden = !active;
   $("pause").hidden = !["running", "waiting_for_approval"].includes(rollout.state);
