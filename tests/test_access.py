@@ -42,6 +42,7 @@ EXPECTED_DEVICE = {
     "device.rotate_own_credential",
     "releases.download_release",
     "rollouts.device_firmware",
+    "device_logs.post_device_logs",
 }
 
 

@@ -14,6 +14,7 @@ from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
+from iotsupport.device_logs import DeviceLogs
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.releases.cache import FileCache
@@ -37,6 +38,7 @@ class AppState:
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset
+    logs: DeviceLogs | None = None  # device logs (device_logs/), written by `reports`
 
 
 def state(app: Flask | None = None) -> AppState:

@@ -82,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.configs import routes as configs
     from iotsupport.configs import transfer_routes
     from iotsupport.credentials import routes as credentials
+    from iotsupport.device_logs import routes as device_logs
     from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
     from iotsupport.releases import routes as releases
@@ -98,6 +99,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(change_sets.bp)
     app.register_blueprint(credentials.bp)
     app.register_blueprint(credentials.device_bp)
+    app.register_blueprint(device_logs.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)
