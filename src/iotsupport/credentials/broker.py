@@ -40,6 +40,7 @@ def device_acls(mac: str) -> list[dict[str, t.Any]]:
         {"acltype": "subscribePattern", "topic": "iotsupport/updates/#", "allow": True},
         {"acltype": "publishClientReceive", "topic": "iotsupport/updates/#", "allow": True},
         {"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"{own}/logs", "allow": True},  # device logs
     ]
 
 
