@@ -19,7 +19,9 @@ from conftest import serving
 FOLLOWERS = 12  # many more than THREADS
 
 
-def call(port: int, method: str, path: str, body: bytes = b"", timeout: float = 60) -> tuple[int, t.Any]:
+def call(
+    port: int, method: str, path: str, body: bytes = b"", timeout: float = 60
+) -> tuple[int, t.Any]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", data=body or None, method=method
     )
