@@ -231,3 +231,16 @@ def test_retention_drops_old_lines_and_caps_devices(api: FlaskClient) -> None:
     lines = api.get(f"/api/configs/{config_id}/logs").get_json()["lines"]
     assert [line["message"] for line in lines] == ["new line"]
     assert api.get(f"/api/configs/{config_id}/logs?q=old").get_json()["lines"] == []
+
+
+def test_which_devices_logged_errors_in_the_last_hour(api: FlaskClient) -> None:
+    noisy, calm = create_device(api, random_mac()), create_device(api, random_mac())
+    post_logs(api, "E (1) a: broke\nE (2) a: again\nI (3) a: fine", issue(api, noisy))
+    post_logs(api, "W (1) b: meh", issue(api, calm))
+    flush(api)
+    answer = api.get("/api/logs/devices").get_json()
+    assert [(device["id"], device["lines"]) for device in answer["devices"]] == [(noisy, 2)]
+    warned = api.get("/api/logs/devices?level=W").get_json()["devices"]
+    assert {device["id"] for device in warned} == {noisy, calm}
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    assert api.get("/api/logs/devices", query_string={"since": later}).get_json()["devices"] == []

@@ -66,6 +66,12 @@ def fleet(app: Flask, client: FlaskClient) -> dict[str, str]:
     firmware.start([1, "100%"], error_threshold="50%")
     firmware.update(firmware.stage_devices(firmware.rollout(1), 1)[0])
     firmware.settle()
+    token = client.post(f"/api/configs/{hall['id']}/credential").get_json()["token"]
+    client.post(
+        "/api/device/logs",
+        data="I (5) boot: \x1b[0;32mready\x1b[0m\nW (9) wifi: weak\nE (12) app: " + "y" * 400,
+        headers={"Authorization": f"Bearer {token}"},
+    )
     state(app).reports.flush()
     return {
         "/": "#rows tr",
@@ -76,6 +82,7 @@ def fleet(app: Flask, client: FlaskClient) -> dict[str, str]:
         "/models/thermostat": "#counts:not(:empty)",
         "/models/new": "#model-form",
         "/firmware": "#loading[hidden]",
+        "/logs": "#log-lines li",
         "/models/thermo/releases": "#rows tr",
         "/models/thermo/rollouts/1": "li.stage",
         "/nowhere": "h1",
@@ -98,7 +105,7 @@ def test_no_serious_violations_on_any_page(
     found = {}
     for path, ready in pages.items():
         page.goto(path)
-        page.wait_for_selector(ready, state="attached")
+        page.wait_for_selector(ready, state="attached", timeout=30000)
 
         problems = page.evaluate(_RUN)
         if problems:
@@ -123,7 +130,7 @@ def test_every_page_fits_a_phone(
     page = new_page(base_url, viewport=PHONE)
     for path, ready in pages.items():
         page.goto(path)
-        page.wait_for_selector(ready, state="attached")
+        page.wait_for_selector(ready, state="attached", timeout=30000)
 
         no_sideways_scroll(page)
     device = next(path for path in pages if path.startswith("/devices/") and path[9:].isdigit())

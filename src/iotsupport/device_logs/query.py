@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger
 from sqlalchemy import ColumnElement
 from sqlalchemy import Select
 from sqlalchemy import func
-from sqlalchemy import literal
+from sqlalchemy import literal_column
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -122,13 +122,14 @@ def read(session: Session, selection: Selection) -> Page:
     return Page(rows, cursor, latest)
 
 
-def errors_in_last_hour(session: Session, config_ids: list[int], since: datetime) -> set[int]:
-    """Which of these devices logged an error (E) since then."""
-    if not config_ids:
-        return set()
+def devices_at_level(session: Session, max_level: int, since: datetime) -> list[t.Any]:
+    """Devices that logged at this level or worse since then: id, lines, the last one's time."""
     query = (
-        select(_L.config_id)
-        .where(_L.config_id.in_(config_ids), _L.received_at >= since, _L.level <= literal(1))
-        .distinct()
+        select(_L.config_id, func.count().label("lines"), func.max(_L.received_at).label("last"))
+        .where(_L.received_at >= since, _L.level <= max_level)
+        .group_by(_L.config_id)
+        .order_by(_L.config_id)
     )
-    return set(session.execute(query).scalars())
+    if max_level <= 1:
+        query = query.where(_L.level <= literal_column("1"))  # the partial index's own words
+    return list(session.execute(query))

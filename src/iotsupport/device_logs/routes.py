@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typing as t
 import zlib
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 from flask import Blueprint
 from flask import Response
@@ -25,9 +28,13 @@ from iotsupport.device_logs.parsing import level_number
 from iotsupport.device_logs.parsing import parse_payload
 from iotsupport.device_logs.query import Page
 from iotsupport.device_logs.query import Selection
+from iotsupport.device_logs.query import devices_at_level
 from iotsupport.device_logs.query import read
 from iotsupport.device_logs.schemas import MAX_LIMIT
 from iotsupport.device_logs.schemas import FleetLogQuery
+from iotsupport.device_logs.schemas import LevelDeviceSchema
+from iotsupport.device_logs.schemas import LevelDevicesQuery
+from iotsupport.device_logs.schemas import LevelDevicesSchema
 from iotsupport.device_logs.schemas import LogAcceptedSchema
 from iotsupport.device_logs.schemas import LogDropsSchema
 from iotsupport.device_logs.schemas import LogPageSchema
@@ -170,6 +177,25 @@ def config_logs(config_id: int, query: LogQuery) -> Response:
 def fleet_logs(query: FleetLogQuery) -> Response:
     base = Selection(model=query.model, firmware_version=query.firmware_version)
     return _answer(query, _read(query, base), None, "logs")
+
+
+@bp.get("/logs/devices")
+@requires(Role.ADMIN)
+@operation(
+    "Which devices logged at a level or worse (default E) since a time (default: an hour "
+    "ago), with how many such lines",
+    tag=TAG,
+    query=LevelDevicesQuery,
+    responses={200: LevelDevicesSchema, 400: "Bad level or since"},
+)
+def devices_at_level_route(query: LevelDevicesQuery) -> Response:
+    since = query.since or datetime.now(UTC) - timedelta(hours=1)
+    max_level = level_number(query.level) or 1
+    rows = devices_at_level(get_session(), max_level, since)
+    devices = [
+        LevelDeviceSchema(id=row.config_id, lines=row.lines, last_at=row.last) for row in rows
+    ]
+    return json_response(LevelDevicesSchema(since=since, devices=devices))
 
 
 def _read(query: LogQuery, base: Selection) -> Page:

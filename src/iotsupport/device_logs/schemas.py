@@ -123,3 +123,21 @@ def line_schema(row: t.Any) -> LogLineSchema:
         firmware_version=row.firmware_version,
         verified=row.verified,
     )
+
+
+class LevelDevicesQuery(Query):
+    level: t.Annotated[str, AfterValidator(_level)] = Field(
+        default="E", description="This level and worse (default E)."
+    )
+    since: When | None = Field(default=None, description="Default: an hour ago.")
+
+
+class LevelDeviceSchema(BaseModel):
+    id: int
+    lines: int = Field(description="Lines at that level or worse since then.")
+    last_at: Timestamp
+
+
+class LevelDevicesSchema(BaseModel):
+    since: Timestamp
+    devices: list[LevelDeviceSchema]

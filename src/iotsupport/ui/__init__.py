@@ -151,6 +151,12 @@ def firmware() -> Response:
     return page("firmware.html", active="firmware")
 
 
+@bp.get("/logs")
+@requires(Role.ADMIN)
+def logs() -> Response:
+    return page("logs.html", active="logs")
+
+
 @bp.app_errorhandler(NotFound)
 def not_found(exc: NotFound) -> Response:
     """A person who mistypes a page gets a page back; API clients keep the JSON error."""

@@ -40,6 +40,8 @@ POSTGRES = [
     ) PARTITION BY RANGE (received_at)""",
     "CREATE INDEX ix_device_logs_config_id_id ON device_logs (config_id, id)",
     "CREATE INDEX ix_device_logs_message_trgm ON device_logs USING gin (message gin_trgm_ops)",
+    # Errors are few: which devices logged one lately reads this small index alone.
+    "CREATE INDEX ix_device_logs_errors ON device_logs (received_at, config_id) WHERE level <= 1",
 ]
 
 SQLITE = [
@@ -57,6 +59,7 @@ SQLITE = [
     )""",
     "CREATE INDEX ix_device_logs_config_id_id ON device_logs (config_id, id)",
     "CREATE INDEX ix_device_logs_received_at ON device_logs (received_at)",
+    "CREATE INDEX ix_device_logs_errors ON device_logs (received_at, config_id) WHERE level <= 1",
     """CREATE VIRTUAL TABLE device_logs_fts USING fts5(
         message, content='device_logs', content_rowid='id', tokenize='trigram'
     )""",
