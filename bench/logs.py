@@ -48,6 +48,7 @@ from iotsupport.device_logs.query import devices_at_level
 from iotsupport.device_logs.query import read
 from iotsupport.device_logs.storage import drop_before
 from iotsupport.device_logs.storage import ensure_partition
+from iotsupport.device_logs.storage import partition_name
 from iotsupport.device_reports.intake import ReportIntake
 
 MESSAGES = [
@@ -124,32 +125,50 @@ def ingest(engine: Engine, ids: list[int], seconds: float) -> tuple[float, int]:
 
 
 def fill_postgres(engine: Engine, ids: list[int], rows: int, days: int) -> float:
+    """Each past day filled as a table of its own, then attached as that day's partition
+    (its indexes built in one go, as a restore would); today's lines go in directly."""
     now = datetime.now(UTC)
     started = time.perf_counter()
-    with engine.begin() as connection:
-        for back in range(days + 1):
-            ensure_partition(connection, (now - timedelta(days=back)).date())
     per_day = rows // days
     messages = "ARRAY[" + ",".join(f"'{m}'" for m in MESSAGES) + "]"
     tags = "ARRAY[" + ",".join(f"'{tag}'" for tag in TAGS) + "]"
+    select = (
+        "SELECT :first + (g % :devices), :end - (g * :step) * interval '1 millisecond', "
+        "g, CASE WHEN g % 50 = 0 THEN 1 WHEN g % 13 = 0 THEN 2 ELSE 3 END, "
+        f"({tags})[1 + g % 7], ({messages})[1 + g % 7] || ' #' || g, '1.0.0', true "
+        "FROM generate_series(1, :count) AS g"
+    )
+    columns = "(config_id, received_at, uptime_ms, level, tag, message, firmware_version, verified)"
     for back in range(days):
+        end = now - timedelta(days=back)
+        day = end.date()
+        values = {
+            "first": ids[0],
+            "devices": len(ids),
+            "end": end,
+            "step": min(
+                86_400_000 / per_day,
+                (end - datetime(day.year, day.month, day.day, tzinfo=UTC)).total_seconds()
+                * 1000
+                / per_day,
+            ),
+            "count": per_day,
+        }
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO device_logs (config_id, received_at, uptime_ms, level, tag, "
-                    "message, firmware_version, verified) "
-                    f"SELECT :first + (g % :devices), :end - (g * :step) * interval '1 millisecond', "
-                    f"g, CASE WHEN g % 50 = 0 THEN 1 WHEN g % 13 = 0 THEN 2 ELSE 3 END, "
-                    f"({tags})[1 + g % 7], ({messages})[1 + g % 7] || ' #' || g, '1.0.0', true "
-                    "FROM generate_series(1, :count) AS g"
-                ),
-                {
-                    "first": ids[0],
-                    "devices": len(ids),
-                    "end": now - timedelta(days=back),
-                    "step": 86_400_000 / per_day,
-                    "count": per_day,
-                },
+            connection.exec_driver_sql("SET maintenance_work_mem = '256MB'")
+            if back == 0:
+                ensure_partition(connection, day)
+                connection.execute(text(f"INSERT INTO device_logs {columns} {select}"), values)
+                continue
+            name = partition_name(day)
+            connection.exec_driver_sql(
+                f"CREATE TABLE {name} (LIKE device_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            )
+            connection.execute(text(f"INSERT INTO {name} {columns} {select}"), values)
+            following = day + timedelta(days=1)
+            connection.exec_driver_sql(
+                f"ALTER TABLE device_logs ATTACH PARTITION {name} FOR VALUES FROM "
+                f"('{day.isoformat()}T00:00:00+00') TO ('{following.isoformat()}T00:00:00+00')"
             )
     with engine.begin() as connection:
         connection.exec_driver_sql("ANALYZE device_logs")
