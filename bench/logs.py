@@ -98,7 +98,7 @@ def add_devices(engine: Engine, count: int) -> list[int]:
         for n in range(count)
     ]
     with engine.begin() as connection:
-        connection.execute(insert(DeviceConfig.__table__), rows)
+        connection.execute(insert(DeviceConfig), rows)
         ids = connection.execute(text("SELECT id FROM device_configs ORDER BY id")).scalars()
         return list(ids)
 
@@ -108,7 +108,9 @@ def ingest(engine: Engine, ids: list[int], seconds: float) -> tuple[float, int]:
     kind = LogLines(CollectorRegistry(), per_minute=10**9, queue_max=10**9)
     intake = ReportIntake(sessionmaker(engine), interval=3600)
     intake.add_kind(kind)
-    parsed = [parse_text_line(f"I (1234) {tag}: {m}") for tag, m in zip(TAGS, MESSAGES)]
+    parsed = [
+        parse_text_line(f"I (1234) {tag}: {m}") for tag, m in zip(TAGS, MESSAGES, strict=True)
+    ]
     lines = [line for line in parsed if line is not None]
     written = 0
     started = time.perf_counter()
