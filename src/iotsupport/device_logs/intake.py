@@ -45,7 +45,7 @@ class LogMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.lines = Counter(
             "iotsupport_device_log_lines",
-            "Device log lines by outcome: stored, dropped_rate (a device over "
+            "Device log lines by outcome: accepted (queued to be written), dropped_rate (a device over "
             "LOG_MAX_LINES_PER_MINUTE), dropped_queue (LOG_QUEUE_MAX_LINES waiting).",
             ["outcome"],
             registry=registry,
@@ -92,7 +92,7 @@ class LogLines:
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
         over_rate, over_queue = len(lines) - allowed, allowed - kept
         if kept:
-            self.metrics.lines.labels("stored").inc(kept)
+            self.metrics.lines.labels("accepted").inc(kept)
         if over_rate:
             self.metrics.lines.labels("dropped_rate").inc(over_rate)
         if over_queue:

@@ -98,10 +98,14 @@ def parse_object(item: t.Mapping[str, t.Any]) -> LogLine | None:
     tag = item.get("tag")
     if level is None and not isinstance(tag, str):
         return parsed  # the message's own ESP-IDF prefix, if any, tells
+    if isinstance(tag, str):
+        tag = clean(tag)[:MAX_TAG_CHARS] or None
+    else:
+        tag = parsed.tag
     return LogLine(
         parsed.message if parsed.tag else clean(message),
         level if level is not None else parsed.level,
-        clean(tag)[:MAX_TAG_CHARS] or None if isinstance(tag, str) else parsed.tag,
+        tag,
         parsed.uptime_ms,
         when,
     )
