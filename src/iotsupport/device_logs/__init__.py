@@ -4,7 +4,7 @@ Intake: `POST /api/device/logs` (routes.py) and `iotsupport/devices/<mac>/logs` 
 (subscriber.py) hand parsed lines (parsing.py) to the one intake of device reports as
 the kind `LogLines` (intake.py), which writes them in batches (storage.py). Reading:
 query.py; following: live.py (waits on the ASGI front's event loop). Retention runs
-every few minutes per worker (it is idempotent, so workers may overlap).
+every 10 minutes per worker, one worker of the fleet at a time on PostgreSQL.
 
 This package imports the device (configs/) and the intake; they import nothing of it.
 """
@@ -19,6 +19,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 
 from iotsupport.background import Periodic
 from iotsupport.db import Database
@@ -34,6 +35,8 @@ from iotsupport.settings import Settings
 log = logging.getLogger(__name__)
 
 RETENTION_SECONDS = 600.0
+CAP_SECONDS = 3600.0
+RETENTION_LOCK = 0x696F746C6F6773  # PostgreSQL advisory lock: one retention run at a time
 
 
 class DeviceLogs:
@@ -59,6 +62,7 @@ class DeviceLogs:
         reports.add_kind(self.kind)
         self.retention = Periodic("log-retention", RETENTION_SECONDS, self.apply_retention)
         self.subscriber: t.Any = None  # subscriber.LogSubscriber when MQTT is on
+        self._next_cap = 0.0
 
     def receive(self, config_id: int, lines: list[LogLine], *, verified: bool) -> LogBatch:
         """Lines of one device, queued for the next batch; what was kept and dropped."""
@@ -71,9 +75,19 @@ class DeviceLogs:
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.log_retention_days)
         started = time.monotonic()
         with self.database.engine.begin() as connection:
+            if (
+                connection.dialect.name == "postgresql"
+                and not connection.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RETENTION_LOCK}
+                ).scalar()
+            ):
+                return  # another worker or replica is at it
             dropped = drop_before(connection, cutoff)
-        with self.database.engine.begin() as connection:
-            capped = cap_devices(connection, self.settings.log_max_lines_per_device)
+            # Counting every device's lines reads the whole table: once an hour is enough.
+            capped = 0
+            if time.monotonic() >= self._next_cap:
+                capped = cap_devices(connection, self.settings.log_max_lines_per_device)
+                self._next_cap = time.monotonic() + CAP_SECONDS
         if dropped or capped:
             log.info(
                 "log retention: %d old partitions/lines dropped, %d lines over the cap per "

@@ -45,8 +45,8 @@ class LogMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.lines = Counter(
             "iotsupport_device_log_lines",
-            "Device log lines by outcome: accepted (queued to be written), dropped_rate (a device over "
-            "LOG_MAX_LINES_PER_MINUTE), dropped_queue (LOG_QUEUE_MAX_LINES waiting).",
+            "Device log lines by outcome: accepted (queued to be written), dropped_rate (a "
+            "device over LOG_MAX_LINES_PER_MINUTE), dropped_queue (LOG_QUEUE_MAX_LINES waiting).",
             ["outcome"],
             registry=registry,
         )
