@@ -132,3 +132,31 @@ def test_a_device_account_may_publish_its_own_logs() -> None:
         "topic": "iotsupport/devices/aa:bb:cc:dd:ee:ff/logs",
         "allow": True,
     } in acls
+
+
+def test_simulated_devices_log_over_mqtt(
+    database_url: str, broker: Broker, serve: t.Callable[[Flask], str]
+) -> None:
+    from release_support import create_model
+
+    app = log_app(database_url, broker)
+    create_model(app.test_client(), "simmqtt")
+    reader = subscriber_of(app)
+    reader.start()
+    try:
+        assert reader.subscribed.wait(10)
+        args = ["simulate", "--server", serve(app), "--devices", "2", "--model", "simmqtt"]
+        args += ["--mqtt-url", broker.url, "--log-rate", "120", "--duration", "3"]
+        result = app.test_cli_runner().invoke(args=args)
+        assert result.exit_code == 0, result.output
+        assert "log lines sent" in result.output
+
+        def lines() -> list[t.Any]:
+            state(app).reports.flush()
+            answer = app.test_client().get("/api/logs?limit=1000").get_json()
+            return list(answer["lines"])
+
+        assert wait_until(lambda: len({line["device"]["id"] for line in lines()}) == 2, 10)
+        assert any(line["tag"] == "cpu_start" for line in lines())
+    finally:
+        reader.stop()
