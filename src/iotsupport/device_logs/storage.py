@@ -33,6 +33,18 @@ log = logging.getLogger(__name__)
 _L = DEVICE_LOGS.c
 _PARTITION = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})$")
 _CONFIGS = DeviceConfig.__table__.c
+_COPY_COLUMNS = (
+    "config_id",
+    "received_at",
+    "device_time",
+    "uptime_ms",
+    "level",
+    "tag",
+    "message",
+    "firmware_version",
+    "verified",
+)
+_COPY = f"COPY device_logs ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 _CHECKINS = DeviceCheckin.__table__.c
 
 
@@ -75,12 +87,17 @@ class LogStorage:
         """The rows inserted; returns the days whose partitions this created, to
         `remember` once committed (a rolled back write rolls them back too)."""
         connection = session.connection()
-        days: set[date] = set()
-        if connection.dialect.name == "postgresql":
-            days = {row["received_at"].date() for row in rows} - self._days
-            for day in sorted(days):
-                ensure_partition(connection, day)
-        connection.execute(insert(DEVICE_LOGS), rows)
+        if connection.dialect.name != "postgresql":
+            connection.execute(insert(DEVICE_LOGS), rows)
+            return set()
+        days = {row["received_at"].date() for row in rows} - self._days
+        for day in sorted(days):
+            ensure_partition(connection, day)
+        # COPY: a fraction of the CPU of an INSERT per row, in the same transaction.
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(_COPY) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([row[name] for name in _COPY_COLUMNS])
         return days
 
     def remember(self, days: set[date]) -> None:
