@@ -43,6 +43,7 @@ EXPECTED_DEVICE = {
     "releases.download_release",
     "rollouts.device_firmware",
     "coredumps_device.upload_coredump",
+    "device_logs.post_device_logs",
 }
 
 

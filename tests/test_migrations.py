@@ -19,12 +19,18 @@ from sqlalchemy import text
 
 from iotsupport import migrate
 from iotsupport.db.tables import Base
+from iotsupport.db.tables import outside_models
 
 
 def schema_differences(engine: Engine, metadata: sa.MetaData = Base.metadata) -> list[t.Any]:
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "target_metadata": metadata}
+            connection,
+            opts={
+                "compare_type": True,
+                "target_metadata": metadata,
+                "include_name": outside_models,
+            },
         )
         differences: list[t.Any] = compare_metadata(context, metadata)
     return differences

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import typing as t
 from pathlib import Path
 
@@ -133,3 +134,35 @@ def test_simulate_says_what_is_missing(runner: FlaskCliRunner) -> None:
     assert result.exit_code == 2 and "--stages" in result.output
     result = runner.invoke(args=["simulate", "--model", "x", "--server", "http://127.0.0.1:9"])
     assert result.exit_code == 1 and "Error" in result.output
+
+
+def test_simulated_devices_log_as_esp_idf_does_over_http(
+    app: Flask, runner: FlaskCliRunner, serve: Serve
+) -> None:
+    from iotsupport.extensions import state
+
+    create_model(app.test_client(), "simlog")
+    base = serve(app)
+    args = ["simulate", "--server", base, "--devices", "2", "--model", "simlog"]
+    result = runner.invoke(args=[*args, "--duration", "6", "--log-rate", "120"])
+    assert result.exit_code == 0, result.output
+    assert "log lines sent" in result.output
+    state(app).reports.flush()
+    lines = app.test_client().get("/api/logs?limit=1000").get_json()["lines"]
+    assert len({line["device"]["id"] for line in lines}) == 2
+    boot = [line for line in lines if line["tag"] == "cpu_start"]
+    assert len(boot) == 4 and all(line["uptime_ms"] is not None for line in boot)
+    assert all("\x1b" not in line["message"] for line in lines)  # colour codes were sent
+    # Boot lines (9 each) and about 2 a second each for 6 s, sent in 5 s batches.
+    assert 2 * 9 + 2 * 5 <= len(lines) <= 2 * 9 + 2 * 15
+    assert all(line["verified"] for line in lines)
+
+
+def test_esp_idf_lines_of_the_simulator_carry_colour_codes() -> None:
+    from iotsupport.simulator.logs import LogScript
+
+    script = LogScript("02:51:00:00:00:01")
+    boot = script.boot()
+    assert boot[0].startswith("\x1b[0;32mI (5) cpu_start: ") and boot[0].endswith("\x1b[0m")
+    levels = {re.sub(r"\x1b\[[0-9;]*m", "", script.next())[0] for _ in range(2000)}
+    assert {"E", "W", "I", "D"} <= levels

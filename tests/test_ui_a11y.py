@@ -66,6 +66,12 @@ def fleet(app: Flask, client: FlaskClient) -> dict[str, str]:
     firmware.start([1, "100%"], error_threshold="50%")
     firmware.update(firmware.stage_devices(firmware.rollout(1), 1)[0])
     firmware.settle()
+    token = client.post(f"/api/configs/{hall['id']}/credential").get_json()["token"]
+    client.post(
+        "/api/device/logs",
+        data="I (5) boot: \x1b[0;32mready\x1b[0m\nW (9) wifi: weak\nE (12) app: " + "y" * 400,
+        headers={"Authorization": f"Bearer {token}"},
+    )
     state(app).reports.flush()
     return {
         "/": "#rows tr",
@@ -78,6 +84,7 @@ def fleet(app: Flask, client: FlaskClient) -> dict[str, str]:
         "/firmware": "#loading[hidden]",
         "/crashes": "#loading[hidden]",
         "/crashes/1": "#loading[hidden]",
+        "/logs": "#log-lines li",
         "/models/thermo/releases": "#rows tr",
         "/models/thermo/rollouts/1": "li.stage",
         "/nowhere": "h1",

@@ -30,9 +30,12 @@ from iotsupport.credentials.dynsec import build_accounts
 from iotsupport.db import Database
 from iotsupport.device_cache import build_device_cache
 from iotsupport.device_cache.fast_path import DeviceFetchFastPath
+from iotsupport.device_logs import DeviceLogs
+from iotsupport.device_logs.subscriber import build_subscriber
 from iotsupport.device_reports import DeviceReportIntake
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
+from iotsupport.front import WAITS
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.notifications import build_publisher
@@ -101,6 +104,8 @@ def create_app(
         trusted_proxies=settings.trusted_networks,
         on_written=rollouts.wake,  # device reports written: rollouts may advance
     )
+    logs = DeviceLogs(settings, database, registry, reports)
+    logs.subscriber = build_subscriber(settings, logs)
     accounts = build_accounts(settings, database, registry)
     device_cache = build_device_cache(settings, database, registry)
     devices = DeviceGate(settings, database, accounts, registry, device_cache, reports)
@@ -118,7 +123,9 @@ def create_app(
         assets=assets,
         release_cache=build_release_cache(settings),
         release_verifier=build_verifier(settings, purpose=RELEASE_PURPOSE),
+        logs=logs,
     )
+    app.extensions[WAITS] = [logs.live.front_wait]  # a log follow waits on the event loop
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.
     request_metrics = observability.RequestMetrics(registry)

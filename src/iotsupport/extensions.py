@@ -15,6 +15,7 @@ from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
+from iotsupport.device_logs import DeviceLogs
 from iotsupport.device_query import where_clause
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
@@ -43,6 +44,7 @@ class AppState:
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset
     # Device queries (device_query/) for configs' own routes: configs does not import it.
     where_filter: WhereFilter = where_clause
+    logs: DeviceLogs | None = None  # device logs (device_logs/), written by `reports`
 
 
 def state(app: Flask | None = None) -> AppState:

@@ -32,6 +32,9 @@ def upgrade(engine: Engine, *, recreate: bool = False) -> None:
     config = _alembic_config()
     with engine.begin() as connection:
         if recreate:
+            # The log tables are outside the models (migration 0014) and refer to configs.
+            connection.exec_driver_sql("DROP TABLE IF EXISTS device_logs_fts")
+            connection.exec_driver_sql("DROP TABLE IF EXISTS device_logs")
             Base.metadata.drop_all(connection)
             connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         config.attributes["connection"] = connection

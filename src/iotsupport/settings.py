@@ -137,6 +137,16 @@ class Settings(BaseSettings):
     # often (and whenever it has written device reports).
     rollout_device_timeout_seconds: float = Field(default=3600.0, gt=0)
     rollout_tick_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Device logs (device_logs/): lines a device may send per minute (more are dropped
+    # and counted), lines waiting to be written per worker (more: dropped and counted),
+    # days and lines per device kept, the longest a reader's `wait` may be.
+    log_max_lines_per_minute: int = Field(default=600, ge=1)
+    log_queue_max_lines: int = Field(default=50_000, ge=100)
+    log_retention_days: int = Field(default=14, ge=1, le=3650)
+    log_max_lines_per_device: int = Field(default=100_000, ge=100)
+    log_wait_max_seconds: float = Field(default=55.0, gt=0, le=300)
+    # Read iotsupport/devices/<mac>/logs from the broker (needs MQTT_URL).
+    log_mqtt: bool = True
 
     @field_validator("database_url", "database_listen_url")
     @classmethod

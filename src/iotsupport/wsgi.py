@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import typing as t
 from multiprocessing import util
 
 from flask import Flask
@@ -24,6 +25,12 @@ from iotsupport.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class _Part(t.Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Background:
     """The worker's background threads: publisher, device reports, device cache,
     rollouts, the outbox relay, broker accounts. Each stop runs once, whoever asks
@@ -31,7 +38,7 @@ class Background:
 
     def __init__(self, app: Flask) -> None:
         app_state = state(app)
-        self.parts = (
+        self.parts: tuple[_Part, ...] = (
             app_state.publisher,
             app_state.reports,  # check-ins, firmware versions, credential uses
             app_state.devices.cache,  # device fetches from memory once loaded
@@ -39,6 +46,7 @@ class Background:
             app_state.outbox,  # publishes announcements (one process of all at a time)
             app_state.accounts,  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
             app.extensions[DECODER_KEY],  # decodes core dumps, pending ones after a restart
+            *([app_state.logs] if app_state.logs else []),  # retention, MQTT log reader
         )
         self._lock = threading.Lock()
         self._stopped = False

@@ -84,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.crashes import elf_routes
     from iotsupport.crashes import routes as crashes
     from iotsupport.credentials import routes as credentials
+    from iotsupport.device_logs import routes as device_logs
     from iotsupport.device_models import routes as models
     from iotsupport.images import routes as images
     from iotsupport.releases import routes as releases
@@ -103,6 +104,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(crashes.device_bp)
     app.register_blueprint(crashes.bp)
     app.register_blueprint(elf_routes.bp)
+    app.register_blueprint(device_logs.bp)
     app.register_blueprint(operations.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(images.bp)

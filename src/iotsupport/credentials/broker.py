@@ -46,7 +46,10 @@ def device_acls(mac: str) -> list[dict[str, t.Any]]:
         {"acltype": acltype, "topic": topic, "allow": True}
         for topic in (f"{own}/#", "iotsupport/updates/#")
         for acltype in ("subscribePattern", "publishClientReceive", "unsubscribePattern")
-    ] + [{"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True}]
+    ] + [
+        {"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True},
+        {"acltype": "publishClientSend", "topic": f"{own}/logs", "allow": True},  # device logs
+    ]
 
 
 def device_client_id(mac: str) -> str:

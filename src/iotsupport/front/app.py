@@ -25,6 +25,8 @@ from iotsupport.api.protections import SECURITY_HEADERS
 from iotsupport.compression import Compression
 from iotsupport.device_cache.fast_path import DECLINED
 from iotsupport.device_cache.fast_path import DeviceFetchFastPath
+from iotsupport.front import WAITS
+from iotsupport.front import Wait
 from iotsupport.front.body import ClientGone
 from iotsupport.front.body import Limits
 from iotsupport.front.body import Refused
@@ -75,6 +77,7 @@ class Front:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
+        self.waits: list[Wait] = list(app.extensions.get(WAITS, ()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -114,6 +117,8 @@ class Front:
             if (method == "GET" or method == "HEAD") and path.startswith(_FETCH_PREFIX):
                 if await self._from_memory(dict(environ), send):
                     return
+            for wait in self.waits:  # e.g. a log follow, until newer lines exist
+                await wait(environ)
             environ = with_body(environ, body, size)
 
             async def failed() -> None:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from iotsupport.db.tables import Base
+from iotsupport.db.tables import outside_models
 
 connection: Connection = context.config.attributes["connection"]
 context.configure(
@@ -13,6 +14,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=outside_models,
 )
 with context.begin_transaction():
     context.run_migrations()

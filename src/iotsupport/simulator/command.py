@@ -63,6 +63,18 @@ def parse_stages(text: str) -> list[int | str]:
 @click.option("--stages", default="1,10%,100%", show_default=True, help="The rollout's stages.")
 @click.option("--error-threshold", help='The rollout\'s error threshold, e.g. "20%".')
 @click.option("--seed", type=int, default=1, show_default=True, help="Picks the failing devices.")
+@click.option(
+    "--log-rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Log lines per minute per device, as ESP-IDF prints them (0: none).",
+)
+@click.option(
+    "--log-transport",
+    type=click.Choice(["mqtt", "http"]),
+    help="How devices send logs [default: mqtt with --mqtt-url, else http].",
+)
 def simulate(
     server: str,
     count: int,
@@ -84,6 +96,8 @@ def simulate(
     stages: str,
     error_threshold: str | None,
     seed: int,
+    log_rate: float,
+    log_transport: str | None,
 ) -> None:
     """Run simulated devices against a server, as their firmware would, and print a summary.
 
@@ -125,11 +139,22 @@ def simulate(
         rollout_stages=rollout_stages,
         error_threshold=error_threshold,
         seed=seed,
+        log_rate=log_rate,
+        log_transport="mqtt"
+        if (log_transport or ("mqtt" if mqtt_url else "http")) == "mqtt"
+        else "http",
         progress=click.echo,
     )
     try:
         report = run_simulation(options)
-    except (ProvisioningFailed, RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
+    except (
+        ProvisioningFailed,
+        RuntimeError,
+        TimeoutError,
+        OSError,
+        ValueError,
+        httpx.HTTPError,
+    ) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     for line in report.lines():
         click.echo(line)

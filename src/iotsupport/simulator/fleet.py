@@ -19,6 +19,11 @@ import httpx
 from iotsupport.simulator.device import Identity
 from iotsupport.simulator.device import SimDevice
 from iotsupport.simulator.http import HttpPool
+from iotsupport.simulator.logs import BATCH_SECONDS
+from iotsupport.simulator.logs import HttpLogSender
+from iotsupport.simulator.logs import LogSender
+from iotsupport.simulator.logs import MqttLogSender
+from iotsupport.simulator.logs import run_logs
 from iotsupport.simulator.mqtt import DesiredFeed
 from iotsupport.simulator.provision import provision
 from iotsupport.simulator.provision import read_devices
@@ -54,6 +59,8 @@ class FleetOptions:
     rollout_version: str | None = None
     rollout_stages: list[int | str] = field(default_factory=lambda: [1, "10%", "100%"])
     error_threshold: str | None = None
+    log_rate: float = 0.0  # lines per minute per device (0: no logs)
+    log_transport: t.Literal["mqtt", "http"] = "http"
     progress: Callable[[str], None] | None = None  # gets a line now and then
 
 
@@ -134,6 +141,15 @@ async def run_fleet(options: FleetOptions) -> Report:
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)  # Ctrl+C
         started = time.monotonic()
         tasks = [asyncio.create_task(device.run(stop)) for device in devices]
+        logger = _log_sender(options, client, stats)
+        if logger is not None:
+            batch = BATCH_SECONDS if options.log_transport == "http" else 0.0
+            tasks += [
+                asyncio.create_task(
+                    run_logs(device.identity, logger, options.log_rate, stop, batch)
+                )
+                for device in devices
+            ]
         try:
             rollout, took = await _until_done(admin, devices, options, started, stop, stats)
         finally:
@@ -143,9 +159,21 @@ async def run_fleet(options: FleetOptions) -> Report:
             await asyncio.gather(*tasks, return_exceptions=True)
             if feed is not None:
                 feed.stop()
+            if logger is not None:
+                logger.close()
             await client.close()
         running = Counter(device.version for device in devices)
         return Report(len(devices), time.monotonic() - started, stats, running, rollout, took)
+
+
+def _log_sender(options: FleetOptions, client: HttpPool, stats: Stats) -> LogSender | None:
+    if options.log_rate <= 0:
+        return None
+    if options.log_transport == "http":
+        return HttpLogSender(client, stats)
+    if not options.mqtt_url:
+        raise ValueError("logs over MQTT need --mqtt-url")
+    return MqttLogSender(options.mqtt_url, stats, options.mqtt_username, options.mqtt_password)
 
 
 def simulate(options: FleetOptions) -> Report:

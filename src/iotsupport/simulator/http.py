@@ -47,23 +47,31 @@ class HttpPool:
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
 
-    async def request(self, method: str, target: str, headers: dict[str, str]) -> Answer:
+    async def request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes = b""
+    ) -> Answer:
         """A whole answer (for small bodies)."""
         pieces: list[bytes] = []
-        status, answer_headers = await self.stream(method, target, headers, pieces.append)
+        status, answer_headers = await self.stream(method, target, headers, pieces.append, body)
         return Answer(status, answer_headers, b"".join(pieces))
 
     async def stream(
-        self, method: str, target: str, headers: dict[str, str], sink: Callable[[bytes], object]
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        sink: Callable[[bytes], object],
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str]]:
-        """Send the request; hand the body to `sink` piece by piece. `target` is a path or a
-        URL (only its path and query are used: the pool talks to its own server)."""
+        """Send the request (with `body`, if any); hand the answer's body to `sink` piece by
+        piece. `target` is a path or a URL (only its path and query are used: the pool
+        talks to its own server)."""
         parts = urlsplit(target)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         async with self._slots:
             try:
                 return await asyncio.wait_for(
-                    self._exchange(method, path, headers, sink), self.timeout
+                    self._exchange(method, path, headers, sink, body), self.timeout
                 )
             except (
                 OSError,
@@ -81,7 +89,12 @@ class HttpPool:
             writer.close()
 
     async def _exchange(
-        self, method: str, path: str, headers: dict[str, str], sink: Callable[[bytes], object]
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        sink: Callable[[bytes], object],
+        body: bytes = b"",
     ) -> tuple[int, dict[str, str]]:
         reused = bool(self._idle)
         reader, writer = self._idle.pop() if reused else await self._open()
@@ -89,7 +102,10 @@ class HttpPool:
         try:
             head = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
             head += [f"{name}: {value}" for name, value in headers.items()]
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            if body:
+                head.append(f"Content-Length: {len(body)}")
+            request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+            writer.write(request)
             try:
                 status, answer = await _read_head(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
@@ -97,7 +113,7 @@ class HttpPool:
                     raise
                 writer.close()  # the server closed an idle connection: once more, fresh
                 reader, writer = await self._open()
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+                writer.write(request)
                 status, answer = await _read_head(reader)
             keep = await _read_body(reader, method, status, answer, sink)
             return status, answer

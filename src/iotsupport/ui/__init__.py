@@ -163,6 +163,12 @@ def crash(crash_id: int) -> Response:
     return page("crash.html", active="crashes", crash_id=crash_id)
 
 
+@bp.get("/logs")
+@requires(Role.ADMIN)
+def logs() -> Response:
+    return page("logs.html", active="logs")
+
+
 @bp.app_errorhandler(NotFound)
 def not_found(exc: NotFound) -> Response:
     """A person who mistypes a page gets a page back; API clients keep the JSON error."""

@@ -9,6 +9,7 @@ import {
 import { renderCredential, setupCredential } from "./credential.js";
 import { lineDiff, parseUnified, prettyJson, renderDiff } from "./diff.js";
 import { formatJson, setupEditor } from "./editor.js";
+import { setupLogView } from "./logview.js";
 import {
   fillModelPicker, liveSchemaCheck, renderSchemaErrors, showModel, useModelSchema,
 } from "./schema.js";
@@ -459,3 +460,4 @@ async function reloadMeta() {
 setupCredential(configId, reloadMeta);
 startPage();
 load();
+setupLogView(document.getElementById("logs"));

@@ -65,6 +65,7 @@ const view = {
   content: { query: "", lines: new Map() },
   // A device query (the box holds one): its text, and the ids it selects (null: not known yet).
   where: { query: "", ids: null },
+  logErrors: new Map(), // config id -> error lines it logged in the last hour
 };
 const numberFormat = new Intl.NumberFormat();
 
@@ -86,7 +87,7 @@ function cell(column, item) {
       // On a phone the name column is hidden: the name (and a content match) go here.
       return el("span", {}, el("a", { href: `/devices/${config.id}` }, value),
         el("span", { class: "narrow-only" }, config.device_name ? el("span", { class: "under" }, config.device_name) : null,
-          contentMatch(config)));
+          contentMatch(config)), logErrorsBadge(config));
     case "device_name": {
       const name = value ? el("span", {}, value) : el("span", { class: "muted" }, "—");
       return el("span", {}, name, contentMatch(config));
@@ -111,6 +112,30 @@ function cell(column, item) {
     default:
       return value === null || value === undefined || value === "" ? el("span", { class: "muted" }, "—") : value;
   }
+}
+
+/** A device that logged errors in the last hour: a link to its log. */
+function logErrorsBadge(config) {
+  const count = view.logErrors.get(config.id);
+  if (!count) return null;
+  return el("a", {
+    class: "badge log-errors", href: `/devices/${config.id}#logs`,
+    title: "Error lines it logged in the last hour",
+  }, `${numberFormat.format(count)} error${count === 1 ? "" : "s"}`,
+  el("span", { class: "visually-hidden" }, " in the last hour"));
+}
+
+async function loadLogErrors() {
+  const result = await api("GET", "/api/logs/devices?level=E");
+  if (!result.ok) return; // an older server, or logs unavailable: no badges
+  const before = view.logErrors;
+  view.logErrors = new Map(result.data.devices.map((device) => [device.id, device.lines]));
+  let changed = false;
+  for (const id of new Set([...before.keys(), ...view.logErrors.keys()])) {
+    const item = view.byId.get(id);
+    if (item && before.get(id) !== view.logErrors.get(id)) { item.tr = null; changed = true; }
+  }
+  if (changed) render({ keep: true });
 }
 
 /** Where a content search found the text: the matching line, or nothing. */
@@ -685,5 +710,6 @@ if (deleted) {
   // The Undo is where the keyboard is: the admin just deleted and arrived here.
   notify(`Deleted ${deleted.mac}.`, { kind: "info", focus: true, action: { label: "Undo", run: () => undoDelete(deleted) } });
 }
-loadDevices().then(() => schedule(POLL_MS));
+loadDevices().then(() => { schedule(POLL_MS); loadLogErrors(); });
+setInterval(loadLogErrors, 60000);
 loadDeleted();
