@@ -14,6 +14,8 @@ from iotsupport.auth.access import requires
 from iotsupport.change_sets.schemas import BulkAppliedSchema
 from iotsupport.change_sets.schemas import BulkPreviewSchema
 from iotsupport.change_sets.schemas import BulkSchema
+from iotsupport.change_sets.schemas import ChangeSetListQuery
+from iotsupport.change_sets.schemas import ChangeSetListSchema
 from iotsupport.change_sets.schemas import ChangeSetSchema
 from iotsupport.change_sets.schemas import UndoneSchema
 from iotsupport.change_sets.schemas import UndoSchema
@@ -65,9 +67,28 @@ def bulk_change(body: BulkSchema) -> Response:
         expect = {int(key): etag.strip('"') for key, etag in body.expect.items()}
     except ValueError:
         raise InvalidInput("the keys of expect must be config ids") from None
-    change_set, changed = service.apply(selection, patch, body.patch, expect)
-    applied = BulkAppliedSchema(change_set=change_set, changed=changed)
+    change_set, changed, skipped = service.apply(
+        selection, patch, body.patch, expect, skip_invalid=body.skip_invalid
+    )
+    applied = BulkAppliedSchema.model_validate(
+        {"change_set": change_set, "changed": changed, "skipped": skipped}
+    )
     return json_response(applied, 201)
+
+
+@bp.get("/api/change-sets")
+@requires(Role.ADMIN)
+@operation(
+    "The change sets, newest first: who, when, what patch, how many configs",
+    tag=TAG,
+    query=ChangeSetListQuery,
+    responses={200: ChangeSetListSchema},
+)
+def list_change_sets(query: ChangeSetListQuery) -> Response:
+    rows = change_set_service().recent(query.limit, query.before)
+    return json_response(
+        ChangeSetListSchema.model_validate({"change_sets": rows, "count": len(rows)})
+    )
 
 
 @bp.get("/api/change-sets/<int:change_set_id>")

@@ -6,6 +6,8 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic import model_validator
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import QueryInt
 from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import OBJECT_OR_STRING
 from iotsupport.configs.schemas import Timestamp
@@ -46,6 +48,11 @@ class BulkSchema(RequestBody):
         default=None,
         description='Apply only: {"<id>": "<etag>"} for every picked config, from the preview.',
     )
+    skip_invalid: bool = Field(
+        default=False,
+        description="Apply only: leave the configs whose result would fail their schema as "
+        "they are (listed in skipped) instead of refusing the whole change.",
+    )
 
 
 class BulkChangeSchema(BaseModel):
@@ -70,11 +77,38 @@ class BulkPreviewSchema(BaseModel):
     invalid: int = Field(description="How many results would fail their schema.")
 
 
+class SkippedInvalidSchema(BaseModel):
+    id: int
+    mac_address: str
+    errors: list[SchemaErrorSchema]
+
+
 class BulkAppliedSchema(BaseModel):
     """The change set that was saved."""
 
     change_set: int
     changed: list[int] = Field(description="Ids of the configs that got a new version.")
+    skipped: list[SkippedInvalidSchema] = Field(
+        default_factory=list,
+        description="skip_invalid: the configs left as they were, with why.",
+    )
+
+
+class ChangeSetSummarySchema(BaseModel):
+    """One bulk change in the list: who, when, what, how many."""
+
+    id: int
+    patch: dict[str, t.Any]
+    created_at: Timestamp
+    created_by: str
+    undone_at: Timestamp | None
+    undone_by: str | None
+    count: int = Field(description="How many configs it changed.")
+
+
+class ChangeSetListSchema(BaseModel):
+    change_sets: list[ChangeSetSummarySchema]
+    count: int
 
 
 class UndoSchema(RequestBody):
@@ -113,3 +147,12 @@ class ChangeSetSchema(BaseModel):
     undone_at: Timestamp | None
     undone_by: str | None
     configs: list[ChangeSetItemSchema]
+
+
+class ChangeSetListQuery(Query):
+    limit: t.Annotated[QueryInt, Field(ge=1, le=500)] = Field(
+        default=100, description="At most this many, newest first."
+    )
+    before: t.Annotated[QueryInt, Field(ge=1, le=MAX_INT)] | None = Field(
+        default=None, description="Only change sets with a smaller id (the next page)."
+    )

@@ -7,9 +7,11 @@ everywhere: the configs by id, then their models.
 
 from __future__ import annotations
 
+import json
 import typing as t
 from dataclasses import dataclass
 
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -108,6 +110,8 @@ class ChangeSetService:
                     "diff": diff,
                 }
             )
+        # The configs a change would refuse come first: they are what needs a decision.
+        rows.sort(key=lambda row: row["valid"] is not False)
         return rows
 
     def apply(
@@ -116,10 +120,13 @@ class ChangeSetService:
         patch: dict[str, t.Any],
         patch_text: str,
         expect: dict[int, str],
-    ) -> tuple[int, list[int]]:
+        *,
+        skip_invalid: bool = False,
+    ) -> tuple[int, list[int], list[dict[str, t.Any]]]:
         """Apply to every picked config in this transaction, or to none: refused (412) when
         the picked configs or their ETags are not those of the preview, (400) when a result
-        fails its schema. Unchanged configs get no version and no message."""
+        fails its schema (with `skip_invalid`: those are left as they are, and returned).
+        Unchanged configs get no version and no message."""
         changes = self._changes(selection, patch, lock=True)
         self._refuse_stale(changes, expect)
         change_set = ChangeSet(patch=patch_text, created_at=utcnow(), created_by=self.configs.actor)
@@ -127,11 +134,18 @@ class ChangeSetService:
         self.session.flush()
         changed = [change for change in changes if not change.unchanged]
         befores = [(change.config.version, change.before) for change in changed]
-        self.configs.save_many(
+        skipped = self.configs.save_many(
             [(change.config, change.after) for change in changed],
             "bulk_changed",
             change_set_id=change_set.id,
+            skip_invalid=skip_invalid,
         )
+        left_out = {entry["id"] for entry in skipped}
+        kept = [
+            (change, before)
+            for change, before in zip(changed, befores, strict=True)
+            if change.config.id not in left_out
+        ]
         self.session.add_all(
             ChangeSetItem(
                 change_set_id=change_set.id,
@@ -141,10 +155,10 @@ class ChangeSetService:
                 after_version=change.config.version,
                 before_content=before,
             )
-            for change, (version, before) in zip(changed, befores, strict=True)
+            for change, (version, before) in kept
         )
         self.session.flush()
-        return change_set.id, [change.config.id for change in changed]
+        return change_set.id, [change.config.id for change, _ in kept], skipped
 
     @staticmethod
     def _refuse_stale(changes: list[Change], expect: dict[int, str]) -> None:
@@ -178,6 +192,30 @@ class ChangeSetService:
                 "preview; nothing was changed. Preview again.",
                 {"configs": stale[:LISTED], "count": len(stale)},
             )
+
+    def recent(self, limit: int, before: int | None = None) -> list[dict[str, t.Any]]:
+        """The newest change sets (ids below `before`), each with how many configs it changed."""
+        count = (
+            select(func.count())
+            .where(ChangeSetItem.change_set_id == ChangeSet.id)
+            .correlate(ChangeSet)
+            .scalar_subquery()
+        )
+        query = select(ChangeSet, count).order_by(ChangeSet.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(ChangeSet.id < before)
+        return [
+            {
+                "id": change_set.id,
+                "patch": json.loads(change_set.patch),
+                "created_at": change_set.created_at,
+                "created_by": change_set.created_by,
+                "undone_at": change_set.undone_at,
+                "undone_by": change_set.undone_by,
+                "count": items,
+            }
+            for change_set, items in self.session.execute(query).all()
+        ]
 
     def get(self, change_set_id: int) -> tuple[ChangeSet, list[ChangeSetItem]]:
         change_set = self.session.get(ChangeSet, change_set_id)

@@ -204,9 +204,11 @@ class ConfigService:
         event: HistoryEvent,
         *,
         change_set_id: int,
-    ) -> None:
+        skip_invalid: bool = False,
+    ) -> list[dict[str, t.Any]]:
         """New versions of many locked configs in this transaction: each is checked against
-        its model's schema first, and one violation refuses them all (naming each)."""
+        its model's schema first, and one violation refuses them all (naming each), or with
+        `skip_invalid` leaves the failing ones as they are. Returns those left out."""
         model_ids = sorted({config.model_id for config, _ in changes if config.model_id})
         models = {model_id: self.models.lock(model_id, share=True) for model_id in model_ids}
         failing: list[dict[str, t.Any]] = []
@@ -218,7 +220,12 @@ class ConfigService:
                 failing.append(
                     {"id": config.id, "mac_address": config.mac_address, "errors": errors}
                 )
-        if failing:
+        if failing and skip_invalid:
+            left_out = {entry["id"] for entry in failing}
+            changes = [
+                (config, content) for config, content in changes if config.id not in left_out
+            ]
+        elif failing:
             flat = [
                 {"config_id": entry["id"], **error}
                 for entry in failing
@@ -235,6 +242,7 @@ class ConfigService:
             self._save(
                 config, content, event, model=model, change_set_id=change_set_id, checked=True
             )
+        return failing
 
     def _save(
         self,
