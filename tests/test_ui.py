@@ -510,9 +510,7 @@ def test_schema_errors_show_while_typing(page: Page, client: FlaskClient) -> Non
     expect(status).to_have_text("✓ Meets the schema of thermostat")
     replace_text(page, '{"deviceName": "", "display": {"brightness": 140}}')
     errors = page.locator("#schema-errors")
-    expect(errors).to_contain_text(
-        "/display/brightness 140 is greater than the maximum of 100 (maximum)"
-    )
+    expect(errors).to_contain_text("/display/brightness must be at most 100 (it is 140) (maximum)")
     expect(errors).to_contain_text("/deviceName")
     expect(status).to_have_text("✗ 2 schema errors")
     screenshot(page, "device-schema-errors")
@@ -574,7 +572,7 @@ def test_a_schema_change_is_confirmed_with_the_devices_it_breaks(
     dialog = page.get_by_role("dialog", name="Some devices would not meet the new schema")
     expect(dialog).to_contain_text("1 device of this model would not meet the new schema")
     expect(dialog).to_contain_text("aa:bb:cc:dd:ee:21")
-    expect(dialog).to_contain_text("80 is greater than the maximum of 50")
+    expect(dialog).to_contain_text("must be at most 50 (it is 80)")
     screenshot(page, "model-schema-confirm")
     dialog.get_by_role("button", name="Keep editing").click()
     expect(toast(page, "Not saved.")).to_be_visible()

@@ -58,7 +58,7 @@ def test_the_models_schema_feeds_the_editor(page: Page, client: FlaskClient) -> 
     expect(page.locator(".cm-lintRange-error")).to_have_text("140")
     # (The editor's own mark of the same value gives way to the server's.)
     assert lint_messages(page) == [
-        "/display/brightness: 140 is greater than the maximum of 100 server: maximum"
+        "/display/brightness: must be at most 100 (it is 140) server: maximum"
     ]
     screenshot(page, "device-schema-in-editor", full_page=False)
     # No model: no schema, no marks.
