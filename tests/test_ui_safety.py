@@ -1,0 +1,161 @@
+"""The UI keeps an admin of many devices safe: a rollout defaults to the newest release and
+is confirmed with its stages; a bulk change can skip the configs it would break; the change
+sets have a page; action buttons cannot be pressed twice; a lost server is shown."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+from playwright.sync_api import Page
+from playwright.sync_api import Request
+from playwright.sync_api import Route
+from playwright.sync_api import expect
+from release_support import release_image
+from rollout_support import Fleet
+from test_device_models import create_model
+from test_ui_releases import image_file
+from ui_support import NewPage
+from ui_support import screenshot
+from ui_support import stored_content
+from ui_support import toast
+
+
+def test_a_rollout_defaults_to_the_newest_release_and_is_confirmed(
+    app: Flask, new_page: NewPage, base_url: str
+) -> None:
+    fleet = Fleet(app, 10, versions=("1.0.0",))
+    fleet.settle()
+    page: Page = new_page(base_url)
+    page.goto("/models/thermo/releases")
+    release = page.get_by_label("Release", exact=True)
+    expect(release).to_have_value("1.0.0")
+    release.select_option("1.0.0")  # the admin's choice, before a newer release exists
+    page.set_input_files("#image", files=image_file("thermo.bin", release_image("1.2.0")))
+    page.get_by_role("button", name="Upload").click()
+    expect(toast(page, "Uploaded release 1.2.0")).to_be_visible()
+    expect(release).to_have_value("1.2.0")
+    expect(page.get_by_role("button", name="Upload")).to_be_focused()
+
+    page.get_by_label("Stages").fill("1, 50%, 100%")
+    page.get_by_role("button", name="Start rollout").click()
+    dialog = page.get_by_role("dialog", name="Start a rollout of 1.2.0?")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("li")).to_have_text(
+        ["Stage 1: 1 device", "Stage 2: 4 devices", "Stage 3: 5 devices"]
+    )
+    expect(dialog).to_contain_text("10 devices of thermo now: 10 on 1.0.0.")
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice
+    screenshot(page, "rollout-confirm")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert fleet.client.get("/api/models/thermo/rollouts").get_json()["count"] == 0
+
+    release.select_option("1.0.0")
+    page.get_by_role("button", name="Start rollout").click()
+    older = page.get_by_role("dialog", name="Start a rollout of 1.0.0?")
+    expect(older).to_contain_text("This is not the newest release (1.2.0 is).")
+    older.get_by_role("button", name="Start rollout").click()
+    expect(page).to_have_url(f"{base_url}/models/thermo/rollouts/1")
+    assert fleet.rollout(1)["version"] == "1.0.0"
+
+
+def thermostats(client: FlaskClient, count: int, failing: int) -> None:
+    """`count` thermostats, of which `failing` already fail a stricter schema."""
+    create_model(client, "thermostat", {"type": "object"})
+    for index in range(count):
+        content = {"deviceName": f"T{index}"} | ({} if index < failing else {"serial": index})
+        body = {"mac_address": f"aa:00:00:00:01:{index:02x}", "content": content}
+        assert client.post("/api/configs", json=body | {"model": "thermostat"}).status_code == 201
+    strict = {"name": "T", "schema": {"type": "object", "required": ["serial"]}, "confirm": True}
+    assert client.put("/api/models/thermostat", json=strict).status_code == 200
+
+
+def test_a_bulk_change_can_skip_the_configs_it_would_break(page: Page, client: FlaskClient) -> None:
+    thermostats(client, 12, failing=3)
+    page.goto("/")
+    expect(page.locator("#rows tr")).to_have_count(12)
+    page.get_by_label("Select all shown").check()
+    page.get_by_role("button", name="Change selected…").click()
+    page.get_by_label("Patch (JSON)").fill('{"mode": "eco"}')
+    page.get_by_role("button", name="Preview").click()
+    summary = page.locator("#bulk-summary")
+    expect(summary).to_have_text(
+        "9 devices would change, 0 unchanged; 3 would not meet their schema (listed first)."
+    )
+    groups = page.locator("#bulk-results details.bulk-group > summary")
+    expect(groups).to_have_text(["Refused: would not meet their schema (3)", "Changing (9)"])
+    refused = page.locator("#bulk-results details.bulk-group").first
+    expect(refused.locator(".bulk-change")).to_have_count(3)
+    expect(refused).to_contain_text('"serial" must be set')
+    apply = page.get_by_role("button", name="Apply")
+    expect(apply).to_be_disabled()
+    page.get_by_label("Skip the 3 devices that would not meet their schema").check()
+    expect(apply).to_be_enabled()
+    screenshot(page, "bulk-skip-invalid")
+    apply.click()
+    expect(toast(page, "Changed 9 devices")).to_contain_text(
+        "3 devices left as they were (would not meet their schema)"
+    )
+    assert '"mode"' not in (stored_content(client, "aa:00:00:00:01:00") or "")
+    assert '"mode": "eco"' in (stored_content(client, "aa:00:00:00:01:05") or "")
+
+
+def test_the_change_sets_page_lists_and_undoes(page: Page, client: FlaskClient) -> None:
+    thermostats(client, 4, failing=0)
+    ids = [row["id"] for row in client.get("/api/configs").get_json()["configs"]]
+    for patch in ({"mode": "eco"}, {"fan": 2}):
+        preview = client.post("/api/configs/bulk", json={"select": {"ids": ids}, "patch": patch})
+        expect_ = {str(row["id"]): row["etag"] for row in preview.get_json()["changes"]}
+        body = {"select": {"ids": ids}, "patch": patch, "dry_run": False, "expect": expect_}
+        assert client.post("/api/configs/bulk", json=body).status_code == 201
+    page.goto("/change-sets")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Change sets")
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text('{"fan":2}')
+    expect(rows.first.locator("td.num")).to_have_text("4")
+    rows.first.get_by_role("button", name="Undo change set 2").click()
+    expect(toast(page, "Undone: 4 devices back as before.")).to_be_visible()
+    expect(rows.first).to_contain_text("undone by")
+    assert client.get("/api/change-sets/2").get_json()["undone_at"] is not None
+    assert '"fan"' not in (stored_content(client, "aa:00:00:00:01:00") or "")
+    assert '"mode": "eco"' in (stored_content(client, "aa:00:00:00:01:00") or "")
+
+
+def test_an_action_button_works_once_however_often_it_is_clicked(
+    page: Page, client: FlaskClient
+) -> None:
+    created = client.post("/api/configs", json={"mac_address": "aa:00:00:00:02:01", "content": {}})
+    held: list[Route] = []
+
+    def hold_posts(route: Route, request: Request) -> None:
+        if request.method == "POST":
+            held.append(route)  # answered below: the server is slow
+        else:
+            route.continue_()
+
+    page.route("**/credential", hold_posts)
+    page.goto(f"/devices/{created.get_json()['id']}")
+    button = page.get_by_role("button", name="Issue token")
+    button.dblclick()
+    expect(button).to_have_attribute("aria-busy", "true")
+    button.click()
+    page.wait_for_timeout(300)
+    assert len(held) == 1  # one request, however many clicks
+    held[0].continue_()
+    expect(page.get_by_role("dialog", name="Device token")).to_be_visible()
+    expect(page.locator("#issue-token")).not_to_have_attribute("aria-busy", "true")
+
+
+def test_a_lost_server_is_shown_until_it_answers_again(page: Page, client: FlaskClient) -> None:
+    client.post("/api/configs", json={"mac_address": "aa:00:00:00:03:01", "content": {}})
+    page.goto("/")
+    expect(page.locator("#rows tr")).to_have_count(1)
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.get_by_label("Select all shown").check()
+    page.get_by_role("button", name="Change selected…").click()
+    page.get_by_role("button", name="Preview").click()
+    banner = page.get_by_role("alert").filter(has_text="The server cannot be reached")
+    expect(banner).to_be_visible()
+    page.unroute("**/api/**")
+    expect(banner).to_be_hidden(timeout=15_000)
+    expect(toast(page, "The server answers again.")).to_be_visible()
