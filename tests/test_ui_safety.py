@@ -159,3 +159,48 @@ def test_a_lost_server_is_shown_until_it_answers_again(page: Page, client: Flask
     page.unroute("**/api/**")
     expect(banner).to_be_hidden(timeout=15_000)
     expect(toast(page, "The server answers again.")).to_be_visible()
+
+
+def test_a_stalled_stage_says_why_and_skips_the_unreachable(
+    app: Flask, new_page: NewPage, base_url: str
+) -> None:
+    fleet = Fleet(app, 5)
+    fleet.settle()
+    fleet.start(["100%"], error_threshold="20%")
+    for device in fleet.devices[:3]:
+        fleet.update(device)
+    fleet.settle()
+    page: Page = new_page(base_url)
+    page.goto("/models/thermo/rollouts/1")
+    expect(page.locator("#summary")).to_contain_text(
+        "a device not updated 1 hour after its stage started counts as failed"
+    )
+    stage = page.locator("li.stage").first
+    expect(stage).to_contain_text(
+        "2 devices have not contacted the server since this stage started"
+    )
+    stage.locator("summary").click()
+    headers = stage.locator("thead th")
+    expect(headers).to_have_text(
+        ["Device", "State", "Reports", "Last report", "Last contact", "Times out"]
+    )
+    screenshot(page, "rollout-stalled")
+    stage.get_by_role("button", name="Skip 2 not reachable").click()
+    expect(toast(page, "Skipped 2 devices of stage 1")).to_be_visible()
+    expect(page.locator("#state")).to_have_text("Completed")
+    expect(page.locator("#summary")).to_be_focused()
+    assert fleet.rollout(1)["counts"]["skipped"] == 2
+
+
+def test_pause_and_resume_keep_the_keyboard_on_the_actions(
+    app: Flask, new_page: NewPage, base_url: str
+) -> None:
+    fleet = Fleet(app, 3)
+    fleet.start([1, "100%"])
+    page: Page = new_page(base_url)
+    page.goto("/models/thermo/rollouts/1")
+    page.get_by_role("button", name="Pause").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Resume")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Pause")).to_be_focused()
