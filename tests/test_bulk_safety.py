@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import typing as t
+import zipfile
 
 from conftest import assert_error
 from flask.testing import FlaskClient
@@ -78,3 +80,15 @@ def test_change_sets_are_listed_newest_first_with_counts(api: FlaskClient) -> No
     assert [row["id"] for row in page["change_sets"]] == [ids[0]]
     assert_error(api.get("/api/change-sets?limit=0"), 400)
     assert_error(api.get("/api/change-sets?limit=abc"), 400)
+
+
+def test_export_of_the_configs_without_a_model(api: FlaskClient) -> None:
+    create_model(api, schema={"type": "object"})
+    create_config(api, "aa:00:00:00:00:01", {"n": 1})
+    create_config(api, "aa:00:00:00:00:02", {"n": 2}, "thermostat")
+    response = api.get("/api/configs/export?no_model=true")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+        assert archive.namelist() == ["aa-00-00-00-00-01.json"]
+    assert_error(api.get("/api/configs/export?no_model=true&model=thermostat"), 400)
+    assert_error(api.get("/api/configs/export?no_model=maybe"), 400)

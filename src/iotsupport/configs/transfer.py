@@ -271,7 +271,9 @@ class _Spool:
         return data
 
 
-def export_archive(database: Database, model_id: int | None = None) -> Iterator[bytes]:
+def export_archive(
+    database: Database, model_id: int | t.Literal["none"] | None = None
+) -> Iterator[bytes]:
     """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, or a model's), each the
     content exactly as saved, made as it is sent: EXPORT_BATCH configs at a time are
     read (each batch in its own read), so a worker never holds the whole fleet."""
@@ -293,7 +295,7 @@ def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
     return (max(1980, at.tm_year), at.tm_mon, at.tm_mday, at.tm_hour, at.tm_min, at.tm_sec)
 
 
-def _batches(database: Database, model_id: int | None) -> Iterator[list[t.Any]]:
+def _batches(database: Database, model_id: int | t.Literal["none"] | None) -> Iterator[list[t.Any]]:
     columns = DeviceConfig.__table__.c
     last = ""
     while True:
@@ -303,7 +305,9 @@ def _batches(database: Database, model_id: int | None) -> Iterator[list[t.Any]]:
             .order_by(columns.mac_address)
             .limit(EXPORT_BATCH)
         )
-        if model_id is not None:
+        if model_id == "none":  # the list's "no model"
+            query = query.where(columns.model_id.is_(None))
+        elif model_id is not None:
             query = query.where(columns.model_id == model_id)
         with database.session(read_only=True) as session:
             rows = list(session.execute(query))

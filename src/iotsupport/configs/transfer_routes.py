@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from flask import Blueprint
 from flask import Response
 from flask import request
@@ -89,9 +91,13 @@ def _import_fields(raw: dict[str, list[str]]) -> ImportFields:
     responses={200: "application/zip, streamed", 404: "Unknown model"},
 )
 def export_configs(query: ExportQuery) -> Response:
-    model_id = None
+    model_id: int | None | t.Literal["none"] = None
+    if query.model is not None and query.no_model:
+        raise InvalidInput("send model or no_model, not both")
     if query.model is not None:
         model_id = ModelService(get_session()).get(query.model).id
+    elif query.no_model:
+        model_id = "none"
     name = f"iotsupport-configs-{utcnow():%Y%m%d-%H%M%S}.zip"
     response = Response(export_archive(state().database, model_id), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'

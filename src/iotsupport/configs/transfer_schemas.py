@@ -60,3 +60,6 @@ class ExportQuery(Query):
     model: str | None = Field(
         default=None, max_length=64, description="Only the configs of this model (its code)."
     )
+    no_model: bool = Field(
+        default=False, description="true: only the configs without a model (not with model)."
+    )

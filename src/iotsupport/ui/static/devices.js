@@ -296,8 +296,9 @@ function saveState() {
 function renderExportLink() {
   const model = dom.modelFilter.value;
   const only = model && model !== "-";
-  dom.exportLink.href = only ? `/api/configs/export?model=${encodeURIComponent(model)}` : "/api/configs/export";
-  dom.exportLink.textContent = only ? `Export ${model}` : "Export";
+  dom.exportLink.href = model === "-" ? "/api/configs/export?no_model=true"
+    : only ? `/api/configs/export?model=${encodeURIComponent(model)}` : "/api/configs/export";
+  dom.exportLink.textContent = model === "-" ? "Export those without a model" : only ? `Export ${model}` : "Export";
 }
 
 function loadState() {
