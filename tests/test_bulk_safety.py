@@ -92,3 +92,53 @@ def test_export_of_the_configs_without_a_model(api: FlaskClient) -> None:
         assert archive.namelist() == ["aa-00-00-00-00-01.json"]
     assert_error(api.get("/api/configs/export?no_model=true&model=thermostat"), 400)
     assert_error(api.get("/api/configs/export?no_model=maybe"), 400)
+
+
+def test_bulk_change_attaches_configs_to_a_model_with_its_schema_and_undoes_it(
+    api: FlaskClient,
+) -> None:
+    create_model(api, schema={"type": "object", "required": ["deviceName"]})
+    a = create_config(api, "aa:00:00:00:00:01", {"deviceName": "A"})
+    b = create_config(api, "aa:00:00:00:00:02", {"deviceName": "B"})
+    bad = create_config(api, "aa:00:00:00:00:03", {"n": 3})
+    select = {"ids": [a["id"], b["id"], bad["id"]]}
+    body = {"select": select, "model": "thermostat"}
+    previewed = api.post("/api/configs/bulk", json=body).get_json()
+    assert previewed["changed"] == 3 and previewed["invalid"] == 1
+    first = previewed["changes"][0]
+    assert (first["id"], first["valid"], first["model"], first["model_after"]) == (
+        bad["id"],
+        False,
+        None,
+        "thermostat",
+    )
+    expect = expect_of(previewed)
+    apply = body | {"dry_run": False, "expect": expect}
+    assert_error(api.post("/api/configs/bulk", json=apply), 400, "schema_violation")
+    response = api.post("/api/configs/bulk", json=apply | {"skip_invalid": True})
+    assert response.status_code == 201, response.get_json()
+    applied = response.get_json()
+    assert applied["changed"] == [a["id"], b["id"]]
+    assert api.get(f"/api/configs/{a['id']}").get_json()["model"] == "thermostat"
+    assert api.get(f"/api/configs/{bad['id']}").get_json()["model"] is None
+    listed = api.get("/api/change-sets").get_json()["change_sets"][0]
+    assert (listed["sets_model"], listed["model"], listed["count"]) == (True, "thermostat", 2)
+    again = api.post("/api/configs/bulk", json=body).get_json()
+    assert again["changed"] == 1  # a and b are in the model already: unchanged
+
+    undone = api.post(f"/api/change-sets/{applied['change_set']}/undo", json={}).get_json()
+    assert undone["undone"] == [a["id"], b["id"]]
+    assert api.get(f"/api/configs/{a['id']}").get_json()["model"] is None
+    assert_error(api.post("/api/configs/bulk", json={"select": select, "model": "nope"}), 404)
+
+
+def test_bulk_change_detaches_configs_with_model_null(api: FlaskClient) -> None:
+    create_model(api, schema={"type": "object"})
+    a = create_config(api, "aa:00:00:00:00:01", {"deviceName": "A"}, "thermostat")
+    body = {"select": {"model": "thermostat"}, "patch": {}, "model": None}
+    previewed = api.post("/api/configs/bulk", json=body).get_json()
+    assert previewed["changed"] == 1 and previewed["changes"][0]["model_after"] is None
+    expect = expect_of(previewed)
+    response = api.post("/api/configs/bulk", json=body | {"dry_run": False, "expect": expect})
+    assert response.status_code == 201
+    assert api.get(f"/api/configs/{a['id']}").get_json()["model"] is None

@@ -20,8 +20,11 @@ from iotsupport.change_sets.schemas import ChangeSetSchema
 from iotsupport.change_sets.schemas import UndoneSchema
 from iotsupport.change_sets.schemas import UndoSchema
 from iotsupport.change_sets.service import ChangeSetService
+from iotsupport.change_sets.service import MoveTo
 from iotsupport.change_sets.service import Selection
 from iotsupport.configs.routes import config_service
+from iotsupport.db import get_session
+from iotsupport.device_models.service import ModelService
 from iotsupport.errors import InvalidInput
 from iotsupport.json_text import load_object
 
@@ -51,8 +54,11 @@ def bulk_change(body: BulkSchema) -> Response:
     patch = load_object(body.patch, "patch")
     selection = Selection(body.select.model, tuple(sorted(set(body.select.ids or ()))))
     service = change_set_service()
+    move = None
+    if "model" in body.model_fields_set:  # null moves them to no model
+        move = MoveTo(None if body.model is None else ModelService(get_session()).get(body.model))
     if body.dry_run:
-        rows = service.preview(selection, patch)
+        rows = service.preview(selection, patch, move)
         preview = {
             "changes": rows,
             "count": len(rows),
@@ -68,7 +74,7 @@ def bulk_change(body: BulkSchema) -> Response:
     except ValueError:
         raise InvalidInput("the keys of expect must be config ids") from None
     change_set, changed, skipped = service.apply(
-        selection, patch, body.patch, expect, skip_invalid=body.skip_invalid
+        selection, patch, body.patch, expect, skip_invalid=body.skip_invalid, move=move
     )
     applied = BulkAppliedSchema.model_validate(
         {"change_set": change_set, "changed": changed, "skipped": skipped}
@@ -102,6 +108,8 @@ def get_change_set(change_set_id: int) -> Response:
     change_set, items = change_set_service().get(change_set_id)
     body = {
         **{name: getattr(change_set, name) for name in ("id", "created_at", "created_by")},
+        "sets_model": change_set.sets_model,
+        "model": change_set.model_code,
         "undone_at": change_set.undone_at,
         "undone_by": change_set.undone_by,
         "patch": json.loads(change_set.patch),

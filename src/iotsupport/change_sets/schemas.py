@@ -42,7 +42,13 @@ class SelectionSchema(RequestBody):
 
 class BulkSchema(RequestBody):
     select: SelectionSchema
-    patch: PatchText
+    patch: PatchText = Field(default="{}")
+    model: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Also move the configs to this model (its code), checked against its "
+        "schema; null: to no model. Absent: each keeps its model.",
+    )
     dry_run: bool = Field(default=True, description="true: preview only; false: apply.")
     expect: dict[str, str] | None = Field(
         default=None,
@@ -60,6 +66,9 @@ class BulkChangeSchema(BaseModel):
     mac_address: str
     device_name: str | None
     model: str | None
+    model_after: str | None = Field(
+        default=None, description="Its model after the change (the same unless it sets one)."
+    )
     version: int
     etag: str = Field(description="Send it back in expect to apply.")
     unchanged: bool = Field(description="The patch changes nothing here (no new version).")
@@ -99,6 +108,8 @@ class ChangeSetSummarySchema(BaseModel):
 
     id: int
     patch: dict[str, t.Any]
+    sets_model: bool = Field(default=False, description="It also moved the configs to `model`.")
+    model: str | None = Field(default=None, description="With sets_model: the model (None: none).")
     created_at: Timestamp
     created_by: str
     undone_at: Timestamp | None
@@ -142,6 +153,8 @@ class ChangeSetSchema(BaseModel):
 
     id: int
     patch: dict[str, t.Any]
+    sets_model: bool = False
+    model: str | None = None
     created_at: Timestamp
     created_by: str
     undone_at: Timestamp | None

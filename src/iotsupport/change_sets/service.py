@@ -24,6 +24,7 @@ from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.service import schema_of
+from iotsupport.device_models.tables import DeviceModel
 from iotsupport.errors import ChangedSince
 from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
@@ -41,14 +42,32 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class MoveTo:
+    """The change also moves the configs to this model (None: to no model)."""
+
+    model: DeviceModel | None
+
+    @property
+    def model_id(self) -> int | None:
+        return self.model.id if self.model is not None else None
+
+
+@dataclass(frozen=True)
 class Change:
     config: DeviceConfig
     before: str
     after: str
+    move: MoveTo | None = None
+
+    @property
+    def model(self) -> DeviceModel | None:
+        """Its model after the change."""
+        return self.move.model if self.move is not None else self.config.device_model
 
     @property
     def unchanged(self) -> bool:
-        return self.after == self.before
+        moved = self.move is not None and self.move.model_id != self.config.model_id
+        return self.after == self.before and not moved
 
 
 @dataclass(frozen=True)
@@ -64,7 +83,12 @@ class ChangeSetService:
         self.session: Session = configs.session
 
     def _changes(
-        self, selection: Selection, patch: dict[str, t.Any], *, lock: bool
+        self,
+        selection: Selection,
+        patch: dict[str, t.Any],
+        *,
+        lock: bool,
+        move: MoveTo | None = None,
     ) -> list[Change]:
         configs = self.configs.many(ids=selection.ids, model=selection.model, lock=lock)
         if selection.model is None:
@@ -74,22 +98,24 @@ class ChangeSetService:
                     f"{len(missing)} of the picked configs do not exist", {"ids": missing[:LISTED]}
                 )
         return [
-            Change(config, config.content, merge_patch.apply(config.content, patch))
+            Change(config, config.content, merge_patch.apply(config.content, patch), move)
             for config in configs
         ]
 
-    def preview(self, selection: Selection, patch: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    def preview(
+        self, selection: Selection, patch: dict[str, t.Any], move: MoveTo | None = None
+    ) -> list[dict[str, t.Any]]:
         """For each picked config: its ETag, the diff it would get, whether the result
         meets its model's schema (None without a model), and whether nothing changes."""
         timeout = self.configs.validation_timeout
         rows = []
-        for change in self._changes(selection, patch, lock=False):
+        for change in self._changes(selection, patch, lock=False, move=move):
             config = change.config
             errors: list[dict[str, str]] = []
             valid = None
-            if config.device_model is not None:
+            if change.model is not None:
                 value = parse_json_object(change.after)
-                errors = schema_of(config.device_model).errors(value, timeout)
+                errors = schema_of(change.model).errors(value, timeout)
                 valid = not errors
             diff = ""
             if not change.unchanged:
@@ -102,6 +128,7 @@ class ChangeSetService:
                     "mac_address": config.mac_address,
                     "device_name": config.device_name,
                     "model": config.model,
+                    "model_after": change.model.code if change.model is not None else None,
                     "version": config.version,
                     "etag": config.etag,
                     "unchanged": change.unchanged,
@@ -122,23 +149,33 @@ class ChangeSetService:
         expect: dict[int, str],
         *,
         skip_invalid: bool = False,
+        move: MoveTo | None = None,
     ) -> tuple[int, list[int], list[dict[str, t.Any]]]:
         """Apply to every picked config in this transaction, or to none: refused (412) when
         the picked configs or their ETags are not those of the preview, (400) when a result
         fails its schema (with `skip_invalid`: those are left as they are, and returned).
         Unchanged configs get no version and no message."""
-        changes = self._changes(selection, patch, lock=True)
+        changes = self._changes(selection, patch, lock=True, move=move)
         self._refuse_stale(changes, expect)
-        change_set = ChangeSet(patch=patch_text, created_at=utcnow(), created_by=self.configs.actor)
+        change_set = ChangeSet(
+            patch=patch_text,
+            created_at=utcnow(),
+            created_by=self.configs.actor,
+            sets_model=move is not None,
+            model_code=move.model.code if move is not None and move.model is not None else None,
+        )
         self.session.add(change_set)
         self.session.flush()
         changed = [change for change in changes if not change.unchanged]
-        befores = [(change.config.version, change.before) for change in changed]
+        befores = [
+            (change.config.version, change.before, change.config.model_id) for change in changed
+        ]
         skipped = self.configs.save_many(
             [(change.config, change.after) for change in changed],
             "bulk_changed",
             change_set_id=change_set.id,
             skip_invalid=skip_invalid,
+            models={change.config.id: move.model_id for change in changed} if move else None,
         )
         left_out = {entry["id"] for entry in skipped}
         kept = [
@@ -154,8 +191,9 @@ class ChangeSetService:
                 before_version=version,
                 after_version=change.config.version,
                 before_content=before,
+                before_model_id=model_id if move is not None else None,
             )
-            for change, (version, before) in kept
+            for change, (version, before, model_id) in kept
         )
         self.session.flush()
         return change_set.id, [change.config.id for change, _ in kept], skipped
@@ -210,6 +248,8 @@ class ChangeSetService:
                 "patch": json.loads(change_set.patch),
                 "created_at": change_set.created_at,
                 "created_by": change_set.created_by,
+                "sets_model": change_set.sets_model,
+                "model": change_set.model_code,
                 "undone_at": change_set.undone_at,
                 "undone_by": change_set.undone_by,
                 "count": items,
@@ -248,9 +288,23 @@ class ChangeSetService:
         }
         skipped = []
         undoable = []
+        moves: dict[int, int | None] = {}
         for item in items:
             config = configs.get(item.config_id)
-            if config is None:
+            gone = (
+                change_set.sets_model
+                and item.before_model_id is not None
+                and self.session.get(DeviceModel, item.before_model_id) is None
+            )
+            if config is not None and gone:
+                skipped.append(
+                    {
+                        "id": config.id,
+                        "mac_address": config.mac_address,
+                        "reason": "the model it had before was deleted",
+                    }
+                )
+            elif config is None:
                 skipped.append(
                     {"id": item.config_id, "mac_address": item.mac_address, "reason": "deleted"}
                 )
@@ -265,13 +319,17 @@ class ChangeSetService:
                 )
             else:
                 undoable.append((config, item.before_content))
+                if change_set.sets_model:
+                    moves[config.id] = item.before_model_id
         if skipped and not skip_changed:
             raise ChangedSince(
                 f"{len(skipped)} config{'s' if len(skipped) != 1 else ''} changed since the "
                 "change set; nothing was undone. Send skip_changed: true to undo the others.",
                 {"configs": skipped[:LISTED], "count": len(skipped)},
             )
-        self.configs.save_many(undoable, "bulk_undone", change_set_id=change_set_id)
+        self.configs.save_many(
+            undoable, "bulk_undone", change_set_id=change_set_id, models=moves or None
+        )
         change_set.undone_at = utcnow()
         change_set.undone_by = self.configs.actor
         self.session.flush()

@@ -205,16 +205,26 @@ class ConfigService:
         *,
         change_set_id: int,
         skip_invalid: bool = False,
+        models: t.Mapping[int, int | None] | None = None,
     ) -> list[dict[str, t.Any]]:
         """New versions of many locked configs in this transaction: each is checked against
         its model's schema first, and one violation refuses them all (naming each), or with
-        `skip_invalid` leaves the failing ones as they are. Returns those left out."""
-        model_ids = sorted({config.model_id for config, _ in changes if config.model_id})
-        models = {model_id: self.models.lock(model_id, share=True) for model_id in model_ids}
+        `skip_invalid` leaves the failing ones as they are. Returns those left out.
+        `models`: config id -> the model id it moves to (None: no model); else its own."""
+        moves = models or {}
+
+        def target_id(config: DeviceConfig) -> int | None:
+            return moves[config.id] if config.id in moves else config.model_id
+
+        wanted = {target_id(config) for config, _ in changes}
+        locked = {
+            model_id: self.models.lock(model_id, share=True)
+            for model_id in sorted(model_id for model_id in wanted if model_id is not None)
+        }
         failing: list[dict[str, t.Any]] = []
         for config, content in changes:
             value = parse_json_object(content)
-            model = models.get(config.model_id) if config.model_id else None
+            model = locked.get(target_id(config) or 0)
             errors = schema_of(model).errors(value, self.validation_timeout) if model else []
             if errors:
                 failing.append(
@@ -238,7 +248,7 @@ class ConfigService:
                 {"errors": flat[:MAX_ERRORS], "configs": failing[:LISTED_CONFIGS], "count": count},
             )
         for config, content in changes:
-            model = models.get(config.model_id) if config.model_id else None
+            model = locked.get(target_id(config) or 0)
             self._save(
                 config, content, event, model=model, change_set_id=change_set_id, checked=True
             )
