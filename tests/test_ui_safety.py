@@ -4,6 +4,8 @@ sets have a page; action buttons cannot be pressed twice; a lost server is shown
 
 from __future__ import annotations
 
+import time
+
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Page
@@ -204,3 +206,31 @@ def test_pause_and_resume_keep_the_keyboard_on_the_actions(
     expect(page.get_by_role("button", name="Resume")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("button", name="Pause")).to_be_focused()
+
+
+def test_attach_fifty_devices_to_a_model_in_one_bulk_change(
+    page: Page, client: FlaskClient
+) -> None:
+    create_model(client, "lamp", {"type": "object", "required": ["deviceName"]})
+    for index in range(50):
+        body = {
+            "mac_address": f"aa:00:00:00:04:{index:02x}",
+            "content": {"deviceName": f"L{index}"},
+        }
+        assert client.post("/api/configs", json=body).status_code == 201
+    page.goto("/")
+    expect(page.locator("#rows tr")).to_have_count(50)
+    began = time.perf_counter()
+    page.get_by_label("Select all shown").check()
+    page.get_by_role("button", name="Change selected…").click()
+    page.get_by_label("Patch (JSON)").fill("{}")
+    page.get_by_label("Model", exact=True).select_option("lamp")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#bulk-summary")).to_have_text("50 devices would change, 0 unchanged.")
+    expect(page.locator(".bulk-change .badge", has_text="model: none → lamp")).to_have_count(50)
+    page.get_by_role("button", name="Apply").click()
+    expect(toast(page, "Changed 50 devices")).to_be_visible()
+    took = time.perf_counter() - began
+    print(f"\nTIMING attach 50 devices to a model via bulk change: {took:.2f} s")
+    models = {row["model"] for row in client.get("/api/configs").get_json()["configs"]}
+    assert models == {"lamp"}

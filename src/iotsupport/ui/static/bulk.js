@@ -3,9 +3,10 @@
 
 import { api, el, notify } from "./common.js";
 import { parseUnified, renderDiff } from "./diff.js";
-import { renderSchemaErrors } from "./schema.js";
+import { fillModelPicker, renderSchemaErrors } from "./schema.js";
 
 const $ = (id) => document.getElementById(id);
+const KEEP = "keep"; // the model picker's "each keeps its model"
 
 function plural(count, word) {
   return `${count} ${word}${count === 1 ? "" : "s"}`;
@@ -25,7 +26,15 @@ export function setupBulk({ selected, changed }) {
   const results = $("bulk-results");
   const skipBox = $("bulk-skip");
   const skipRow = $("bulk-skip-row");
-  let previewed = null; // {ids, patch, answer}
+  const modelBox = $("bulk-model");
+  let previewed = null; // {ids, patch, model, answer}
+  let modelsLoaded = false;
+
+  /** The body's "model": absent (keep), a code, or null (no model). */
+  function modelPart() {
+    if (modelBox.value === KEEP) return {};
+    return { model: modelBox.value || null };
+  }
 
   function reset() {
     previewed = null;
@@ -36,11 +45,17 @@ export function setupBulk({ selected, changed }) {
     results.replaceChildren();
   }
 
-  function open() {
+  async function open() {
     $("bulk-target").textContent = plural(selected().length, "device");
     panel.hidden = false;
     reset();
     patchBox.focus();
+    if (!modelsLoaded) {
+      modelsLoaded = true;
+      await fillModelPicker(modelBox, null, { noneLabel: "No model (free-form)" });
+      modelBox.prepend(el("option", { value: KEEP }, "Keep each device's model"));
+      modelBox.value = KEEP;
+    }
   }
 
   function patchText() {
@@ -59,7 +74,9 @@ export function setupBulk({ selected, changed }) {
     const card = el("article", { class: `bulk-change${change.valid === false ? " invalid" : ""}` },
       el("h3", {}, el("a", { href: `/devices/${change.id}`, class: "mono" }, change.mac_address), " ",
         change.device_name ? el("span", { class: "muted" }, change.device_name) : null, " ",
-        change.valid === false ? el("span", { class: "badge schema-bad" }, "would fail its schema") : null));
+        change.valid === false ? el("span", { class: "badge schema-bad" }, "would fail its schema") : null, " ",
+        change.model_after !== change.model
+          ? el("span", { class: "badge" }, `model: ${change.model || "none"} → ${change.model_after || "none"}`) : null));
     if (change.errors.length) {
       const box = el("div", { class: "schema-errors" });
       renderSchemaErrors(box, change.errors);
@@ -84,10 +101,11 @@ export function setupBulk({ selected, changed }) {
     if (patch === null) return;
     const ids = selected();
     reset();
-    const result = await api("POST", "/api/configs/bulk", { body: { select: { ids }, patch, dry_run: true } });
+    const model = modelPart();
+    const result = await api("POST", "/api/configs/bulk", { body: { select: { ids }, patch, ...model, dry_run: true } });
     if (!result.ok) { notify(`No preview: ${result.error}`, { kind: "error" }); return; }
     const answer = result.data;
-    previewed = { ids, patch, answer };
+    previewed = { ids, patch, model, answer };
     const refused = answer.changes.filter((change) => change.valid === false);
     const changing = answer.changes.filter((change) => change.valid !== false && !change.unchanged);
     const unchanged = answer.changes.filter((change) => change.valid !== false && change.unchanged);
@@ -134,7 +152,7 @@ export function setupBulk({ selected, changed }) {
     if (!previewed) return;
     applyButton.disabled = true;
     const expect = Object.fromEntries(previewed.answer.changes.map((change) => [String(change.id), change.etag]));
-    const body = { select: { ids: previewed.ids }, patch: previewed.patch, dry_run: false, expect, skip_invalid: skipBox.checked };
+    const body = { select: { ids: previewed.ids }, patch: previewed.patch, ...previewed.model, dry_run: false, expect, skip_invalid: skipBox.checked };
     const result = await api("POST", "/api/configs/bulk", { body });
     if (!result.ok) {
       const stale = result.status === 412 ? ` (${listOfConfigs(result.data.details.configs)})` : "";
@@ -157,5 +175,6 @@ export function setupBulk({ selected, changed }) {
   applyButton.addEventListener("click", applyIt);
   skipBox.addEventListener("change", updateApply);
   patchBox.addEventListener("input", reset);
+  modelBox.addEventListener("change", reset);
   return { reset, close: () => { panel.hidden = true; reset(); } };
 }

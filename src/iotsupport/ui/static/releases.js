@@ -31,7 +31,7 @@ function releaseRow(release) {
     el("td", { class: "mono small hide-narrow" }, shaButton(release.sha256, release.version)),
     el("td", { class: "hide-narrow nowrap small" }, `${release.build_date} ${release.build_time}`),
     el("td", { class: "num" }, String(release.running_count)),
-    el("td", { class: "nowrap" }, timeElement(release.created_at)),
+    el("td", { class: "nowrap hide-narrow" }, timeElement(release.created_at)),
     el("td", { class: "right" }, el("button", {
       type: "button", class: "button small danger", "aria-label": `Delete release ${release.version}`, onclick: () => remove(release.version),
     }, "Delete")));
