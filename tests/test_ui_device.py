@@ -106,7 +106,7 @@ def test_save_is_honest(
     expect(page.get_by_role("button", name="Saving…")).to_be_disabled()
     page.clock.fast_forward(21_000)
     expect(
-        toast(page, "Not saved: The server did not answer within 20 seconds. Your edits are still")
+        toast(page, "Not saved: The server did not answer within 20 seconds. The server still has")
     ).to_be_visible()
     expect_text(page, '{"deviceName": "Attic fan"}')
     expect(save).to_be_enabled()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from editor_support import expect_text
+from editor_support import replace_text
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Page
@@ -234,3 +236,48 @@ def test_attach_fifty_devices_to_a_model_in_one_bulk_change(
     print(f"\nTIMING attach 50 devices to a model via bulk change: {took:.2f} s")
     models = {row["model"] for row in client.get("/api/configs").get_json()["configs"]}
     assert models == {"lamp"}
+
+
+def test_the_editor_hears_of_someone_elses_save_before_saving(
+    new_page: NewPage, base_url: str, client: FlaskClient
+) -> None:
+    created = client.post(
+        "/api/configs", json={"mac_address": "aa:00:00:00:07:01", "content": '{"n": 1}'}
+    ).get_json()
+    page = new_page(base_url)
+    page.clock.install()
+    page.goto(f"/devices/{created['id']}")
+    expect_text(page, '{"n": 1}')
+    replace_text(page, '{"n": 2}')
+    other = client.put(f"/api/configs/{created['id']}", json={"content": '{"n": 3}'})
+    assert other.status_code == 200
+    page.clock.fast_forward(11_000)
+    notice = toast(page, "Someone else saved this device meanwhile (version 2")
+    expect(notice).to_be_visible()
+    notice.get_by_role("button", name="Show their changes").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Version 2 was saved")
+
+
+def test_a_save_whose_answer_was_lost_is_checked(
+    new_page: NewPage, base_url: str, client: FlaskClient
+) -> None:
+    created = client.post(
+        "/api/configs", json={"mac_address": "aa:00:00:00:07:02", "content": '{"n": 1}'}
+    ).get_json()
+    page = new_page(base_url)
+    page.goto(f"/devices/{created['id']}")
+    expect_text(page, '{"n": 1}')
+
+    def reach_then_drop(route: Route, request: Request) -> None:
+        if request.method == "PUT":
+            route.fetch()  # the server saves it...
+            route.abort("connectionreset")  # ...and the answer is lost on the way back
+        else:
+            route.continue_()
+
+    page.route(f"**/api/configs/{created['id']}", reach_then_drop)
+    replace_text(page, '{"n": 2}')
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(toast(page, "Saved version 2 (its answer was lost; checked).")).to_be_visible()
+    expect(page.locator("#alerts .toast")).to_have_count(0)
+    assert stored_content(client, "aa:00:00:00:07:02") == '{"n": 2}'
