@@ -133,10 +133,18 @@ def test_a_bad_mac_and_a_taken_mac_are_refused_in_words(page: Page, client: Flas
     mac.fill("aabb.ccdd.ee02")
     mac.blur()
     expect(mac).to_have_value("aa:bb:cc:dd:ee:02")
+    # Said before Create: the page has every device.
+    expect(page.locator("#mac-help")).to_contain_text("A device with aa:bb:cc:dd:ee:02 exists")
+    expect(page.locator("#mac-help").get_by_role("link")).to_have_text("open aa:bb:cc:dd:ee:02")
+    posts: list[str] = []
+    page.on(
+        "request", lambda request: posts.append(request.url) if request.method == "POST" else None
+    )
     page.get_by_role("button", name="Create device").click()
     expect(
-        toast(page, "Not created: a config for aa:bb:cc:dd:ee:02 already exists")
+        toast(page, "Not created: a device with aa:bb:cc:dd:ee:02 exists already")
     ).to_be_visible()
+    assert posts == []
 
 
 def test_an_unknown_device_is_reported_in_words(page: Page) -> None:

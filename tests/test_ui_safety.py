@@ -281,3 +281,28 @@ def test_a_save_whose_answer_was_lost_is_checked(
     expect(toast(page, "Saved version 2 (its answer was lost; checked).")).to_be_visible()
     expect(page.locator("#alerts .toast")).to_have_count(0)
     assert stored_content(client, "aa:00:00:00:07:02") == '{"n": 2}'
+
+
+def test_a_slow_list_says_loading_not_no_devices(page: Page, client: FlaskClient) -> None:
+    client.post("/api/configs", json={"mac_address": "aa:00:00:00:08:01", "content": {}})
+    held: list[Route] = []
+
+    def hold_list(route: Route, request: Request) -> None:
+        if request.url.endswith("/api/configs"):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/configs*", hold_list)
+    page.goto("/")
+    page.get_by_label("Filter devices").fill("kitchen")  # typing while it loads
+    expect(page.locator("#loading")).to_be_visible()
+    expect(page.locator("#count")).to_have_text("")
+    expect(page.locator("#empty")).to_be_hidden()
+    page.wait_for_timeout(300)
+    assert len(held) >= 1
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/configs*")
+    page.get_by_label("Filter devices").fill("")
+    expect(page.locator("#count")).to_have_text("1")

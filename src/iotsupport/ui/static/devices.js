@@ -273,8 +273,10 @@ function applyFilter(options) {
       || contentMatches(item)));
   const shown = view.matches.length;
   const total = view.items.length;
-  dom.count.textContent = shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
-  dom.empty.hidden = shown > 0;
+  // Still loading: no count and no "No devices yet" (there may be 2,000 on the way).
+  const loaded = dom.loading.hidden;
+  dom.count.textContent = !loaded ? "" : shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
+  dom.empty.hidden = !loaded || shown > 0;
   if (total === 0) dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
   else if (shown === 0) dom.empty.textContent = "No device matches this filter.";
   render(options);
