@@ -306,3 +306,18 @@ def test_a_slow_list_says_loading_not_no_devices(page: Page, client: FlaskClient
     page.unroute("**/api/configs*")
     page.get_by_label("Filter devices").fill("")
     expect(page.locator("#count")).to_have_text("1")
+
+
+def test_the_keyboard_stays_on_download_bundle(page: Page, client: FlaskClient) -> None:
+    created = client.post(
+        "/api/configs", json={"mac_address": "aa:00:00:00:09:01", "content": {}}
+    ).get_json()
+    page.goto(f"/devices/{created['id']}")
+    page.locator("#provisioning summary").click()
+    page.get_by_label("Wi-Fi SSID").fill("lab")
+    button = page.get_by_role("button", name="Download bundle")
+    button.focus()
+    with page.expect_download():
+        page.keyboard.press("Enter")
+    expect(toast(page, "Bundle downloaded")).to_be_visible()
+    expect(button).to_be_focused()

@@ -61,7 +61,7 @@ async function upload(event) {
   if (!file) { notify("Choose an image file first.", { kind: "error" }); return; }
   const form = new FormData();
   form.append("file", file);
-  $("upload").disabled = true;
+  $("upload").setAttribute("aria-busy", "true"); // not disabled: the keyboard stays on it
   let response;
   try {
     response = await fetch(`${base}/releases`, { method: "POST", body: form, credentials: "same-origin", headers: { Accept: "application/json" } });
@@ -69,7 +69,7 @@ async function upload(event) {
     notify("The server did not answer. Try again.", { kind: "error" });
     return;
   } finally {
-    $("upload").disabled = false;
+    $("upload").removeAttribute("aria-busy");
   }
   if (response.status === 401) { location.assign(loginUrl()); return; }
   const data = await response.json().catch(() => null);
