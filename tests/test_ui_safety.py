@@ -321,3 +321,29 @@ def test_the_keyboard_stays_on_download_bundle(page: Page, client: FlaskClient) 
         page.keyboard.press("Enter")
     expect(toast(page, "Bundle downloaded")).to_be_visible()
     expect(button).to_be_focused()
+
+
+def test_the_refresh_replaces_only_the_rows_that_changed(page: Page, client: FlaskClient) -> None:
+    ids = []
+    for index in range(120):
+        body = {
+            "mac_address": f"aa:00:00:00:0a:{index:02x}",
+            "content": {"deviceName": f"D{index}"},
+        }
+        ids.append(client.post("/api/configs", json=body).get_json()["id"])
+    page.clock.install()
+    page.goto("/")
+    expect(page.locator("#rows tr")).to_have_count(120)
+    # Count the rows taken out of the table (a full re-render takes out every one).
+    page.evaluate(
+        """() => { window.removedRows = 0;
+          new MutationObserver((records) => {
+            for (const record of records) window.removedRows += record.removedNodes.length;
+          }).observe(document.getElementById('rows'), { childList: true }); }"""
+    )
+    changed = client.put(f"/api/configs/{ids[5]}", json={"content": {"deviceName": "Renamed"}})
+    assert changed.status_code == 200
+    page.clock.fast_forward(6000)
+    expect(page.locator("#rows tr", has_text="Renamed")).to_have_count(1)
+    page.wait_for_timeout(200)
+    assert page.evaluate("() => window.removedRows") == 1  # only the changed row
