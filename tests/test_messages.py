@@ -57,8 +57,8 @@ def test_schema_violations_say_what_the_value_must_be(client: FlaskClient) -> No
 def test_request_fields_out_of_range_say_the_bound(client: FlaskClient) -> None:
     body = assert_error(client.get("/api/change-sets?limit=0"), 400, "validation_error")
     assert body["details"]["errors"] == [{"field": "limit", "message": "must be at least 1"}]
-    body = assert_error(client.post("/api/configs/bulk", json={"select": {"ids": [1]}}), 400)
-    assert body["details"]["errors"] == [{"field": "patch", "message": "is required"}]
+    body = assert_error(client.post("/api/configs/bulk", json={"patch": {}}), 400)
+    assert body["details"]["errors"] == [{"field": "select", "message": "is required"}]
     assert not LIBRARY_WORDING.search(refusal_text(body))
 
 

@@ -65,7 +65,9 @@ def seed(app: Flask, count: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/devices/new", "/devices/7", "/firmware", "/models", "/models/new", "/models/x"]
+    "path",
+    ["/", "/devices/new", "/devices/7", "/firmware", "/models", "/models/new", "/models/x"]
+    + ["/change-sets"],
 )
 def test_pages_are_html_that_runs_only_our_own_scripts(client: FlaskClient, path: str) -> None:
     response = client.get(path)

@@ -175,7 +175,7 @@ def test_a_taken_mac_links_to_its_device(page: Page, client: FlaskClient) -> Non
     mac.fill("AA-BB-CC-01-06-01")
     page.get_by_role("button", name="Create device").click()
     expect(
-        toast(page, "Not created: a config for aa:bb:cc:01:06:01 already exists")
+        toast(page, "Not created: a device with aa:bb:cc:01:06:01 exists already")
     ).to_be_visible()
     expect(mac).to_have_attribute("aria-invalid", "true")
     expect(mac).to_be_focused()
