@@ -234,7 +234,7 @@ def test_one_schema_violation_refuses_the_whole_change_with_400(
     assert refusal["details"]["errors"][0] == {
         "config_id": a["id"],
         "path": "",
-        "message": "'deviceName' is a required property",
+        "message": '"deviceName" must be set (the schema requires it)',
         "keyword": "required",
     }
     assert device_text(api, "aa:00:00:00:00:03") == '{"deviceName": "C"}'
@@ -481,4 +481,5 @@ def test_bulk_change_sees_the_schema_of_each_models_config(client: FlaskClient) 
     a = create_config(client, "aa:00:00:00:00:01", {"deviceName": "A"}, "one")
     b = create_config(client, "aa:00:00:00:00:02", {"deviceName": "B"}, "two")
     rows = preview(client, {"ids": [a["id"], b["id"]]}, {"deviceName": "Long"})["changes"]
-    assert [row["valid"] for row in rows] == [True, False]
+    # The refused first.
+    assert [(row["id"], row["valid"]) for row in rows] == [(b["id"], False), (a["id"], True)]

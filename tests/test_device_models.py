@@ -343,10 +343,14 @@ def test_draft_validation_stores_nothing(api: FlaskClient) -> None:
         "errors": [
             {
                 "path": "/display/brightness",
-                "message": "140 is greater than the maximum of 100",
+                "message": "must be at most 100 (it is 140)",
                 "keyword": "maximum",
             },
-            {"path": "", "message": "'deviceName' is a required property", "keyword": "required"},
+            {
+                "path": "",
+                "message": '"deviceName" must be set (the schema requires it)',
+                "keyword": "required",
+            },
         ],
     }
     good = api.post("/api/models/thermostat/validate", json={"content": TEMPLATE})
@@ -363,7 +367,7 @@ def test_errors_are_capped_at_fifty(client: FlaskClient) -> None:
     assert len(result["errors"]) == 50
     first = result["errors"][0]
     assert first["path"].startswith("/k") and first["keyword"] == "type"
-    assert first["message"] == "'text' is not of type 'integer'"
+    assert first["message"] == "must be a whole number, not a text"
 
 
 def test_json_pointers_escape_slash_and_tilde(client: FlaskClient) -> None:
@@ -540,7 +544,7 @@ def test_import_dir_puts_configs_in_a_model(
     assert result.exit_code == 0, result.output
     assert "created   aa-00-00-00-00-01.json" in result.output
     assert "skipped   aa-00-00-00-00-02.json: the content does not meet the schema" in result.output
-    assert "/display/brightness 300 is greater than the maximum of 100" in result.output
+    assert "/display/brightness must be at most 100 (it is 300)" in result.output
     rows = client.get("/api/configs").get_json()["configs"]
     assert [(row["mac_address"], row["model"]) for row in rows] == [
         ("aa:00:00:00:00:01", "thermostat")

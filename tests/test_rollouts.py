@@ -73,6 +73,7 @@ def test_a_rollout_goes_stage_by_stage_as_devices_update(
         "updated": 20,
         "failed": 0,
         "total": 20,
+        "skipped": 0,
     }
     # Updated devices run what they should; one back on the old firmware is offered it again.
     assert fleet.firmware(first, "2.0.0").status_code == 204

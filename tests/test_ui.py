@@ -76,6 +76,7 @@ def seed(app: Flask, count: int) -> None:
         "/models/x",
         "/crashes",
         "/crashes/3",
+        "/change-sets",
     ],
 )
 def test_pages_are_html_that_runs_only_our_own_scripts(client: FlaskClient, path: str) -> None:
@@ -144,10 +145,18 @@ def test_a_bad_mac_and_a_taken_mac_are_refused_in_words(page: Page, client: Flas
     mac.fill("aabb.ccdd.ee02")
     mac.blur()
     expect(mac).to_have_value("aa:bb:cc:dd:ee:02")
+    # Said before Create: the page has every device.
+    expect(page.locator("#mac-help")).to_contain_text("A device with aa:bb:cc:dd:ee:02 exists")
+    expect(page.locator("#mac-help").get_by_role("link")).to_have_text("open aa:bb:cc:dd:ee:02")
+    posts: list[str] = []
+    page.on(
+        "request", lambda request: posts.append(request.url) if request.method == "POST" else None
+    )
     page.get_by_role("button", name="Create device").click()
     expect(
-        toast(page, "Not created: a config for aa:bb:cc:dd:ee:02 already exists")
+        toast(page, "Not created: a device with aa:bb:cc:dd:ee:02 exists already")
     ).to_be_visible()
+    assert posts == []
 
 
 def test_an_unknown_device_is_reported_in_words(page: Page) -> None:
@@ -521,9 +530,7 @@ def test_schema_errors_show_while_typing(page: Page, client: FlaskClient) -> Non
     expect(status).to_have_text("✓ Meets the schema of thermostat")
     replace_text(page, '{"deviceName": "", "display": {"brightness": 140}}')
     errors = page.locator("#schema-errors")
-    expect(errors).to_contain_text(
-        "/display/brightness 140 is greater than the maximum of 100 (maximum)"
-    )
+    expect(errors).to_contain_text("/display/brightness must be at most 100 (it is 140) (maximum)")
     expect(errors).to_contain_text("/deviceName")
     expect(status).to_have_text("✗ 2 schema errors")
     screenshot(page, "device-schema-errors")
@@ -585,7 +592,7 @@ def test_a_schema_change_is_confirmed_with_the_devices_it_breaks(
     dialog = page.get_by_role("dialog", name="Some devices would not meet the new schema")
     expect(dialog).to_contain_text("1 device of this model would not meet the new schema")
     expect(dialog).to_contain_text("aa:bb:cc:dd:ee:21")
-    expect(dialog).to_contain_text("80 is greater than the maximum of 50")
+    expect(dialog).to_contain_text("must be at most 50 (it is 80)")
     screenshot(page, "model-schema-confirm")
     dialog.get_by_role("button", name="Keep editing").click()
     expect(toast(page, "Not saved.")).to_be_visible()

@@ -58,7 +58,7 @@ def test_the_models_schema_feeds_the_editor(page: Page, client: FlaskClient) -> 
     expect(page.locator(".cm-lintRange-error")).to_have_text("140")
     # (The editor's own mark of the same value gives way to the server's.)
     assert lint_messages(page) == [
-        "/display/brightness: 140 is greater than the maximum of 100 server: maximum"
+        "/display/brightness: must be at most 100 (it is 140) server: maximum"
     ]
     screenshot(page, "device-schema-in-editor", full_page=False)
     # No model: no schema, no marks.
@@ -106,7 +106,7 @@ def test_save_is_honest(
     expect(page.get_by_role("button", name="Saving…")).to_be_disabled()
     page.clock.fast_forward(21_000)
     expect(
-        toast(page, "Not saved: The server did not answer within 20 seconds. Your edits are still")
+        toast(page, "Not saved: The server did not answer within 20 seconds. The server still has")
     ).to_be_visible()
     expect_text(page, '{"deviceName": "Attic fan"}')
     expect(save).to_be_enabled()
@@ -175,7 +175,7 @@ def test_a_taken_mac_links_to_its_device(page: Page, client: FlaskClient) -> Non
     mac.fill("AA-BB-CC-01-06-01")
     page.get_by_role("button", name="Create device").click()
     expect(
-        toast(page, "Not created: a config for aa:bb:cc:01:06:01 already exists")
+        toast(page, "Not created: a device with aa:bb:cc:01:06:01 exists already")
     ).to_be_visible()
     expect(mac).to_have_attribute("aria-invalid", "true")
     expect(mac).to_be_focused()

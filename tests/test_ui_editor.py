@@ -314,7 +314,11 @@ def test_server_errors_in_the_margin(new_page: NewPage, base_url: str, app: Flas
     open_editor_page(page, app)
     errors: list[dict[str, t.Any]] = [
         {"path": "/wifi/ssid", "message": "'a long name' is too long", "keyword": "maxLength"},
-        {"path": "", "message": "'deviceName' is a required property", "keyword": "required"},
+        {
+            "path": "",
+            "message": '"deviceName" must be set (the schema requires it)',
+            "keyword": "required",
+        },
         {"path": "/wifi/channels/3", "message": "gone", "keyword": "type"},  # past the end
     ]
     page.evaluate(
@@ -326,7 +330,7 @@ def test_server_errors_in_the_margin(new_page: NewPage, base_url: str, app: Flas
     expect(ranges).to_have_count(3)
     assert ranges.all_inner_texts() == ["{", '"wifi"', '"a long name"']
     assert lint_messages(page) == [
-        "'deviceName' is a required property server: required",
+        '"deviceName" must be set (the schema requires it) server: required',
         "/wifi/channels/3: gone server: type",
         "/wifi/ssid: 'a long name' is too long server: maxLength",
     ]

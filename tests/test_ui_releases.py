@@ -55,6 +55,7 @@ def test_upload_start_watch_pause_and_resume(app: Flask, new_page: NewPage, base
     page.get_by_label("Stages").fill("1, 50%, 100%")
     page.get_by_label("Error threshold").fill("50%")
     page.get_by_role("button", name="Start rollout").click()
+    page.get_by_role("dialog").get_by_role("button", name="Start rollout").click()
     expect(page).to_have_url(f"{base_url}/models/thermo/rollouts/1")
     stages = page.locator("li.stage")
     expect(stages).to_have_count(3)
@@ -111,6 +112,7 @@ def test_a_rollout_counts_unverified_reports_only_when_asked(
     expect(page.get_by_label("Count unverified reports")).not_to_be_checked()
     page.get_by_label("Count unverified reports").check()
     page.get_by_role("button", name="Start rollout").click()
+    page.get_by_role("dialog").get_by_role("button", name="Start rollout").click()
     expect(page).to_have_url(f"{base_url}/models/thermo/rollouts/1")
     expect(page.locator("#summary")).to_contain_text("unverified reports counted")
     assert fleet.rollout(1)["unverified_reports"] is True

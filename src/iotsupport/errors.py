@@ -263,10 +263,58 @@ def _validation_details(exc: ValidationError) -> dict[str, t.Any]:
     # Never echo the input back: it may be a whole config.
     return {
         "errors": [
-            {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+            {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": _say(err)}
+            for err in exc.errors(include_url=False, include_input=False)
         ]
     }
+
+
+# Pydantic's error types, in words for a person (its own wording is "Input should be ...").
+_PYDANTIC_WORDS: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field this request knows (check the spelling)",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "string_too_short": "must have at least {min_length} characters",
+    "string_too_long": "must have at most {max_length} characters",
+    "too_short": "must have at least {min_length} items",
+    "too_long": "must have at most {max_length} items",
+    "string_pattern_mismatch": "has characters or a form that is not allowed here",
+    "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_type": "must be a text in double quotes",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "list_type": "must be a list",
+    "multiple_of": "must be a multiple of {multiple_of}",
+    "datetime_type": "must be a date and time such as 2026-01-31T12:00:00Z",
+    "datetime_parsing": "must be a date and time such as 2026-01-31T12:00:00Z",
+    "datetime_from_date_parsing": "must be a date and time such as 2026-01-31T12:00:00Z",
+}
+
+
+def _say(err: t.Mapping[str, t.Any]) -> str:
+    context = err.get("ctx") or {}
+    if err["type"] == "value_error":  # our own validators' messages, written for people
+        return str(context.get("error") or err["msg"]).removeprefix("Value error, ")
+    words = _PYDANTIC_WORDS.get(err["type"])
+    if words is None:
+        return str(err["msg"])
+    if "expected" in context:  # "'off', 'heat' or 'eco'": JSON's quotes, as the body uses
+        context = {**context, "expected": str(context["expected"]).replace("'", '"')}
+    try:
+        return words.format(**context)
+    except (KeyError, IndexError):
+        return str(err["msg"])
 
 
 def http_error_response(exc: HTTPException) -> Response:

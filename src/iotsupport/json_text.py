@@ -23,6 +23,25 @@ _DECODER = json.JSONDecoder()
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
+# Python's json reasons, in words that say what to fix.
+_JSON_REASONS = {
+    "Expecting property name enclosed in double quotes": "a member name must be in double "
+    'quotes ("name"), and there may be no comma before }',
+    "Expecting ',' delimiter": "a comma is missing between two members or items",
+    "Expecting ':' delimiter": "a colon is missing after a member name",
+    "Expecting value": "a value is missing here (JSON has no trailing commas, no comments and "
+    "no single-quoted strings)",
+    "Unterminated string starting at": "a string is not closed with a double quote",
+    "Invalid control character at": "a string holds a raw line break or tab (write \\n or \\t)",
+    "Invalid \\escape": "a backslash escape is not one JSON knows (write \\\\ for a backslash)",
+    "Extra data": "there is more text after the end of the JSON value",
+}
+
+
+def json_problem(reason: str) -> str:
+    return _JSON_REASONS.get(reason, reason[:1].lower() + reason[1:])
+
+
 def _refuse_constant(name: str) -> t.NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -93,7 +112,13 @@ def load_object(text: str, subject: str, *, max_depth: int = MAX_DEPTH) -> dict[
             "reads the first, a schema the last; send each key once",
             {"path": path, "pointer": _pointer(path)},
         ) from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{subject} is not valid JSON: {json_problem(exc.msg)} at line {exc.lineno}, "
+            f"column {exc.colno}",
+            {"line": exc.lineno, "column": exc.colno, "position": exc.pos},
+        ) from None
+    except ValueError as exc:  # NaN, Infinity, a number too large
         raise InvalidInput(f"{subject} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{subject} must be a JSON object")

@@ -37,6 +37,7 @@ _DOCS_PAGE = """<!doctype html>
     <span class="spacer"></span>
     <a href="/api/openapi.json">openapi.json</a>
   </header>
+  <h1 class="visually-hidden">IoTSupport API reference</h1>
   <main id="swagger-ui"></main>
   <script src="/api/docs/swagger-ui-bundle.js"></script>
   <script src="/api/docs/init.js"></script>

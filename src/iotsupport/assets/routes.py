@@ -38,7 +38,10 @@ NOT_CONFIGURED = "ASSETS_DIR not set, or the folder is unavailable"
 def configured_assets() -> Assets:
     assets = state().assets
     if assets is None:
-        raise AssetsNotConfigured("assets not configured")
+        raise AssetsNotConfigured(
+            "firmware assets are off on this server: an administrator sets ASSETS_DIR "
+            "(a folder the server can write) to turn them on"
+        )
     return assets
 
 

@@ -14,12 +14,17 @@ from iotsupport.auth.access import requires
 from iotsupport.change_sets.schemas import BulkAppliedSchema
 from iotsupport.change_sets.schemas import BulkPreviewSchema
 from iotsupport.change_sets.schemas import BulkSchema
+from iotsupport.change_sets.schemas import ChangeSetListQuery
+from iotsupport.change_sets.schemas import ChangeSetListSchema
 from iotsupport.change_sets.schemas import ChangeSetSchema
 from iotsupport.change_sets.schemas import UndoneSchema
 from iotsupport.change_sets.schemas import UndoSchema
 from iotsupport.change_sets.service import ChangeSetService
+from iotsupport.change_sets.service import MoveTo
 from iotsupport.change_sets.service import Selection
 from iotsupport.configs.routes import config_service
+from iotsupport.db import get_session
+from iotsupport.device_models.service import ModelService
 from iotsupport.errors import InvalidInput
 from iotsupport.json_text import load_object
 
@@ -52,8 +57,11 @@ def bulk_change(body: BulkSchema) -> Response:
     picked = body.select
     selection = Selection(picked.model, tuple(sorted(set(picked.ids or ()))), picked.where)
     service = change_set_service()
+    move = None
+    if "model" in body.model_fields_set:  # null moves them to no model
+        move = MoveTo(None if body.model is None else ModelService(get_session()).get(body.model))
     if body.dry_run:
-        preview = service.preview(selection, patch, len(body.patch.encode()))
+        preview = service.preview(selection, patch, len(body.patch.encode()), move)
         return json_response(BulkPreviewSchema.model_validate(preview))
     if body.expect is None:
         raise InvalidInput('to apply, send "expect": the ETag of each config from the preview')
@@ -62,9 +70,28 @@ def bulk_change(body: BulkSchema) -> Response:
         expect = {int(key): etag.strip('"') for key, etag in body.expect.items()}
     except ValueError:
         raise InvalidInput("the keys of expect must be config ids") from None
-    change_set, changed = service.apply(selection, patch, body.patch, expect)
-    applied = BulkAppliedSchema(change_set=change_set, changed=changed)
+    change_set, changed, skipped = service.apply(
+        selection, patch, body.patch, expect, skip_invalid=body.skip_invalid, move=move
+    )
+    applied = BulkAppliedSchema.model_validate(
+        {"change_set": change_set, "changed": changed, "skipped": skipped}
+    )
     return json_response(applied, 201)
+
+
+@bp.get("/api/change-sets")
+@requires(Role.ADMIN)
+@operation(
+    "The change sets, newest first: who, when, what patch, how many configs",
+    tag=TAG,
+    query=ChangeSetListQuery,
+    responses={200: ChangeSetListSchema},
+)
+def list_change_sets(query: ChangeSetListQuery) -> Response:
+    rows = change_set_service().recent(query.limit, query.before)
+    return json_response(
+        ChangeSetListSchema.model_validate({"change_sets": rows, "count": len(rows)})
+    )
 
 
 @bp.get("/api/change-sets/<int:change_set_id>")
@@ -78,6 +105,8 @@ def get_change_set(change_set_id: int) -> Response:
     change_set, items = change_set_service().get(change_set_id)
     body = {
         **{name: getattr(change_set, name) for name in ("id", "created_at", "created_by")},
+        "sets_model": change_set.sets_model,
+        "model": change_set.model_code,
         "undone_at": change_set.undone_at,
         "undone_by": change_set.undone_by,
         "patch": json.loads(change_set.patch),

@@ -8,6 +8,8 @@ from pydantic import Field
 from pydantic import WithJsonSchema
 from pydantic import model_validator
 
+from iotsupport.api.schemas import Query
+from iotsupport.api.schemas import QueryInt
 from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import OBJECT_OR_STRING
 from iotsupport.configs.schemas import Timestamp
@@ -68,11 +70,22 @@ class SelectionSchema(RequestBody):
 
 class BulkSchema(RequestBody):
     select: SelectionSchema
-    patch: PatchText
+    patch: PatchText = Field(default="{}")
+    model: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Also move the configs to this model (its code), checked against its "
+        "schema; null: to no model. Absent: each keeps its model.",
+    )
     dry_run: bool = Field(default=True, description="true: preview only; false: apply.")
     expect: dict[str, str] | None = Field(
         default=None,
         description='Apply only: {"<id>": "<etag>"} for every picked config, from the preview.',
+    )
+    skip_invalid: bool = Field(
+        default=False,
+        description="Apply only: leave the configs whose result would fail their schema as "
+        "they are (listed in skipped) instead of refusing the whole change.",
     )
 
 
@@ -81,6 +94,9 @@ class BulkChangeSchema(BaseModel):
     mac_address: str
     device_name: str | None
     model: str | None
+    model_after: str | None = Field(
+        default=None, description="Its model after the change (the same unless it sets one)."
+    )
     version: int
     etag: str = Field(description="Send it back in expect to apply.")
     unchanged: bool = Field(description="The patch changes nothing here (no new version).")
@@ -109,11 +125,40 @@ class BulkPreviewSchema(BaseModel):
     )
 
 
+class SkippedInvalidSchema(BaseModel):
+    id: int
+    mac_address: str
+    errors: list[SchemaErrorSchema]
+
+
 class BulkAppliedSchema(BaseModel):
     """The change set that was saved."""
 
     change_set: int
     changed: list[int] = Field(description="Ids of the configs that got a new version.")
+    skipped: list[SkippedInvalidSchema] = Field(
+        default_factory=list,
+        description="skip_invalid: the configs left as they were, with why.",
+    )
+
+
+class ChangeSetSummarySchema(BaseModel):
+    """One bulk change in the list: who, when, what, how many."""
+
+    id: int
+    patch: dict[str, t.Any]
+    sets_model: bool = Field(default=False, description="It also moved the configs to `model`.")
+    model: str | None = Field(default=None, description="With sets_model: the model (None: none).")
+    created_at: Timestamp
+    created_by: str
+    undone_at: Timestamp | None
+    undone_by: str | None
+    count: int = Field(description="How many configs it changed.")
+
+
+class ChangeSetListSchema(BaseModel):
+    change_sets: list[ChangeSetSummarySchema]
+    count: int
 
 
 class UndoSchema(RequestBody):
@@ -147,8 +192,19 @@ class ChangeSetSchema(BaseModel):
 
     id: int
     patch: dict[str, t.Any]
+    sets_model: bool = False
+    model: str | None = None
     created_at: Timestamp
     created_by: str
     undone_at: Timestamp | None
     undone_by: str | None
     configs: list[ChangeSetItemSchema]
+
+
+class ChangeSetListQuery(Query):
+    limit: t.Annotated[QueryInt, Field(ge=1, le=500)] = Field(
+        default=100, description="At most this many, newest first."
+    )
+    before: t.Annotated[QueryInt, Field(ge=1, le=MAX_INT)] | None = Field(
+        default=None, description="Only change sets with a smaller id (the next page)."
+    )

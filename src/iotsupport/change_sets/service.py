@@ -7,9 +7,11 @@ everywhere: the configs by id, then their models.
 
 from __future__ import annotations
 
+import json
 import typing as t
 from dataclasses import dataclass
 
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,6 +22,8 @@ from iotsupport.change_sets.rules import NothingSelected
 from iotsupport.change_sets.rules import patched as _patched
 from iotsupport.change_sets.tables import ChangeSet
 from iotsupport.change_sets.tables import ChangeSetItem
+from iotsupport.change_sets.undo import Undo
+from iotsupport.change_sets.undo import undo
 from iotsupport.configs.content import parse_json_object
 from iotsupport.configs.history import unified_diff
 from iotsupport.configs.service import ConfigService
@@ -27,9 +31,8 @@ from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.schema_errors import error_entry as _error
 from iotsupport.device_models.service import schema_of
+from iotsupport.device_models.tables import DeviceModel
 from iotsupport.device_query import where_clause
-from iotsupport.errors import ChangedSince
-from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.errors import PreconditionFailed
@@ -47,21 +50,32 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class MoveTo:
+    """The change also moves the configs to this model (None: to no model)."""
+
+    model: DeviceModel | None
+
+    @property
+    def model_id(self) -> int | None:
+        return self.model.id if self.model is not None else None
+
+
+@dataclass(frozen=True)
 class Change:
     config: DeviceConfig
     before: str
     after: str
+    move: MoveTo | None = None
+
+    @property
+    def model(self) -> DeviceModel | None:
+        """Its model after the change."""
+        return self.move.model if self.move is not None else self.config.device_model
 
     @property
     def unchanged(self) -> bool:
-        return self.after == self.before
-
-
-@dataclass(frozen=True)
-class Undo:
-    change_set_id: int
-    undone: list[int]
-    skipped: list[dict[str, t.Any]]
+        moved = self.move is not None and self.move.model_id != self.config.model_id
+        return self.after == self.before and not moved
 
 
 class ChangeSetService:
@@ -96,7 +110,11 @@ class ChangeSetService:
         return configs
 
     def preview(
-        self, selection: Selection, patch: dict[str, t.Any], patch_bytes: int
+        self,
+        selection: Selection,
+        patch: dict[str, t.Any],
+        patch_bytes: int,
+        move: MoveTo | None = None,
     ) -> dict[str, t.Any]:
         """For each picked config: its ETag, the diff it would get, whether the result
         meets its model's schema (None without a model), and whether nothing changes.
@@ -107,14 +125,14 @@ class ChangeSetService:
         rows = []
         diff_chars = 0
         for config in self._picked(selection, patch_bytes, lock=False):
-            after = _patched(config, patch)
-            unchanged = after == config.content
+            change = Change(config, config.content, _patched(config, patch), move)
+            after, unchanged = change.after, change.unchanged
             errors: list[dict[str, str]] = []
             valid = None
-            if config.device_model is not None:
+            if change.model is not None:
                 try:
                     value = parse_json_object(after)
-                    errors = schema_of(config.device_model).errors(value, timeout)
+                    errors = schema_of(change.model).errors(value, timeout)
                 except InvalidInput as exc:  # saved before a rule (duplicate keys) held
                     errors = [_error(exc.details.get("pointer", ""), exc.message, exc.code)]
                 valid = not errors
@@ -134,6 +152,7 @@ class ChangeSetService:
                     "mac_address": config.mac_address,
                     "device_name": config.device_name,
                     "model": config.model,
+                    "model_after": change.model.code if change.model is not None else None,
                     "version": config.version,
                     "etag": config.etag,
                     "unchanged": unchanged,
@@ -143,6 +162,8 @@ class ChangeSetService:
                     "diff_omitted": omitted,
                 }
             )
+        # The configs a change would refuse come first: they are what needs a decision.
+        rows.sort(key=lambda row: row["valid"] is not False)
         return {
             "changes": rows,
             "count": len(rows),
@@ -157,28 +178,50 @@ class ChangeSetService:
         patch: dict[str, t.Any],
         patch_text: str,
         expect: dict[int, str],
-    ) -> tuple[int, list[int]]:
+        *,
+        skip_invalid: bool = False,
+        move: MoveTo | None = None,
+    ) -> tuple[int, list[int], list[dict[str, t.Any]]]:
         """Apply to every picked config in this transaction, or to none: refused (412) when
         the picked configs or their ETags are not those of the preview, (400) when a result
-        fails its schema. Unchanged configs get no version and no message."""
+        fails its schema (with `skip_invalid`: those are left as they are, and returned).
+        Unchanged configs get no version and no message."""
         configs = self._picked(selection, len(patch_text.encode()), lock=True)
-        changes = [Change(config, config.content, _patched(config, patch)) for config in configs]
+        changes = [
+            Change(config, config.content, _patched(config, patch), move) for config in configs
+        ]
         self._refuse_stale(changes, expect)
         if not changes:  # a change set of nothing would only clutter the history
             raise NothingSelected(
                 "the selection holds no config: nothing was changed and no change set was made",
                 {"model": selection.model} if selection.model else {},
             )
-        change_set = ChangeSet(patch=patch_text, created_at=utcnow(), created_by=self.configs.actor)
+        change_set = ChangeSet(
+            patch=patch_text,
+            created_at=utcnow(),
+            created_by=self.configs.actor,
+            sets_model=move is not None,
+            model_code=move.model.code if move is not None and move.model is not None else None,
+        )
         self.session.add(change_set)
         self.session.flush()
         changed = [change for change in changes if not change.unchanged]
-        befores = [(change.config.version, change.before) for change in changed]
-        self.configs.save_many(
+        befores = [
+            (change.config.version, change.before, change.config.model_id) for change in changed
+        ]
+        skipped = self.configs.save_many(
             [(change.config, change.after) for change in changed],
             "bulk_changed",
             change_set_id=change_set.id,
+            skip_invalid=skip_invalid,
+            models={change.config.id: move.model_id for change in changed} if move else None,
         )
+        left_out = {entry["id"] for entry in skipped}
+        kept = [
+            (change, before)
+            for change, before in zip(changed, befores, strict=True)
+            if change.config.id not in left_out
+        ]
         self.session.add_all(
             ChangeSetItem(
                 change_set_id=change_set.id,
@@ -187,11 +230,12 @@ class ChangeSetService:
                 before_version=version,
                 after_version=change.config.version,
                 before_content=before,
+                before_model_id=model_id if move is not None else None,
             )
-            for change, (version, before) in zip(changed, befores, strict=True)
+            for change, (version, before, model_id) in kept
         )
         self.session.flush()
-        return change_set.id, [change.config.id for change in changed]
+        return change_set.id, [change.config.id for change, _ in kept], skipped
 
     @staticmethod
     def _refuse_stale(changes: list[Change], expect: dict[int, str]) -> None:
@@ -226,6 +270,32 @@ class ChangeSetService:
                 {"configs": stale[:LISTED], "count": len(stale)},
             )
 
+    def recent(self, limit: int, before: int | None = None) -> list[dict[str, t.Any]]:
+        """The newest change sets (ids below `before`), each with how many configs it changed."""
+        count = (
+            select(func.count())
+            .where(ChangeSetItem.change_set_id == ChangeSet.id)
+            .correlate(ChangeSet)
+            .scalar_subquery()
+        )
+        query = select(ChangeSet, count).order_by(ChangeSet.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(ChangeSet.id < before)
+        return [
+            {
+                "id": change_set.id,
+                "patch": json.loads(change_set.patch),
+                "created_at": change_set.created_at,
+                "created_by": change_set.created_by,
+                "sets_model": change_set.sets_model,
+                "model": change_set.model_code,
+                "undone_at": change_set.undone_at,
+                "undone_by": change_set.undone_by,
+                "count": items,
+            }
+            for change_set, items in self.session.execute(query).all()
+        ]
+
     def get(self, change_set_id: int) -> tuple[ChangeSet, list[ChangeSetItem]]:
         change_set = self.session.get(ChangeSet, change_set_id)
         if change_set is None:
@@ -238,50 +308,5 @@ class ChangeSetService:
         return change_set, list(items)
 
     def undo(self, change_set_id: int, *, skip_changed: bool = False) -> Undo:
-        """Each config back to its content before the change set, as a new version.
-        A config changed again since is refused (409, listed) unless `skip_changed`."""
-        change_set = self.session.get(
-            ChangeSet, change_set_id, with_for_update=True, populate_existing=True
-        )
-        if change_set is None:
-            raise NotFound(f"change set {change_set_id} does not exist")
-        if change_set.undone_at is not None:
-            raise Conflict(
-                f"change set {change_set_id} was undone already",
-                {"undone_at": change_set.undone_at.isoformat(), "undone_by": change_set.undone_by},
-            )
-        _, items = self.get(change_set_id)
-        configs = {
-            config.id: config
-            for config in self.configs.many(ids=[item.config_id for item in items], lock=True)
-        }
-        skipped = []
-        undoable = []
-        for item in items:
-            config = configs.get(item.config_id)
-            if config is None:
-                skipped.append(
-                    {"id": item.config_id, "mac_address": item.mac_address, "reason": "deleted"}
-                )
-            elif config.version != item.after_version:
-                skipped.append(
-                    {
-                        "id": config.id,
-                        "mac_address": config.mac_address,
-                        "reason": f"changed since (version {config.version}, the change set "
-                        f"left version {item.after_version})",
-                    }
-                )
-            else:
-                undoable.append((config, item.before_content))
-        if skipped and not skip_changed:
-            raise ChangedSince(
-                f"{len(skipped)} config{'s' if len(skipped) != 1 else ''} changed since the "
-                "change set; nothing was undone. Send skip_changed: true to undo the others.",
-                {"configs": skipped[:LISTED], "count": len(skipped)},
-            )
-        self.configs.save_many(undoable, "bulk_undone", change_set_id=change_set_id)
-        change_set.undone_at = utcnow()
-        change_set.undone_by = self.configs.actor
-        self.session.flush()
-        return Undo(change_set_id, [config.id for config, _ in undoable], skipped)
+        """Each config back to its content (and model) before the change set; undo.py."""
+        return undo(self, change_set_id, skip_changed=skip_changed)

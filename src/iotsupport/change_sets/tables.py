@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Boolean
 from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -24,6 +26,9 @@ class ChangeSet(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     undone_by: Mapped[str | None] = mapped_column(String(255))
+    # The change set also moved the configs to a model (`model_code`; None: to no model).
+    sets_model: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    model_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class ChangeSetItem(Base):
@@ -41,3 +46,5 @@ class ChangeSetItem(Base):
     before_version: Mapped[int] = mapped_column(Integer)
     after_version: Mapped[int] = mapped_column(Integer)
     before_content: Mapped[str] = mapped_column(Text)
+    # With sets_model: the model it had before (no foreign key, as config_id).
+    before_model_id: Mapped[int | None] = mapped_column(Integer)

@@ -41,10 +41,13 @@ class _Spool:
 
 
 def export_archive(
-    database: Database, model_id: int | None = None, where: ColumnElement[bool] | None = None
+    database: Database,
+    model_id: int | t.Literal["none"] | None = None,
+    where: ColumnElement[bool] | None = None,
 ) -> Iterator[bytes]:
-    """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, or a model's, or those
-    `where` holds for: a device query's condition), each the content exactly as saved,
+    """A zip of `aa-bb-cc-dd-ee-ff.json` files (every config, a model's, those without a
+    model, or those `where` holds for: a device query's condition), each the content
+    exactly as saved,
     made as it is sent: EXPORT_BATCH configs at a time are read (each batch in its own
     read), so a worker never holds the whole fleet."""
     spool = _Spool()
@@ -66,7 +69,9 @@ def _zip_time(moment: datetime) -> tuple[int, int, int, int, int, int]:
 
 
 def _batches(
-    database: Database, model_id: int | None, where: ColumnElement[bool] | None
+    database: Database,
+    model_id: int | t.Literal["none"] | None,
+    where: ColumnElement[bool] | None,
 ) -> Iterator[list[t.Any]]:
     columns = DeviceConfig.__table__.c
     last = ""
@@ -77,7 +82,9 @@ def _batches(
             .order_by(columns.mac_address)
             .limit(EXPORT_BATCH)
         )
-        if model_id is not None:
+        if model_id == "none":  # the list's "no model"
+            query = query.where(columns.model_id.is_(None))
+        elif model_id is not None:
             query = query.where(columns.model_id == model_id)
         if where is not None:
             query = query.where(where)

@@ -213,16 +213,28 @@ class ConfigService:
         event: HistoryEvent,
         *,
         change_set_id: int,
-    ) -> None:
+        skip_invalid: bool = False,
+        models: t.Mapping[int, int | None] | None = None,
+    ) -> list[dict[str, t.Any]]:
         """New versions of many locked configs in this transaction: each is checked against
-        its model's schema first, and one violation refuses them all (naming each)."""
-        model_ids = sorted({config.model_id for config, _ in changes if config.model_id})
-        models = {model_id: self.models.lock(model_id, share=True) for model_id in model_ids}
+        its model's schema first, and one violation refuses them all (naming each), or with
+        `skip_invalid` leaves the failing ones as they are. Returns those left out.
+        `models`: config id -> the model id it moves to (None: no model); else its own."""
+        moves = models or {}
+
+        def target_id(config: DeviceConfig) -> int | None:
+            return moves[config.id] if config.id in moves else config.model_id
+
+        wanted = {target_id(config) for config, _ in changes}
+        locked = {
+            model_id: self.models.lock(model_id, share=True)
+            for model_id in sorted(model_id for model_id in wanted if model_id is not None)
+        }
         failing: list[dict[str, t.Any]] = []
         budget = Budget(self.validation_timeout)  # one deadline for them all
         for config, content in changes:
             value = parse_json_object(content)
-            model = models.get(config.model_id) if config.model_id else None
+            model = locked.get(target_id(config) or 0)
             errors = (
                 schema_of(model).errors(value, self.validation_timeout, budget) if model else []
             )
@@ -230,7 +242,12 @@ class ConfigService:
                 failing.append(
                     {"id": config.id, "mac_address": config.mac_address, "errors": errors}
                 )
-        if failing:
+        if failing and skip_invalid:
+            left_out = {entry["id"] for entry in failing}
+            changes = [
+                (config, content) for config, content in changes if config.id not in left_out
+            ]
+        elif failing:
             flat = [
                 {"config_id": entry["id"], **error}
                 for entry in failing
@@ -243,10 +260,11 @@ class ConfigService:
                 {"errors": flat[:MAX_ERRORS], "configs": failing[:LISTED_CONFIGS], "count": count},
             )
         for config, content in changes:
-            model = models.get(config.model_id) if config.model_id else None
+            model = locked.get(target_id(config) or 0)
             self._save(
                 config, content, event, model=model, change_set_id=change_set_id, checked=True
             )
+        return failing
 
     def _save(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from flask import Blueprint
 from flask import Response
 from flask import request
@@ -102,9 +104,13 @@ def _import_fields(raw: dict[str, list[str]]) -> ImportFields:
     },
 )
 def export_configs(query: ExportQuery) -> Response:
-    model_id = None
+    model_id: int | None | t.Literal["none"] = None
+    if query.model is not None and query.no_model:
+        raise InvalidInput("send model or no_model, not both")
     if query.model is not None:
         model_id = ModelService(get_session()).get(query.model).id
+    elif query.no_model:
+        model_id = "none"
     app_state = state()
     where = None
     if query.where is not None:  # read before the answer starts: a bad query is a 400

@@ -64,3 +64,6 @@ class ExportQuery(Query):
         default=None,
         description='Only the devices this query selects (README "Device queries").',
     )
+    no_model: bool = Field(
+        default=False, description="true: only the configs without a model (not with model)."
+    )

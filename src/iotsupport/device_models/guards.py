@@ -37,6 +37,34 @@ def _compiled(pattern: str) -> t.Any:
     return re2.compile(pattern, options=_OPTIONS)
 
 
+# RE2's reasons, in words for the person who wrote the pattern.
+_RE2_REASONS = (
+    ("invalid perl operator", "uses a lookahead or lookbehind such as (?= or (?<!"),
+    ("invalid escape sequence", "uses a backreference such as \\1 or an unknown escape"),
+    ("missing )", "opens a group with ( that is never closed"),
+    ("unexpected )", "closes a group with ) that was never opened"),
+    ("missing ]", "opens a character class with [ that is never closed"),
+    ("missing argument to repetition operator", "has a *, + or ? with nothing before it"),
+    ("bad repetition operator", "repeats a repetition, such as ** or +*"),
+    ("invalid repetition size", "has a {n,m} count that is too large or out of order"),
+    ("invalid character class range", "has a range such as [z-a] that runs backwards"),
+    ("invalid named capture group", "names a group in a way RE2 does not read"),
+)
+
+
+def regex_advice(reason: str) -> str:
+    """What is wrong with a pattern and what to do, from RE2's terse reason."""
+    where = reason.split(":", 1)[1].strip() if ":" in reason else ""
+    what = next((words for key, words in _RE2_REASONS if reason.startswith(key)), None)
+    at = f" (at “{where[:40]}”)" if where else ""
+    if what is None:
+        return f"the pattern is not a regular expression this server can run{at}"
+    return (
+        f"the pattern {what}{at}; patterns run on RE2, which has no lookaround and no "
+        "backreferences: rewrite it without"
+    )
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why RE2 cannot run `pattern`, or None when it can."""
     try:
@@ -44,7 +72,7 @@ def regex_problem(pattern: str) -> str | None:
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
-        return f"{text} (patterns run on RE2: no lookaround, no backreferences)"
+        return regex_advice(text)
     return None
 
 

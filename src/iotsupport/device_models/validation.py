@@ -35,7 +35,9 @@ from iotsupport.device_models.references import check_references
 from iotsupport.device_models.schema_errors import MAX_ERRORS
 from iotsupport.device_models.schema_errors import Unreadable
 from iotsupport.device_models.schema_errors import error_entry as _error
+from iotsupport.device_models.schema_errors import for_person
 from iotsupport.device_models.schema_errors import pointer
+from iotsupport.json_text import json_problem
 
 __all__ = [
     "MAX_ERRORS",
@@ -98,7 +100,9 @@ _REGEX_FORMAT.checks("regex", raises=ValueError)(_is_runnable_regex)
 
 def _describe(error: ValidationError) -> dict[str, str]:
     keyword = error.validator if isinstance(error.validator, str) else "schema"
-    message = error.message
+    message = for_person(
+        keyword, error.validator_value, error.instance, error.message, error.schema
+    )
     if error.cause is not None and keyword == "format":
         message = f"{message}: {error.cause}"
     return _error(pointer(error.absolute_path), message, keyword)
@@ -158,8 +162,9 @@ def parse_schema(text: str) -> dict[str, t.Any]:
         value = json.loads(text)
     except RecursionError:
         raise Unreadable("the schema is nested too deeply") from None
-    except ValueError as exc:
-        raise Unreadable(f"the schema is not valid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        where = f"at line {exc.lineno}, column {exc.colno}"
+        raise Unreadable(f"the schema is not valid JSON: {json_problem(exc.msg)} {where}") from None
     if not isinstance(value, dict):
         raise Unreadable("the schema must be a JSON object")
     return value

@@ -41,6 +41,7 @@ class Member:
     reported_at: datetime | None
     reported_version: str | None
     reported_sha256: str | None
+    last_contact_at: datetime | None = None  # its last fetch of any kind
 
 
 def reported(unverified: bool) -> tuple[ColumnElement[t.Any], ...]:
@@ -69,6 +70,7 @@ def load_members(session: Session, rollout: Rollout) -> list[Member]:
             rows.released_at,
             rows.download_started_at,
             *reported(rollout.unverified_reports),
+            DeviceCheckin.__table__.c.fetched_at,
         )
         .select_from(RolloutDevice.__table__)
         .join(DeviceConfig, DeviceConfig.id == rows.config_id)

@@ -11,6 +11,10 @@ Each device of a rollout is, for the release (`device_state`):
 - downloading: it started a download of the release image and has not reported since;
 - pending: none of these yet (also every device of a stage that has not started).
 
+A device the admin skipped (not reachable) is failed with reason "skipped" until it
+reports the release: its stage does not wait for it, and it counts for no error
+threshold.
+
 A stage is done when each of its devices is updated or failed. `advance` then starts the
 next stage (or waits for an approval, or completes the rollout); failures of the current
 stage at or above the error threshold pause it instead.
@@ -48,6 +52,7 @@ from iotsupport.rollouts.targets import set_targets
 
 _BATCH = 500
 DONE: tuple[DeviceState, ...] = ("updated", "failed")
+SKIPPED = "skipped"
 
 
 def device_state(
@@ -60,6 +65,8 @@ def device_state(
         if sha256 is None or sha256 in (release.sha256, release.image_sha256):
             return "updated", None
         wrong = "sha256_mismatch"
+    if member.reason == SKIPPED:
+        return "failed", SKIPPED
     if member.released_at is None:
         return "pending", None
     started = member.download_started_at
@@ -97,7 +104,7 @@ class Progress:
         while rollout.state == "running":
             stage = rollout.current_stage
             own = [member for member in members if member.stage == stage]
-            failed = sum(1 for member in own if member.state == "failed")
+            failed = sum(1 for m in own if m.state == "failed" and m.reason != SKIPPED)
             if stage > rollout.acknowledged_stage and threshold_reached(
                 rollout.error_threshold, failed, len(own)
             ):

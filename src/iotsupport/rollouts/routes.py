@@ -27,6 +27,7 @@ from iotsupport.rollouts.schemas import FirmwareTargetSchema
 from iotsupport.rollouts.schemas import RolloutCreateSchema
 from iotsupport.rollouts.schemas import RolloutListSchema
 from iotsupport.rollouts.schemas import RolloutSchema
+from iotsupport.rollouts.schemas import SkipSchema
 from iotsupport.rollouts.service import RolloutService
 from iotsupport.rollouts.tables import Rollout
 from iotsupport.rollouts.targets import DeviceTarget
@@ -151,6 +152,23 @@ def cancel_rollout(rollout_id: int) -> Response:
 @operation("Approve the next stage (approve_each_stage)", tag=TAG, responses=ACTION_ANSWERS)
 def approve_rollout(rollout_id: int) -> Response:
     return act(rollout_id, "approve")
+
+
+@bp.post(f"{ROLLOUT}/skip")
+@requires(Role.ADMIN)
+@operation(
+    "Stop waiting for devices that are not reachable: failed (skipped), so their stage can "
+    "finish; they still update if they come back",
+    tag=TAG,
+    body=SkipSchema,
+    responses={
+        200: RolloutSchema,
+        404: "Unknown rollout",
+        409: "rollout_state: the rollout ended, or a device cannot be skipped (details.devices)",
+    },
+)
+def skip_devices(rollout_id: int, body: SkipSchema) -> Response:
+    return rollout_response(rollout_service().skip(rollout_id, body.config_ids))
 
 
 @bp.get("/device/firmware")

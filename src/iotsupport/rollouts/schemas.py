@@ -9,6 +9,7 @@ from pydantic import field_validator
 
 from iotsupport.api.schemas import RequestBody
 from iotsupport.configs.schemas import Timestamp
+from iotsupport.db.base import MAX_INT
 from iotsupport.rollouts.stages import MAX_STAGES
 from iotsupport.rollouts.stages import StageSpec
 from iotsupport.rollouts.stages import check_stages
@@ -79,6 +80,7 @@ class CountsSchema(BaseModel):
     updated: int
     failed: int
     total: int
+    skipped: int = Field(default=0, description="Of the failed: skipped by an admin.")
 
 
 class DeviceProgressSchema(BaseModel):
@@ -87,7 +89,8 @@ class DeviceProgressSchema(BaseModel):
     state: DeviceState
     reason: str | None = Field(
         description="Why it failed: old_version (reported another version after downloading), "
-        "sha256_mismatch (the version with another SHA-256), timeout."
+        "sha256_mismatch (the version with another SHA-256), timeout, skipped (an admin "
+        "stopped waiting for it)."
     )
     from_version: str | None = Field(description="What it reported when the rollout began.")
     reported_version: str | None = Field(
@@ -100,6 +103,13 @@ class DeviceProgressSchema(BaseModel):
         description="It reports a version that no release of the model has (not an error)."
     )
     download_started_at: Timestamp | None
+    last_contact_at: Timestamp | None = Field(
+        default=None, description="Its last fetch of any kind (None: never)."
+    )
+    times_out_at: Timestamp | None = Field(
+        default=None,
+        description="Pending or downloading in a started stage: when it counts as failed.",
+    )
 
 
 class StageSchema(BaseModel):
@@ -135,6 +145,12 @@ class RolloutSummarySchema(BaseModel):
 class RolloutSchema(RolloutSummarySchema):
     """A rollout with its stages and their devices."""
 
+    device_timeout_seconds: int = Field(
+        default=0,
+        description="ROLLOUT_DEVICE_TIMEOUT_SECONDS: a device not updated this long after its "
+        "stage started (or its download began) counts as failed.",
+    )
+
     stages: list[StageSchema]
 
 
@@ -158,3 +174,11 @@ class FirmwareTargetSchema(BaseModel):
         "that cannot send one; HTTP caches), until signed_url_expires_at."
     )
     signed_url_expires_at: Timestamp
+
+
+class SkipSchema(RequestBody):
+    config_ids: list[t.Annotated[int, Field(ge=1, le=MAX_INT)]] = Field(
+        min_length=1,
+        max_length=20_000,
+        description="Devices to stop waiting for: pending or downloading, in a started stage.",
+    )

@@ -33,9 +33,11 @@ from iotsupport.errors import Conflict
 from iotsupport.errors import InvalidInput
 from iotsupport.errors import NotFound
 from iotsupport.releases.tables import Release
+from iotsupport.rollouts.members import Member
 from iotsupport.rollouts.members import add_members
 from iotsupport.rollouts.members import load_members
 from iotsupport.rollouts.members import reported
+from iotsupport.rollouts.progress import SKIPPED
 from iotsupport.rollouts.progress import Progress
 from iotsupport.rollouts.stages import StageSpec
 from iotsupport.rollouts.stages import assign
@@ -202,6 +204,45 @@ class RolloutService:
         log.info("rollout %d: %s by %s, now %s", rollout.id, action, self.actor, rollout.state)
         return rollout
 
+    def skip(self, rollout_id: int, config_ids: Sequence[int]) -> Rollout:
+        """Stop waiting for these devices (not reachable): failed, reason "skipped", so
+        their stage can finish; one that cannot be skipped refuses all (409, listed)."""
+        rollout = self.lock(rollout_id)
+        if rollout is None:
+            raise NotFound(f"there is no rollout {rollout_id}", {"rollout": rollout_id})
+        if rollout.state not in ACTIVE_STATES:
+            raise RolloutState(
+                f"a {rollout.state} rollout waits for no device", {"state": rollout.state}
+            )
+        now = utcnow()
+        progress = self._progress(rollout)
+        progress.evaluate(now, self.timeout)
+        members = load_members(self.session, rollout)
+        by_id = {member.config_id: member for member in members}
+        refused = [
+            {"config_id": config_id, "reason": why}
+            for config_id in config_ids
+            if (why := _not_skippable(by_id.get(config_id))) is not None
+        ]
+        if refused:
+            raise RolloutState(
+                f"{len(refused)} of the devices cannot be skipped; none was",
+                {"state": rollout.state, "devices": refused[:200]},
+            )
+        rows = [
+            {"rollout_id": rollout.id, "config_id": config_id, "state": "failed"}
+            | {"reason": SKIPPED, "changed_at": now}
+            for config_id in sorted(set(config_ids))
+        ]
+        if rows:
+            self.session.execute(update(RolloutDevice), rows)
+        for config_id in config_ids:
+            by_id[config_id].state, by_id[config_id].reason = "failed", SKIPPED
+        rollout.updated_at = now
+        progress.advance(members, now, self.timeout)
+        log.info("rollout %d: %d devices skipped by %s", rollout.id, len(rows), self.actor)
+        return rollout
+
     def evaluate(self, rollout_id: int, *, skip_locked: bool = False) -> bool:
         """Re-evaluate an active rollout; False when another worker holds it (or it ended)."""
         rollout = self.lock(rollout_id, skip_locked=skip_locked)
@@ -256,6 +297,16 @@ class RolloutService:
             f"model {code!r} has an active rollout{which}; cancel it or let it finish first",
             {"model": code, "rollout": active},
         )
+
+
+def _not_skippable(member: Member | None) -> str | None:
+    if member is None:
+        return "not a device of this rollout"
+    if member.released_at is None:
+        return "its stage has not started"
+    if member.state not in ("pending", "downloading"):
+        return f"it is {member.state} already"
+    return None
 
 
 def record_download_start(session: Session, config_id: int, release_id: int, now: datetime) -> None:

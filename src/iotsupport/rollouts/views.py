@@ -21,6 +21,7 @@ from iotsupport.device_models.tables import DeviceModel
 from iotsupport.releases.tables import Release
 from iotsupport.rollouts.members import Member
 from iotsupport.rollouts.members import load_members
+from iotsupport.rollouts.progress import SKIPPED
 from iotsupport.rollouts.progress import device_state
 from iotsupport.rollouts.progress import stage_plan
 from iotsupport.rollouts.schemas import CountsSchema
@@ -35,11 +36,17 @@ from iotsupport.rollouts.tables import Rollout
 from iotsupport.rollouts.tables import RolloutDevice
 
 
-def counts(states: Sequence[str] | Counter[str]) -> CountsSchema:
+def counts(states: Sequence[str] | Counter[str], skipped: int = 0) -> CountsSchema:
     tally = states if isinstance(states, Counter) else Counter(states)
     return CountsSchema(
-        **{state: tally[state] for state in DEVICE_STATES}, total=sum(tally.values())
+        **{state: tally[state] for state in DEVICE_STATES},
+        total=sum(tally.values()),
+        skipped=skipped,
     )
+
+
+def skipped(members: Sequence[Member]) -> int:
+    return sum(1 for member in members if member.reason == SKIPPED)
 
 
 def summary_fields(rollout: Rollout, model: DeviceModel, tally: CountsSchema) -> dict[str, object]:
@@ -67,17 +74,23 @@ def summaries(
     session: Session, model: DeviceModel, rollouts: Sequence[Rollout]
 ) -> list[RolloutSummarySchema]:
     """The rollouts with their device counts as last evaluated (one statement)."""
+    is_skipped = RolloutDevice.reason == SKIPPED
     rows = session.execute(
-        select(RolloutDevice.rollout_id, RolloutDevice.state, func.count())
+        select(RolloutDevice.rollout_id, RolloutDevice.state, is_skipped, func.count())
         .where(RolloutDevice.rollout_id.in_([rollout.id for rollout in rollouts]))
-        .group_by(RolloutDevice.rollout_id, RolloutDevice.state)
+        .group_by(RolloutDevice.rollout_id, RolloutDevice.state, is_skipped)
     ).all()
     tallies: dict[int, Counter[str]] = {}
-    for rollout_id, state, number in rows:
-        tallies.setdefault(rollout_id, Counter())[state] = number
+    skips: Counter[int] = Counter()
+    for rollout_id, state, was_skipped, number in rows:
+        tallies.setdefault(rollout_id, Counter())[state] += number
+        if was_skipped:
+            skips[rollout_id] += number
     return [
         RolloutSummarySchema.model_validate(
-            summary_fields(rollout, model, counts(tallies.get(rollout.id, Counter())))
+            summary_fields(
+                rollout, model, counts(tallies.get(rollout.id, Counter()), skips[rollout.id])
+            )
         )
         for rollout in rollouts
     ]
@@ -110,16 +123,25 @@ def rollout_view(session: Session, rollout: Rollout, timeout: timedelta) -> Roll
                 target=target,
                 state=stage_state,
                 released_at=released,
-                counts=counts([member.state for member in own]),
-                devices=[device_view(member, known) for member in own],
+                counts=counts([member.state for member in own], skipped(own)),
+                devices=[device_view(member, known, timeout) for member in own],
             )
         )
-    tally = counts([member.state for member in members])
-    return RolloutSchema.model_validate({**summary_fields(rollout, model, tally), "stages": stages})
+    tally = counts([member.state for member in members], skipped(members))
+    fields = summary_fields(rollout, model, tally)
+    seconds = int(timeout.total_seconds())
+    return RolloutSchema.model_validate(
+        fields | {"stages": stages, "device_timeout_seconds": seconds}
+    )
 
 
-def device_view(member: Member, known: set[str]) -> DeviceProgressSchema:
+def device_view(member: Member, known: set[str], timeout: timedelta) -> DeviceProgressSchema:
     version = member.reported_version
+    times_out_at = None
+    if member.released_at is not None and member.state in ("pending", "downloading"):
+        started = member.download_started_at
+        since = max(member.released_at, started) if started is not None else member.released_at
+        times_out_at = since + timeout
     return DeviceProgressSchema(
         config_id=member.config_id,
         mac_address=member.mac_address,
@@ -131,4 +153,6 @@ def device_view(member: Member, known: set[str]) -> DeviceProgressSchema:
         reported_at=member.reported_at,
         unknown_firmware=version is not None and version not in known,
         download_started_at=member.download_started_at,
+        last_contact_at=member.last_contact_at,
+        times_out_at=times_out_at,
     )

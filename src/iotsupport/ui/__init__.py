@@ -145,6 +145,12 @@ def rollout(code: str, rollout_id: int) -> Response:
     return page("rollout.html", active="models", code=code, rollout_id=rollout_id)
 
 
+@bp.get("/change-sets")
+@requires(Role.ADMIN)
+def change_sets() -> Response:
+    return page("change_sets.html", active="devices")
+
+
 @bp.get("/firmware")
 @requires(Role.ADMIN)
 def firmware() -> Response:

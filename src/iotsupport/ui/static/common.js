@@ -54,6 +54,73 @@ export const server = (() => {
   };
 })();
 
+// --- action buttons: working, and not pressed twice ---------------------------------
+// One place for every page: a button whose click starts API calls is marked busy
+// (aria-busy, a spinner) until they are answered, and clicks on it meanwhile are
+// swallowed, so a double click cannot issue two tokens. Not `disabled`: the keyboard
+// stays on the button.
+
+let pressed = null;
+
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button") : null;
+  if (!button) return;
+  if (button.getAttribute("aria-busy") === "true") {
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    return;
+  }
+  pressed = button;
+  // The calls a click starts are made in its own task (and the microtasks after it).
+  setTimeout(() => { if (pressed === button) pressed = null; }, 0);
+}, true);
+
+function holdButton(button) {
+  if (!button) return () => {};
+  button.busyCount = (button.busyCount || 0) + 1;
+  button.setAttribute("aria-busy", "true");
+  return () => {
+    button.busyCount -= 1;
+    if (button.busyCount <= 0) button.removeAttribute("aria-busy");
+  };
+}
+
+// --- the server out of reach: a banner until it answers again -------------------------
+
+let offlineTimer = 0;
+
+function offlineBanner() {
+  let banner = document.getElementById("offline");
+  if (!banner) {
+    banner = el("div", { id: "offline", class: "offline-banner", role: "alert" });
+    document.body.prepend(banner);
+  }
+  return banner;
+}
+
+function serverLost() {
+  offlineBanner().textContent = "The server cannot be reached. Changes are not saved until it answers again; checking every 5 seconds…";
+  offlineBanner().hidden = false;
+  if (offlineTimer) return;
+  offlineTimer = setInterval(async () => {
+    try {
+      const response = await fetch("/api/health/live", { credentials: "same-origin", cache: "no-store" });
+      if (response.status < 500) serverBack();
+    } catch { /* still out of reach */ }
+  }, 5000);
+}
+
+function serverBack() {
+  clearInterval(offlineTimer);
+  offlineTimer = 0;
+  const banner = document.getElementById("offline");
+  if (banner && !banner.hidden) {
+    banner.hidden = true;
+    document.getElementById("alerts").replaceChildren(); // "did not answer" is no longer true
+    notify("The server answers again.", { kind: "info" });
+  }
+}
+
 function noAnswer(error) {
   return { ok: false, status: 0, data: null, text: "", headers: new Headers(), error, timedOut: false };
 }
@@ -63,7 +130,16 @@ function noAnswer(error) {
  * `body`: an object (sent as JSON) or FormData (multipart). `timeout` (ms): give up then,
  * with `timedOut` set. A 401 sends the browser to the login page and never resolves.
  */
-export async function api(method, path, { body, headers = {}, timeout = 0 } = {}) {
+export async function api(method, path, options = {}) {
+  const release = holdButton(pressed);
+  try {
+    return await callApi(method, path, options);
+  } finally {
+    release();
+  }
+}
+
+async function callApi(method, path, { body, headers = {}, timeout = 0 } = {}) {
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
   if (body instanceof FormData) {
     init.body = body;
@@ -83,9 +159,12 @@ export async function api(method, path, { body, headers = {}, timeout = 0 } = {}
       const seconds = Math.round(timeout / 1000);
       return { ...noAnswer(`The server did not answer within ${seconds} seconds.`), timedOut: true };
     }
+    serverLost();
     return noAnswer("The server did not answer. Check your connection and try again.");
   }
   clearTimeout(timer);
+  if (response.status < 502) serverBack();
+  else if (response.status <= 504) serverLost(); // a proxy in front says the server is gone
   if (response.status === 401) {
     for (const hook of beforeLogin) hook();
     location.assign(loginUrl());
@@ -126,7 +205,8 @@ function dismissible(node, container, timeout) {
  * the error messages of earlier actions: they are no longer true.
  */
 export function notify(message, { kind = "ok", action = null, focus = false } = {}) {
-  if (kind === "ok") document.getElementById("alerts").replaceChildren();
+  // An error replaces the earlier ones (they do not stack); a success clears them.
+  if (kind === "ok" || kind === "error") document.getElementById("alerts").replaceChildren();
   const container = document.getElementById(kind === "error" ? "alerts" : "toasts");
   const node = el("div", { class: `toast ${kind}` }, el("span", { class: "toast-text" }, message));
   if (action) {

@@ -51,7 +51,8 @@ export function setupCredential(configId, reload) {
     if (body.format === "nvs") body.partition_size = Number(dom.partitionSize.value.trim());
     if (dom.wifiSsid.value) body.wifi_ssid = dom.wifiSsid.value;
     if (dom.wifiPassword.value) body.wifi_password = dom.wifiPassword.value;
-    dom.downloadBundle.disabled = true;
+    // Busy, not disabled: a disabled button drops the keyboard to the top of the page.
+    dom.downloadBundle.setAttribute("aria-busy", "true");
     try {
       if (await download(`${base}/provisioning`, body)) {
         dom.wifiPassword.value = "";
@@ -59,7 +60,7 @@ export function setupCredential(configId, reload) {
         await reload();
       }
     } finally {
-      dom.downloadBundle.disabled = false;
+      dom.downloadBundle.removeAttribute("aria-busy");
     }
   });
 }

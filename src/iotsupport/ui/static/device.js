@@ -7,6 +7,7 @@ import {
   timeAgo, timeElement,
 } from "./common.js";
 import { renderCredential, setupCredential } from "./credential.js";
+import { checkLostSave, watchForOthers } from "./device-watch.js";
 import { lineDiff, parseUnified, prettyJson, renderDiff } from "./diff.js";
 import { formatJson, setupEditor } from "./editor.js";
 import { setupLogView } from "./logview.js";
@@ -210,8 +211,18 @@ async function save({ overwrite = false } = {}) {
     loadHistory();
     return;
   }
-  if (result.timedOut) {
-    notify(`Not saved: ${result.error} Your edits are still here. If the save did reach the server, saving again shows that first.`, { kind: "error" });
+  if (result.status === 0) { // no answer: it may have been saved all the same
+    const check = await checkLostSave(base, sent, before);
+    if (check.saved) {
+      accept(check.result);
+      renderMeta();
+      notify(`Saved version ${saved.config.version} (its answer was lost; checked).`);
+      loadHistory();
+    } else if (check.unknown) {
+      notify(`Not known whether it was saved: ${result.error} Your edits are still here; Save again when the server answers (it tells you if it has them already).`, { kind: "error" });
+    } else {
+      notify(`Not saved: ${result.error} The server still has version ${check.version} (checked). Your edits are still here.`, { kind: "error" });
+    }
     return;
   }
   if (result.status === 412) {
@@ -461,3 +472,4 @@ setupCredential(configId, reloadMeta);
 startPage();
 load();
 setupLogView(document.getElementById("logs"));
+watchForOthers({ base, etag: () => saved.etag, editing: () => saved.config !== null && isDirty() && !saving, compare: () => resolveConflict(editor.text) });

@@ -296,7 +296,8 @@ function queryMatches(item) {
   return view.where.ids === null || view.where.ids.has(item.config.id);
 }
 
-function applyFilter(options) {
+function applyFilter(options = {}) {
+  const before = view.matches;
   const asQuery = isQuery(dom.filter.value);
   const terms = asQuery ? [] : dom.filter.value.toLowerCase().replaceAll("-", ":").split(/\s+/).filter(Boolean);
   const state = dom.stateFilter.value;
@@ -308,11 +309,17 @@ function applyFilter(options) {
         || contentMatches(item)));
   const shown = view.matches.length;
   const total = view.items.length;
-  dom.count.textContent = shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
-  dom.empty.hidden = shown > 0;
+  // Still loading: no count and no "No devices yet" (there may be 2,000 on the way).
+  const loaded = dom.loading.hidden;
+  dom.count.textContent = !loaded ? "" : shown === total ? numberFormat.format(total) : `${numberFormat.format(shown)} of ${numberFormat.format(total)}`;
+  dom.empty.hidden = !loaded || shown > 0;
   if (total === 0) dom.empty.replaceChildren("No devices yet. ", el("a", { href: "/devices/new" }, "Add the first one"), ".");
   else if (shown === 0) dom.empty.textContent = "No device matches this filter.";
-  render(options);
+  // A refresh that changed rows in place and left the same rows in the same order
+  // rebuilds nothing: re-rendering 2,000 rows every 5 s froze the list.
+  const same = options.inPlace && before && before.length === shown
+    && before.every((item, index) => item === view.matches[index]);
+  if (!same) render(options);
   renderSelection();
 }
 
@@ -331,8 +338,9 @@ function saveState() {
 function renderExportLink() {
   const model = dom.modelFilter.value;
   const only = model && model !== "-";
-  dom.exportLink.href = only ? `/api/configs/export?model=${encodeURIComponent(model)}` : "/api/configs/export";
-  dom.exportLink.textContent = only ? `Export ${model}` : "Export";
+  dom.exportLink.href = model === "-" ? "/api/configs/export?no_model=true"
+    : only ? `/api/configs/export?model=${encodeURIComponent(model)}` : "/api/configs/export";
+  dom.exportLink.textContent = model === "-" ? "Export those without a model" : only ? `Export ${model}` : "Export";
 }
 
 function loadState() {
@@ -553,7 +561,7 @@ async function pollOnce() {
     const reorder = applyChanges(configs, deleted);
     renderPendingCount();
     if (wasEmpty && view.items.length) { view.columns = []; await loadDevices(); } else if (reorder) applySort({ keep: true });
-    else applyFilter({ keep: true });
+    else applyFilter({ keep: true, inPlace: true });
     dom.wrap.hidden = view.items.length === 0;
     if (currentQuery()) searchContent({ delay: SEARCH_DELAY_MS }); // changed content may match now
   }

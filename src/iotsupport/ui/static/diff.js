@@ -75,7 +75,7 @@ export function renderDiff(container, ops, { emptyText = "No differences." } = {
     if (op.kind === " ") return;
     for (let near = Math.max(0, index - CONTEXT); near <= Math.min(ops.length - 1, index + CONTEXT); near += 1) keep[near] = true;
   });
-  const pre = el("pre", { class: "diff-lines" });
+  const pre = el("pre", { class: "diff-lines", tabindex: "0" }); // scrolls: reachable by keyboard
   let skipped = false;
   ops.forEach((op, index) => {
     if (!keep[index]) { skipped = true; return; }

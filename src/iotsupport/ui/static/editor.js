@@ -72,6 +72,7 @@ export function setupEditor({ onInput = () => {} } = {}) {
       ]),
       EditorView.contentAttributes.of({
         "aria-labelledby": "content-label", "aria-describedby": "parse-status editor-keys",
+        tabindex: "0", // said out loud, so axe sees the scroller has a keyboard stop in it
       }),
       EditorView.cspNonce.of(nonce),
       theme.of(EditorView.darkTheme.of(dark.matches)),

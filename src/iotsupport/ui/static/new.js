@@ -46,12 +46,18 @@ const editor = setupEditor({
 const helpText = macHelp.innerHTML;
 
 let takenMac = null; // the MAC the server said exists, while the field still holds it
+const knownMacs = new Map(); // every device's MAC -> its id (the page loads them all)
 
 function checkMac() {
   const raw = macInput.value;
   const mac = raw.trim() ? normalizeMac(raw) : null;
   if (mac !== null && mac === takenMac) { macInput.value = mac; return mac; } // keep the link
   takenMac = null;
+  if (mac !== null && knownMacs.has(mac)) { // said before Create, not after
+    macInput.value = mac;
+    macTaken(mac, knownMacs.get(mac), { focus: false });
+    return mac;
+  }
   const bad = raw.trim() !== "" && mac === null;
   macInput.setAttribute("aria-invalid", String(bad));
   if (bad) macHelp.textContent = "Not a MAC address: expected 12 hex digits, e.g. aa:bb:cc:dd:ee:ff.";
@@ -62,13 +68,13 @@ function checkMac() {
 }
 
 /** The MAC is taken: mark the field and link to the device that has it. */
-function macTaken(mac, configId) {
+function macTaken(mac, configId, { focus = true } = {}) {
   takenMac = mac;
   macInput.setAttribute("aria-invalid", "true");
   macHelp.classList.add("error-text");
   macHelp.replaceChildren(`A device with ${mac} exists already: `,
     el("a", { href: `/devices/${configId}` }, `open ${mac}`), ", or use another MAC.");
-  macInput.focus();
+  if (focus) macInput.focus();
 }
 
 function setModel(code) {
@@ -120,6 +126,8 @@ async function fillDevices(preselect) {
     return;
   }
   picker.setDevices(result.data.configs);
+  for (const config of result.data.configs) knownMacs.set(config.mac_address, config.id);
+  if (macInput.value.trim()) checkMac();
   if (preselect) picker.pick(preselect);
   copyFrom.dataset.ready = "";
 }
@@ -130,6 +138,11 @@ async function create(event) {
   if (!mac) {
     notify(macInput.value.trim() ? "Not created: the MAC address is not valid." : "Not created: enter the device's MAC address.", { kind: "error" });
     macInput.focus();
+    return;
+  }
+  if (knownMacs.has(mac)) {
+    notify(`Not created: a device with ${mac} exists already.`, { kind: "error" });
+    macTaken(mac, knownMacs.get(mac));
     return;
   }
   const state = editor.state;
@@ -156,7 +169,8 @@ async function create(event) {
 
 macInput.addEventListener("blur", checkMac);
 macInput.addEventListener("input", () => {
-  if (macInput.getAttribute("aria-invalid") === "true" && normalizeMac(macInput.value)) checkMac();
+  const mac = normalizeMac(macInput.value);
+  if (mac && (knownMacs.has(mac) || macInput.getAttribute("aria-invalid") === "true")) checkMac();
 });
 for (const radio of form.querySelectorAll('input[name="source"]')) radio.addEventListener("change", useSource);
 form.addEventListener("submit", create);

@@ -32,7 +32,7 @@ function releaseRow(release) {
     el("td", { class: "mono small hide-narrow" }, shaButton(release.sha256, release.version)),
     el("td", { class: "hide-narrow nowrap small" }, `${release.build_date} ${release.build_time}`),
     el("td", { class: "num" }, String(release.running_count)),
-    el("td", { class: "nowrap" }, timeElement(release.created_at)),
+    el("td", { class: "nowrap hide-narrow" }, timeElement(release.created_at)),
     el("td", { class: "right" }, el("button", {
       type: "button", class: "button small danger", "aria-label": `Delete release ${release.version}`, onclick: () => remove(release.version),
     }, "Delete")));
@@ -62,7 +62,7 @@ async function upload(event) {
   if (!file) { notify("Choose an image file first.", { kind: "error" }); return; }
   const form = new FormData();
   form.append("file", file);
-  $("upload").disabled = true;
+  $("upload").setAttribute("aria-busy", "true"); // not disabled: the keyboard stays on it
   let response;
   try {
     response = await fetch(`${base}/releases`, { method: "POST", body: form, credentials: "same-origin", headers: { Accept: "application/json" } });
@@ -70,7 +70,7 @@ async function upload(event) {
     notify("The server did not answer. Try again.", { kind: "error" });
     return;
   } finally {
-    $("upload").disabled = false;
+    $("upload").removeAttribute("aria-busy");
   }
   if (response.status === 401) { location.assign(loginUrl()); return; }
   const data = await response.json().catch(() => null);
@@ -79,8 +79,51 @@ async function upload(event) {
     return;
   }
   notify(`Uploaded release ${data.version} (${data.chip}).`);
+  picked = null; // a rollout now defaults to the new release
   $("upload-form").reset();
+  $("upload").focus(); // the page reloads its lists: the keyboard stays where it was
   load();
+}
+
+let releaseList = []; // newest first
+let picked = null; // the release the admin chose; none: the newest
+
+/** How many devices each stage adds, as the server counts them (stages.py). */
+function stageSizes(stages, total) {
+  let reached = 0;
+  return stages.map((stage, index) => {
+    const wanted = typeof stage === "number" ? stage : Math.ceil(Math.round(parseFloat(stage) * total * 1e6) / 1e6 / 100);
+    const now = index === stages.length - 1 ? total : Math.max(reached, Math.min(total, wanted));
+    const added = now - reached;
+    reached = now;
+    return added;
+  });
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+/** The confirmation: the release, the devices of each stage, and what they run now. */
+async function confirmStart(version, stages) {
+  const model = await api("GET", base);
+  const total = model.ok ? model.data.config_count : null;
+  $("confirm-start-version").textContent = version;
+  const newest = releaseList[0]?.version;
+  $("confirm-start-older").hidden = version === newest;
+  $("confirm-start-newest").textContent = newest || "";
+  if (total === null) {
+    $("confirm-start-stages").replaceChildren(el("li", {}, "The number of devices could not be read."));
+  } else {
+    $("confirm-start-stages").replaceChildren(...stageSizes(stages, total).map((count, index) =>
+      el("li", {}, `Stage ${index + 1}: ${plural(count, "device")}`)));
+  }
+  const running = releaseList.filter((release) => release.running_count > 0)
+    .map((release) => `${release.running_count} on ${release.version}`);
+  const known = releaseList.reduce((sum, release) => sum + release.running_count, 0);
+  if (total !== null && total > known) running.push(`${total - known} on another or no reported version`);
+  $("confirm-start-running").textContent = total === null ? "" : `${plural(total, "device")} of ${code} now: ${running.join(", ") || "none"}.`;
+  return await ask($("confirm-start")) === "start";
 }
 
 async function start(event) {
@@ -88,7 +131,9 @@ async function start(event) {
   const stages = parseStages($("stages").value);
   if (!stages) { notify('Stages are numbers of devices or shares, e.g. "1, 10%, 100%".', { kind: "error" }); return; }
   const threshold = $("threshold").value.trim();
-  const body = { version: $("version").value, stages, error_threshold: threshold || null, approve_each_stage: $("approve").checked, unverified_reports: $("unverified").checked };
+  const version = $("version").value;
+  if (!await confirmStart(version, stages)) { $("start").focus(); return; }
+  const body = { version, stages, error_threshold: threshold || null, approve_each_stage: $("approve").checked, unverified_reports: $("unverified").checked };
   const result = await api("POST", `${base}/rollouts`, { body });
   if (!result.ok) { notify(`Not started: ${result.error}`, { kind: "error" }); return; }
   location.assign(`/models/${encodeURIComponent(code)}/rollouts/${result.data.id}`);
@@ -103,20 +148,24 @@ async function load() {
     return;
   }
   const list = releases.data.releases;
+  releaseList = list;
   $("chip").textContent = releases.data.chip ? `Chip: ${releases.data.chip}.` : "Chip: not set yet (the first release sets it).";
   $("count").textContent = String(list.length);
   $("rows").replaceChildren(...list.map(releaseRow));
   $("table-wrap").hidden = list.length === 0;
   $("empty").hidden = list.length > 0;
-  const chosen = $("version").value;
-  $("version").replaceChildren(...list.map((release) => el("option", { value: release.version }, release.version)));
-  if (list.some((release) => release.version === chosen)) $("version").value = chosen;
+  // Newest first; the newest is chosen unless the admin picked another that still exists.
+  $("version").replaceChildren(...list.map((release, index) =>
+    el("option", { value: release.version }, index === 0 ? `${release.version} (newest)` : release.version)));
+  if (!list.some((release) => release.version === picked)) picked = null;
+  if (list.length) $("version").value = picked ?? list[0].version;
   $("start-panel").hidden = list.length === 0;
   const items = rollouts.ok ? rollouts.data.rollouts : [];
   $("rollouts").replaceChildren(...items.map(rolloutItem));
   $("no-rollouts").hidden = items.length > 0;
 }
 
+$("version").addEventListener("change", () => { picked = $("version").value; });
 $("upload-form").addEventListener("submit", upload);
 $("start-form").addEventListener("submit", start);
 startPage();

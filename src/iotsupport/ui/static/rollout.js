@@ -9,9 +9,18 @@ const $ = (id_) => document.getElementById(id_);
 const REFRESH_MS = 3000;
 const ACTIVE = ["running", "waiting_for_approval", "paused"];
 const SEGMENTS = ["updated", "downloading", "failed", "pending"];
-const REASONS = { old_version: "reported the old version after downloading", sha256_mismatch: "reported another SHA-256", timeout: "no report in time" };
+const REASONS = { old_version: "reported the old version after downloading", sha256_mismatch: "reported another SHA-256", timeout: "no report in time", skipped: "skipped: not reachable" };
 const open = new Set();  // stages whose device list is shown
 let timer = null;
+let rolloutActive = false;
+let timeoutWords = "";
+
+function duration(seconds) {
+  if (seconds % 86400 === 0) return `${seconds / 86400} day${seconds === 86400 ? "" : "s"}`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} hour${seconds === 3600 ? "" : "s"}`;
+  if (seconds % 60 === 0) return `${seconds / 60} minute${seconds === 60 ? "" : "s"}`;
+  return `${seconds} seconds`;
+}
 
 function bar(counts) {
   const node = el("div", { class: "stage-bar", role: "img", "aria-label": SEGMENTS.map((s) => `${counts[s]} ${s}`).join(", ") });
@@ -32,7 +41,26 @@ function deviceRow(device) {
     el("td", { class: "mono" }, el("a", { href: `/devices/${device.config_id}` }, device.mac_address)),
     el("td", {}, el("span", { class: `badge device-${device.state}` }, device.state), device.reason ? el("span", { class: "muted small" }, ` ${REASONS[device.reason] || device.reason}`) : null),
     el("td", {}, ...reported),
-    el("td", { class: "hide-narrow" }, timeElement(device.reported_at)));
+    el("td", { class: "hide-narrow" }, timeElement(device.reported_at)),
+    el("td", {}, device.last_contact_at ? timeElement(device.last_contact_at) : el("span", { class: "muted" }, "never")),
+    el("td", { class: "hide-narrow" }, device.times_out_at ? timeElement(device.times_out_at) : el("span", { class: "muted" }, "—")));
+}
+
+/** Devices of a started stage that have not fetched anything since it started. */
+function unreachable(stage) {
+  if (!stage.released_at) return [];
+  const since = Date.parse(stage.released_at);
+  return stage.devices.filter((device) => device.state === "pending"
+    && (!device.last_contact_at || Date.parse(device.last_contact_at) < since));
+}
+
+async function skip(stage, devices) {
+  const result = await api("POST", `/api/rollouts/${id}/skip`, { body: { config_ids: devices.map((device) => device.config_id) } });
+  if (!result.ok) { notify(`Not skipped: ${result.error}`, { kind: "error" }); load(); return; }
+  notify(`Skipped ${devices.length} device${devices.length === 1 ? "" : "s"} of stage ${stage.number}: they still update if they come back.`);
+  clearTimeout(timer);
+  if (render(result.data)) timer = setTimeout(load, REFRESH_MS);
+  $("summary").focus(); // the button is gone with the devices it named
 }
 
 function stageItem(stage) {
@@ -48,28 +76,37 @@ function stageItem(stage) {
     else open.delete(stage.number);
   });
   const target = typeof stage.target === "number" ? `${stage.target} device${stage.target === 1 ? "" : "s"}` : stage.target;
+  const silent = stage.state === "running" && rolloutActive ? unreachable(stage) : [];
+  const stalled = silent.length ? el("p", { class: "stage-stalled" },
+    `${silent.length} device${silent.length === 1 ? " has" : "s have"} not contacted the server since this stage started; `
+    + `each counts as failed ${timeoutWords} after that unless it updates. `,
+    el("button", { type: "button", class: "button small", onclick: () => skip(stage, silent) },
+      `Skip ${silent.length} not reachable`)) : null;
   return el("li", { class: `stage stage-${stage.state}` },
     el("div", { class: "stage-head" },
       el("strong", {}, `Stage ${stage.number}`), el("span", { class: "muted" }, ` up to ${target}`),
       el("span", { class: "stage-state" }, stage.state === "waiting" ? "not started" : stage.state),
       el("span", { class: "stage-counts" }, `${updated}/${total} updated${downloading ? `, ${downloading} downloading` : ""}${failed ? `, ${failed} failed` : ""}`)),
     bar(stage.counts),
+    stalled,
     details);
 }
 
 function deviceTable(devices) {
   return el("table", { class: "stage-table" },
-    el("thead", {}, el("tr", {}, ...["Device", "State", "Reports", "Last report"].map((h, i) => el("th", { scope: "col", class: i === 3 ? "hide-narrow" : null }, h)))),
+    el("thead", {}, el("tr", {}, ...["Device", "State", "Reports", "Last report", "Last contact", "Times out"].map((h, i) => el("th", { scope: "col", class: i === 3 || i === 5 ? "hide-narrow" : null }, h)))),
     el("tbody", {}, ...devices.map(deviceRow)));
 }
 
 function render(rollout) {
+  rolloutActive = ACTIVE.includes(rollout.state);
+  timeoutWords = duration(rollout.device_timeout_seconds);
   $("version").textContent = rollout.version;
   $("state").replaceWith(Object.assign(stateBadge(rollout.state, rollout.paused_reason), { id: "state" }));
   const { updated, failed, total } = rollout.counts;
   const threshold = rollout.error_threshold ? `pauses at ${rollout.error_threshold} failed` : "no error threshold";
   const unverified = rollout.unverified_reports ? "unverified reports counted" : "unverified reports ignored";
-  $("summary").textContent = `Stage ${rollout.current_stage} of ${rollout.stage_count}; ${updated} of ${total} devices updated${failed ? `, ${failed} failed` : ""}; ${threshold}${rollout.approve_each_stage ? "; each stage waits for approval" : ""}; ${unverified}. Started by ${rollout.created_by}.`;
+  $("summary").textContent = `Stage ${rollout.current_stage} of ${rollout.stage_count}; ${updated} of ${total} devices updated${failed ? `, ${failed} failed` : ""}; ${threshold}${rollout.approve_each_stage ? "; each stage waits for approval" : ""}; ${unverified}; a device not updated ${timeoutWords} after its stage started counts as failed. Started by ${rollout.created_by}.`;
   const active = ACTIVE.includes(rollout.state);
   $("actions").hidden = !active;
   $("pause").hidden = !["running", "waiting_for_approval"].includes(rollout.state);
@@ -94,11 +131,17 @@ async function load() {
 }
 
 async function act(action, done) {
+  const pressed = $(action === "cancel" ? "cancel" : action);
   const result = await api("POST", `/api/rollouts/${id}/${action}`);
   if (!result.ok) { notify(`Not done: ${result.error}`, { kind: "error" }); load(); return; }
   notify(done);
   clearTimeout(timer);
   if (render(result.data)) timer = setTimeout(load, REFRESH_MS);
+  // Pause hides itself and shows Resume (and back): the keyboard moves with it, not to the top.
+  if (pressed.hidden) {
+    const next = [...$("actions").querySelectorAll("button")].find((button) => !button.hidden);
+    (next || $("summary")).focus();
+  }
 }
 
 $("pause").addEventListener("click", () => act("pause", "Paused: no further stage starts."));
