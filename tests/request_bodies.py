@@ -16,4 +16,5 @@ VALID_BODIES: dict[str, dict[str, t.Any]] = {
     "ProvisioningSchema": {"format": "json"},
     "RolloutCreateSchema": {"version": "x", "stages": [1, "100%"], "error_threshold": "50%"},
     "CrashStatusSchema": {"status": "resolved"},
+    "SkipSchema": {"config_ids": [1]},
 }
