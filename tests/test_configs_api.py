@@ -31,6 +31,8 @@ CONFIG_KEYS = {
     "created_at",
     "updated_at",
     "updated_by",
+    "online",
+    "last_seen_at",
     "last_fetched_at",
     "last_fetched_version",
     "last_fetched_from",

@@ -29,6 +29,9 @@ from iotsupport.device_cache.fast_path import DeviceFetchFastPath
 from iotsupport.device_reports import DeviceReportIntake
 from iotsupport.extensions import EXTENSION_KEY
 from iotsupport.extensions import AppState
+from iotsupport.health.downsample import Downsampler
+from iotsupport.health.mqtt import HealthListener
+from iotsupport.health.presence import Presence
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.notifications import build_publisher
@@ -113,6 +116,9 @@ def create_app(
         assets=assets,
         release_cache=build_release_cache(settings),
         release_verifier=build_verifier(settings, purpose=RELEASE_PURPOSE),
+        device_columns=(Presence(settings.offline_after_seconds),),
+        health_listener=HealthListener(settings, database, reports),
+        health_downsampler=Downsampler(database),
     )
     # Hook order matters: Flask runs after_request hooks last-registered first,
     # so the commit runs before the access log records the final status.

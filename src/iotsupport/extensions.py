@@ -10,10 +10,13 @@ from prometheus_client import CollectorRegistry
 
 from iotsupport.assets.service import Assets
 from iotsupport.assets.signing import UploadVerifier
+from iotsupport.configs.list_columns import ListColumns
 from iotsupport.configs.reports import DeviceReports
 from iotsupport.credentials.accounts import BrokerAccounts
 from iotsupport.credentials.device_auth import DeviceGate
 from iotsupport.db import Database
+from iotsupport.health.downsample import Downsampler
+from iotsupport.health.mqtt import HealthListener
 from iotsupport.images import ImageProxy
 from iotsupport.notifications import Publisher
 from iotsupport.outbox.relay import Relay
@@ -39,6 +42,10 @@ class AppState:
     assets: Assets | None = None  # None: ASSETS_DIR unset, asset endpoints answer 503
     release_cache: FileCache | None = None  # None: RELEASE_CACHE_MAX_BYTES=0
     release_verifier: UploadVerifier | None = None  # None: SIGNING_KEY_PATH unset
+    # Other features' columns of a config and the list (health: online, last_seen_at).
+    device_columns: tuple[ListColumns, ...] = ()
+    health_listener: HealthListener | None = None  # device health and status over MQTT
+    health_downsampler: Downsampler | None = None  # raw samples into hours (wsgi starts it)
 
 
 def state(app: Flask | None = None) -> AppState:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     history_keep_versions: int = Field(default=50, ge=2)
     # Device check-ins are written at most this often per process (coalesced in memory).
     checkin_flush_seconds: float = Field(default=2.0, gt=0, le=60)
+    # A device that never said its broker status is offline when its last contact (fetch,
+    # health report, log) is older than this (README "Device health").
+    offline_after_seconds: float = Field(default=600.0, gt=0)
     # Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For (and
     # X-Forwarded-Host) is believed.
     trusted_proxies: str = ""

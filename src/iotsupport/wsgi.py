@@ -41,6 +41,10 @@ def create_server_app() -> Flask:
     accounts = state(app).accounts  # device broker accounts (MQTT_DEVICE_ACCOUNTS=dynsec)
     accounts.start()
     atexit.register(accounts.stop)
+    for health in (state(app).health_listener, state(app).health_downsampler):
+        if health is not None:  # device health over MQTT; samples folded into hours
+            health.start()
+            atexit.register(health.stop)
     if publisher.state == "disabled":
         log.info("MQTT_URL is not set: change notifications are off")
     return app

@@ -83,6 +83,7 @@ def register_blueprints(app: Flask) -> None:
     from iotsupport.configs import transfer_routes
     from iotsupport.credentials import routes as credentials
     from iotsupport.device_models import routes as models
+    from iotsupport.health import routes as health
     from iotsupport.images import routes as images
     from iotsupport.releases import routes as releases
     from iotsupport.rollouts import routes as rollouts
@@ -93,6 +94,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(history_routes.bp)
     app.register_blueprint(transfer_routes.bp)
     app.register_blueprint(models.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(releases.bp)
     app.register_blueprint(rollouts.bp)
     app.register_blueprint(change_sets.bp)

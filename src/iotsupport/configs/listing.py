@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy import type_coerce
 from sqlalchemy.orm import Session
 
+from iotsupport.configs.list_columns import ListColumns
 from iotsupport.configs.tables import ConfigDeletion
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
@@ -144,10 +145,18 @@ def _contains(session: Session, text: str) -> ColumnElement[bool]:
 
 
 class ConfigListing:
-    def __init__(self, session: Session, *, overlap_seconds: float = 15.0) -> None:
-        """`overlap_seconds`: how far before a cursor `since` looks (see the module)."""
+    def __init__(
+        self,
+        session: Session,
+        *,
+        overlap_seconds: float = 15.0,
+        columns: t.Sequence[ListColumns] = (),
+    ) -> None:
+        """`overlap_seconds`: how far before a cursor `since` looks (see the module);
+        `columns`: other features' columns of a row (configs/list_columns.py)."""
         self.session = session
         self.overlap = timedelta(seconds=overlap_seconds)
+        self.columns = columns
 
     def read(
         self,
@@ -161,8 +170,11 @@ class ConfigListing:
         those whose content contains `search` (each with its `match`), those changed since
         a cursor. The rows are read now, while the session is open; the summaries are
         built a slice at a time as the caller iterates."""
-        cursor = encode_cursor(utcnow())  # before the read: a change meanwhile comes next time
+        now = utcnow()
+        cursor = encode_cursor(now)  # before the read: a change meanwhile comes next time
         query: Select[t.Any] = _SUMMARIES
+        for extra in self.columns:
+            query = extra.extend(query, _CONFIGS.c.id)
         if model_id is not None:
             query = query.where(_CONFIGS.c.model_id == model_id)
         found: dict[int, str | None] | None = None
@@ -173,7 +185,9 @@ class ConfigListing:
         deleted: list[int] = []
         if since is not None:
             after = decode_cursor(since) - self.overlap
-            query = query.where(_changed_after(after))
+            query = query.where(
+                or_(_changed_after(after), *(extra.changed_after(after) for extra in self.columns))
+            )
             deleted = self.deleted_after(after)
         result = self.session.execute(query)
         columns = list(result.keys())
@@ -184,6 +198,8 @@ class ConfigListing:
         def summary(row: t.Sequence[t.Any]) -> dict[str, t.Any]:
             # Plain dicts: several times faster to build than Row._asdict().
             values = _summary(dict(zip(columns, row, strict=True)))
+            for extra in self.columns:
+                extra.finish(values, now)
             if found is not None:
                 values["match"] = found[values["id"]]
             return values

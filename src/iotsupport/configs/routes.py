@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing as t
+
 from flask import Blueprint
 from flask import Response
 from flask import g
@@ -26,6 +28,7 @@ from iotsupport.configs.service import UNSET
 from iotsupport.configs.service import ConfigService
 from iotsupport.configs.tables import DeviceConfig
 from iotsupport.db import get_session
+from iotsupport.db.base import utcnow
 from iotsupport.device_cache import STALE_HEADER
 from iotsupport.device_cache import DeviceDocument
 from iotsupport.device_models.service import ModelService
@@ -58,7 +61,11 @@ CHANGES_OVERLAP_SECONDS = 10.0
 
 
 def config_response(config: DeviceConfig, status: int = 200) -> Response:
-    response = json_response(config_json(config), status)
+    now = utcnow()
+    extra: dict[str, t.Any] = {}
+    for columns in state().device_columns:  # e.g. health's online, last_seen_at
+        extra.update(columns.for_config(get_session(), config.id, now))
+    response = json_response(config_json(config, extra), status)
     response.set_etag(config.etag)
     return response
 
@@ -75,7 +82,8 @@ def list_configs(query: ConfigListQuery) -> Response:
     session = get_session()
     model_id = ModelService(session).get(query.model).id if query.model is not None else None
     overlap = CHANGES_OVERLAP_SECONDS + 2 * state().settings.checkin_flush_seconds
-    listing = ConfigListing(session, overlap_seconds=overlap).read(
+    columns = state().device_columns
+    listing = ConfigListing(session, overlap_seconds=overlap, columns=columns).read(
         model_id=model_id, search=query.q, since=query.since
     )
     return json_response(config_list_json(listing, search=query.q is not None))

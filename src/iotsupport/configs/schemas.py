@@ -156,6 +156,15 @@ class ConfigSummarySchema(BaseModel):
     credential: CredentialSummarySchema | None = Field(
         description="The device's credential (never its token), or null."
     )
+    online: bool | None = Field(
+        default=None,
+        description="Online: as its broker status said (iotsupport/devices/<mac>/status), "
+        "else whether its last contact is at most OFFLINE_AFTER_SECONDS old; null: nothing "
+        "is known of it.",
+    )
+    last_seen_at: Timestamp | None = Field(
+        default=None, description="Its last contact: config fetch, health report, status, log."
+    )
 
 
 class ConfigListRowSchema(ConfigSummarySchema):
@@ -215,8 +224,12 @@ def config_list_json(listing: Listing, *, search: bool = False) -> t.Iterator[by
     yield b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
 
 
-def config_json(config: DeviceConfig) -> str:
+def config_json(config: DeviceConfig, extra: t.Mapping[str, t.Any] | None = None) -> str:
     """`ConfigResponseSchema` as JSON, with the stored content spliced in verbatim,
-    so key order, formatting and numbers reach the client exactly as saved."""
-    meta = ConfigMetaSchema.model_validate(config).model_dump_json()
+    so key order, formatting and numbers reach the client exactly as saved; `extra`:
+    other features' fields (configs/list_columns.py)."""
+    meta_model = ConfigMetaSchema.model_validate(config)
+    if extra:
+        meta_model = meta_model.model_copy(update=dict(extra))
+    meta = meta_model.model_dump_json()
     return f'{meta[:-1]},"content":{config.content}}}'

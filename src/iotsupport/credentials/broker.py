@@ -46,7 +46,12 @@ def device_acls(mac: str) -> list[dict[str, t.Any]]:
         {"acltype": acltype, "topic": topic, "allow": True}
         for topic in (f"{own}/#", "iotsupport/updates/#")
         for acltype in ("subscribePattern", "publishClientReceive", "unsubscribePattern")
-    ] + [{"acltype": "publishClientSend", "topic": f"{own}/reported/#", "allow": True}]
+    ] + [
+        # What the device reports: its state, its health, its status (`online` retained at
+        # connect, `offline` as its will, which the broker checks against this at connect).
+        {"acltype": "publishClientSend", "topic": topic, "allow": True}
+        for topic in (f"{own}/reported/#", f"{own}/health", f"{own}/status")
+    ]
 
 
 def device_client_id(mac: str) -> str:

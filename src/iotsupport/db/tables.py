@@ -14,6 +14,10 @@ from iotsupport.db.base import Base
 from iotsupport.device_cache.tables import DeviceCacheWorker
 from iotsupport.device_cache.tables import DeviceChange
 from iotsupport.device_models.tables import DeviceModel
+from iotsupport.health.tables import DevicePresence
+from iotsupport.health.tables import DeviceReset
+from iotsupport.health.tables import HealthHour
+from iotsupport.health.tables import HealthSample
 from iotsupport.outbox.tables import Announcement
 from iotsupport.releases.tables import Release
 from iotsupport.releases.tables import StoredFile
@@ -35,6 +39,10 @@ __all__ = [
     "DeviceCheckin",
     "DeviceConfig",
     "DeviceModel",
+    "DevicePresence",
+    "DeviceReset",
+    "HealthHour",
+    "HealthSample",
     "FirmwareTarget",
     "Release",
     "Rollout",

@@ -1,5 +1,5 @@
 """The one intake of what devices report (check-ins with their firmware, credential
-uses; health, logs and core dumps plug in as further kinds).
+uses, health and broker status; logs and core dumps plug in as further kinds).
 
 The device routes (configs/routes.py, the fast path, the device gate) hand reports over
 through `configs.reports.DeviceReports`; this package implements it. It imports the
@@ -12,6 +12,7 @@ import time
 import typing as t
 
 from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
 from iotsupport.configs.checkins import Networks
@@ -21,6 +22,13 @@ from iotsupport.device_reports.checkins import fetch_from
 from iotsupport.device_reports.credential_uses import CredentialUses
 from iotsupport.device_reports.credential_uses import Use
 from iotsupport.device_reports.intake import ReportIntake
+from iotsupport.health.kinds import HealthReports
+from iotsupport.health.kinds import Status
+from iotsupport.health.kinds import Statuses
+from iotsupport.health.reports import HEADERS
+from iotsupport.health.reports import HealthReport
+from iotsupport.health.reports import Refused
+from iotsupport.health.reports import from_headers
 
 __all__ = ["DeviceReportIntake"]
 
@@ -42,13 +50,38 @@ class DeviceReportIntake(ReportIntake):
             session_factory, CheckinMetrics(registry), trusted_proxies=trusted_proxies
         )
         self.credential_uses = CredentialUses(trusted_proxies=trusted_proxies)
-        self.add_kind(self.checkins)
-        self.add_kind(self.credential_uses)
+        self.health = HealthReports()
+        self.statuses = Statuses()
+        self.refused = Counter(
+            "iotsupport_health_reports_refused",
+            "Device health reports refused, by source (http: ignored, the fetch is answered; "
+            "mqtt) and the field that was wrong.",
+            ["source", "field"],
+            registry=registry,
+        )
+        for kind in (self.checkins, self.credential_uses, self.health, self.statuses):
+            self.add_kind(kind)
 
     def fetched(
         self, config_id: int, version: int, environ: t.Mapping[str, t.Any], *, verified: bool
     ) -> None:
         self.record(self.checkins, config_id, fetch_from(version, environ, verified=verified))
+        if any(key in environ for key in HEADERS):  # health headers (README "Device health")
+            try:
+                report = from_headers(environ, verified=verified)
+            except Refused as refused:  # ignored with a count: the fetch is answered
+                self.refused.labels("http", refused.field).inc()
+                return
+            if report is not None:
+                self.health_reported(config_id, report)
+
+    def health_reported(self, config_id: int, report: HealthReport) -> None:
+        """A checked health report (the fetch's headers, or MQTT)."""
+        self.record(self.health, config_id, [report])
+
+    def status_reported(self, config_id: int, status: Status) -> None:
+        """`online` / `offline` on the device's status topic."""
+        self.record(self.statuses, config_id, status)
 
     def credential_used(self, config_id: int, environ: t.Mapping[str, t.Any]) -> None:
         use = Use(time.time(), environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))

@@ -7,6 +7,7 @@ import typing as t
 from datetime import datetime
 
 from sqlalchemy import Boolean
+from sqlalchemy import Float
 from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
 from sqlalchemy import String
@@ -21,8 +22,8 @@ from iotsupport.db.base import utcnow
 
 RolloutState = t.Literal["running", "waiting_for_approval", "paused", "completed", "cancelled"]
 ACTIVE_STATES: tuple[RolloutState, ...] = ("running", "waiting_for_approval", "paused")
-DeviceState = t.Literal["pending", "downloading", "updated", "failed"]
-DEVICE_STATES: tuple[DeviceState, ...] = ("pending", "downloading", "updated", "failed")
+DeviceState = t.Literal["pending", "downloading", "updated", "failed", "crashed"]
+DEVICE_STATES: tuple[DeviceState, ...] = ("pending", "downloading", "updated", "failed", "crashed")
 
 
 class Rollout(Base):
@@ -43,8 +44,18 @@ class Rollout(Base):
     approve_each_stage: Mapped[bool] = mapped_column(Boolean)
     # Judge devices also by reports that no credential proved (anyone can send those).
     unverified_reports: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Health (health/): a device that reset unexpectedly on the release within this many
+    # seconds of updating counts as crashed.
+    health_window_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    max_crash_rate: Mapped[str | None] = mapped_column(String(8))  # per stage, e.g. "10%"
+    # Pause when the release's crash-free % is below the previous release's by more than
+    # crash_free_margin points.
+    compare_to_previous: Mapped[bool] = mapped_column(Boolean, default=False)
+    crash_free_margin: Mapped[float] = mapped_column(Float, default=5.0)
     state: Mapped[str] = mapped_column(String(24))
-    paused_reason: Mapped[str | None] = mapped_column(String(24))  # manual, error_threshold
+    # manual, error_threshold, crash_rate, worse_than_previous
+    paused_reason: Mapped[str | None] = mapped_column(String(24))
+    paused_detail: Mapped[str | None] = mapped_column(String(255))  # the pause, for a person
     current_stage: Mapped[int] = mapped_column(Integer, default=0)  # released up to here
     # Failures of stages up to here were seen by an admin who resumed: no pause for them.
     acknowledged_stage: Mapped[int] = mapped_column(Integer, default=-1)
