@@ -4,8 +4,8 @@ With MQTT_DEVICE_ACCOUNTS=dynsec each device with a credential has a broker
 account: user name its MAC, password its token, client id its MAC (no other), and a
 role of its own that may subscribe to (and receive) `iotsupport/devices/<mac>/#` and
 the legacy `iotsupport/updates/#` broadcasts, and publish only under
-`iotsupport/devices/<mac>/reported`, and to its own `health` and `status` topics. Before its first change the server sets the
-broker's default ACL access to deny.
+`iotsupport/devices/<mac>/reported`, and to its own `health` and `status` topics.
+Before its first change the server sets the broker's default ACL access to deny.
 The account always has the token the device
 last proved over HTTP (or the first one issued): an admin's rotation reaches the
 broker when the device first uses the new token, or, once the grace has passed,
