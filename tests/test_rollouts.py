@@ -72,6 +72,7 @@ def test_a_rollout_goes_stage_by_stage_as_devices_update(
         "downloading": 0,
         "updated": 20,
         "failed": 0,
+        "crashed": 0,
         "total": 20,
     }
     # Updated devices run what they should; one back on the old firmware is offered it again.

@@ -38,6 +38,7 @@ class Member:
     from_version: str | None
     released_at: datetime | None
     download_started_at: datetime | None
+    changed_at: datetime | None  # its state last changed (became updated, crashed, ...)
     reported_at: datetime | None
     reported_version: str | None
     reported_sha256: str | None
@@ -68,6 +69,7 @@ def load_members(session: Session, rollout: Rollout) -> list[Member]:
             rows.from_version,
             rows.released_at,
             rows.download_started_at,
+            rows.changed_at,
             *reported(rollout.unverified_reports),
         )
         .select_from(RolloutDevice.__table__)

@@ -9,11 +9,14 @@ Each device of a rollout is, for the release (`device_state`):
   ROLLOUT_DEVICE_TIMEOUT_SECONDS ago (counted from its download when that began later)
   and it is not updated;
 - downloading: it started a download of the release image and has not reported since;
+- crashed: updated, then crashed on the release within the rollout's health window
+  (health_watch.py);
 - pending: none of these yet (also every device of a stage that has not started).
 
-A stage is done when each of its devices is updated or failed. `advance` then starts the
-next stage (or waits for an approval, or completes the rollout); failures of the current
-stage at or above the error threshold pause it instead.
+A stage is done when each of its devices is updated, failed or crashed. `advance` then
+starts the next stage (or waits for an approval, or completes the rollout); failures and
+crashes of the current stage at or above the error threshold pause it instead, as do
+its health rules (health_watch.py), saying why (`paused_detail`).
 """
 
 from __future__ import annotations
@@ -31,14 +34,18 @@ from sqlalchemy.orm import Session
 
 from iotsupport.configs.tables import DeviceCheckin
 from iotsupport.configs.tables import DeviceConfig
+from iotsupport.health.crashes import Crash
 from iotsupport.outbox import announce_desired
 from iotsupport.releases.tables import Release
+from iotsupport.rollouts.health_watch import Crashes
+from iotsupport.rollouts.health_watch import crash_of
+from iotsupport.rollouts.health_watch import judge_stage
+from iotsupport.rollouts.health_watch import load_crashes
 from iotsupport.rollouts.members import Member
 from iotsupport.rollouts.members import add_members
 from iotsupport.rollouts.members import load_members
 from iotsupport.rollouts.members import reported
 from iotsupport.rollouts.stages import StageSpec
-from iotsupport.rollouts.stages import threshold_reached
 from iotsupport.rollouts.tables import DeviceState
 from iotsupport.rollouts.tables import FirmwareTarget as TargetRow
 from iotsupport.rollouts.tables import Rollout
@@ -47,18 +54,23 @@ from iotsupport.rollouts.targets import current_targets
 from iotsupport.rollouts.targets import set_targets
 
 _BATCH = 500
-DONE: tuple[DeviceState, ...] = ("updated", "failed")
+DONE: tuple[DeviceState, ...] = ("updated", "failed", "crashed")
 
 
 def device_state(
-    member: Member, release: Release, now: datetime, timeout: timedelta
+    member: Member,
+    release: Release,
+    now: datetime,
+    timeout: timedelta,
+    crash: Crash | None = None,
 ) -> tuple[DeviceState, str | None]:
-    """(state, why it failed) of one device, from its row and its last report."""
+    """(state, why it failed or crashed) of one device, from its row and its last report;
+    `crash`: its crash on the release that counts (health_watch.crash_of)."""
     wrong = "old_version"
     if member.reported_version == release.version:
         sha256 = member.reported_sha256
         if sha256 is None or sha256 in (release.sha256, release.image_sha256):
-            return "updated", None
+            return ("crashed", crash.kind) if crash is not None else ("updated", None)
         wrong = "sha256_mismatch"
     if member.released_at is None:
         return "pending", None
@@ -85,10 +97,12 @@ class Progress:
         self.rollout = rollout
         self.release = release
         self.last_stage = len(stage_plan(rollout)) - 1
+        self.crashes: Crashes = {}
 
     def evaluate(self, now: datetime, timeout: timedelta) -> None:
         """Bring membership, device states and the rollout's state up to date."""
         members = self._sync_members(load_members(self.session, self.rollout), now)
+        self.crashes = load_crashes(self.session, self.rollout, members)
         self._update_states(members, now, timeout)
         self.advance(members, now, timeout)
 
@@ -97,11 +111,14 @@ class Progress:
         while rollout.state == "running":
             stage = rollout.current_stage
             own = [member for member in members if member.stage == stage]
-            failed = sum(1 for member in own if member.state == "failed")
-            if stage > rollout.acknowledged_stage and threshold_reached(
-                rollout.error_threshold, failed, len(own)
-            ):
-                self._set_state("paused", now, reason="error_threshold")
+            pause = None
+            # Every stage released and not acknowledged: a device of an earlier stage may
+            # crash after its stage was done.
+            for earlier in range(rollout.acknowledged_stage + 1, stage + 1):
+                theirs = own if earlier == stage else [m for m in members if m.stage == earlier]
+                pause = pause or judge_stage(self.session, rollout, earlier, theirs)
+            if pause is not None:
+                self._set_state("paused", now, reason=pause.reason, detail=pause.detail[:255])
             elif any(member.state not in DONE for member in own):
                 return
             elif stage == self.last_stage:
@@ -218,10 +235,12 @@ class Progress:
 
     def _update_states(self, members: Sequence[Member], now: datetime, timeout: timedelta) -> None:
         changes = []
+        window = timedelta(seconds=self.rollout.health_window_seconds)
         for member in members:
-            state, reason = device_state(member, self.release, now, timeout)
+            crash = crash_of(member, self.crashes, window, now)
+            state, reason = device_state(member, self.release, now, timeout, crash)
             if (state, reason) != (member.state, member.reason):
-                member.state, member.reason = state, reason
+                member.state, member.reason, member.changed_at = state, reason, now
                 changes.append(
                     {
                         "rollout_id": self.rollout.id,
@@ -234,10 +253,13 @@ class Progress:
         for start in range(0, len(changes), _BATCH):
             self.session.execute(update(RolloutDevice), changes[start : start + _BATCH])
 
-    def _set_state(self, state: str, now: datetime, *, reason: str | None = None) -> None:
+    def _set_state(
+        self, state: str, now: datetime, *, reason: str | None = None, detail: str | None = None
+    ) -> None:
         rollout = self.rollout
         rollout.state = state
         rollout.paused_reason = reason
+        rollout.paused_detail = detail
         rollout.updated_at = now
         if state in ("completed", "cancelled"):
             rollout.active_model_id = None

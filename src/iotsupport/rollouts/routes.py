@@ -23,6 +23,7 @@ from iotsupport.credentials.device_auth import current_device
 from iotsupport.db import get_session
 from iotsupport.extensions import state
 from iotsupport.releases.schemas import image_path
+from iotsupport.rollouts.health_watch import RolloutHealth
 from iotsupport.rollouts.schemas import FirmwareTargetSchema
 from iotsupport.rollouts.schemas import RolloutCreateSchema
 from iotsupport.rollouts.schemas import RolloutListSchema
@@ -76,6 +77,12 @@ def start_rollout(code: str, body: RolloutCreateSchema) -> Response:
         error_threshold=body.error_threshold,
         approve_each_stage=body.approve_each_stage,
         unverified_reports=body.unverified_reports,
+        health=RolloutHealth(
+            body.health_window,
+            body.max_crash_rate,
+            body.compare_to_previous,
+            body.crash_free_margin,
+        ),
     )
     return rollout_response(rollout, 201)
 

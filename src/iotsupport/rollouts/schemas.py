@@ -46,12 +46,34 @@ class RolloutCreateSchema(RequestBody):
         "server can send those for a device without a credential: off, they move nothing.",
     )
 
+    health_window: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 86400,
+        description="Seconds after updating during which a crash on the release (an "
+        "unexpected reset: PANIC, INT_WDT, TASK_WDT, WDT, BROWNOUT) makes the device "
+        "`crashed`, which counts toward error_threshold.",
+    )
+    max_crash_rate: str | None = Field(
+        default=None,
+        pattern=SHARE_PATTERN,
+        description='Pause when this share of a stage\'s devices crashed, e.g. "10%".',
+    )
+    compare_to_previous: bool = Field(
+        default=False,
+        description="Pause when the devices of a stage are less crash-free on the release "
+        "than the model's devices on the release before it, by more than crash_free_margin.",
+    )
+    crash_free_margin: float = Field(
+        default=5.0, ge=0, le=100, description="Percentage points (compare_to_previous)."
+    )
+
     @field_validator("stages")
     @classmethod
     def _check_stages(cls, stages: list[StageSpec]) -> list[StageSpec]:
         return check_stages(stages)
 
-    @field_validator("error_threshold")
+    @field_validator("error_threshold", "max_crash_rate")
     @classmethod
     def _check_threshold(cls, threshold: str | None) -> str | None:
         return check_threshold(threshold)
@@ -62,6 +84,7 @@ class CountsSchema(BaseModel):
     downloading: int
     updated: int
     failed: int
+    crashed: int = Field(description="Updated, then crashed on the release (health_window).")
     total: int
 
 
@@ -71,7 +94,8 @@ class DeviceProgressSchema(BaseModel):
     state: DeviceState
     reason: str | None = Field(
         description="Why it failed: old_version (reported another version after downloading), "
-        "sha256_mismatch (the version with another SHA-256), timeout."
+        "sha256_mismatch (the version with another SHA-256), timeout; why it crashed: the "
+        "reset reason (PANIC, ...)."
     )
     from_version: str | None = Field(description="What it reported when the rollout began.")
     reported_version: str | None = Field(
@@ -101,7 +125,16 @@ class RolloutSummarySchema(BaseModel):
     version: str
     sha256: str
     state: RolloutState
-    paused_reason: t.Literal["manual", "error_threshold"] | None
+    paused_reason: (
+        t.Literal["manual", "error_threshold", "crash_rate", "worse_than_previous"] | None
+    )
+    paused_detail: str | None = Field(
+        description="Why it paused itself, for a person (counts, reset reasons, rates)."
+    )
+    health_window: int = Field(description="Seconds (see the create body).")
+    max_crash_rate: str | None
+    compare_to_previous: bool
+    crash_free_margin: float
     current_stage: int = Field(description="The stage reached, from 1.")
     stage_count: int
     error_threshold: str | None

@@ -28,6 +28,7 @@ from iotsupport.device_models.tables import DeviceModel
 from iotsupport.errors import Conflict
 from iotsupport.errors import NotFound
 from iotsupport.releases.tables import Release
+from iotsupport.rollouts.health_watch import RolloutHealth
 from iotsupport.rollouts.members import add_members
 from iotsupport.rollouts.members import load_members
 from iotsupport.rollouts.members import reported
@@ -78,6 +79,7 @@ class RolloutService:
         error_threshold: str | None,
         approve_each_stage: bool,
         unverified_reports: bool = False,
+        health: RolloutHealth | None = None,
     ) -> Rollout:
         model = ModelService(self.session).get(code)
         release = self.session.scalars(
@@ -98,6 +100,7 @@ class RolloutService:
             error_threshold=error_threshold,
             approve_each_stage=approve_each_stage,
             unverified_reports=unverified_reports,
+            **(health or RolloutHealth()).columns(),
             state="running",
             current_stage=0,
             acknowledged_stage=-1,
@@ -169,15 +172,18 @@ class RolloutService:
         members = load_members(self.session, rollout)
         if action == "pause":
             rollout.state, rollout.paused_reason = "paused", "manual"
+            rollout.paused_detail = None
         elif action == "resume":
-            if rollout.paused_reason == "error_threshold":
+            if rollout.paused_reason not in (None, "manual"):  # its failures were seen
                 rollout.acknowledged_stage = rollout.current_stage
             rollout.state, rollout.paused_reason = "running", None
+            rollout.paused_detail = None
         elif action == "approve":
             rollout.state = "running"
             progress.release_stage(members, rollout.current_stage + 1, now, self.timeout)
         else:
             rollout.state, rollout.paused_reason = "cancelled", None
+            rollout.paused_detail = None
             rollout.active_model_id, rollout.finished_at = None, now
             progress.withdraw(members, now)
         rollout.updated_at = now

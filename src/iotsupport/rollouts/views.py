@@ -19,8 +19,11 @@ from sqlalchemy.orm import Session
 from iotsupport.db.base import utcnow
 from iotsupport.device_models.tables import DeviceModel
 from iotsupport.releases.tables import Release
+from iotsupport.rollouts.health_watch import crash_of
+from iotsupport.rollouts.health_watch import load_crashes
 from iotsupport.rollouts.members import Member
 from iotsupport.rollouts.members import load_members
+from iotsupport.rollouts.progress import DONE
 from iotsupport.rollouts.progress import device_state
 from iotsupport.rollouts.progress import stage_plan
 from iotsupport.rollouts.schemas import CountsSchema
@@ -50,6 +53,11 @@ def summary_fields(rollout: Rollout, model: DeviceModel, tally: CountsSchema) ->
         "sha256": rollout.sha256,
         "state": rollout.state,
         "paused_reason": rollout.paused_reason,
+        "paused_detail": rollout.paused_detail,
+        "health_window": rollout.health_window_seconds,
+        "max_crash_rate": rollout.max_crash_rate,
+        "compare_to_previous": rollout.compare_to_previous,
+        "crash_free_margin": rollout.crash_free_margin,
         "current_stage": rollout.current_stage + 1,
         "stage_count": len(stage_plan(rollout)),
         "error_threshold": rollout.error_threshold,
@@ -89,8 +97,11 @@ def rollout_view(session: Session, rollout: Rollout, timeout: timedelta) -> Roll
     release = session.get(Release, rollout.release_id) if rollout.release_id else None
     if rollout.state in ACTIVE_STATES and release is not None:
         now = utcnow()
+        found = load_crashes(session, rollout, members)
+        window = timedelta(seconds=rollout.health_window_seconds)
         for member in members:
-            member.state, member.reason = device_state(member, release, now, timeout)
+            crash = crash_of(member, found, window, now)
+            member.state, member.reason = device_state(member, release, now, timeout, crash)
     known = set(
         session.scalars(select(Release.version).where(Release.model_id == rollout.model_id))
     )
@@ -100,7 +111,7 @@ def rollout_view(session: Session, rollout: Rollout, timeout: timedelta) -> Roll
         released = next((m.released_at for m in own if m.released_at is not None), None)
         if index > rollout.current_stage:
             stage_state = "waiting"
-        elif all(member.state in ("updated", "failed") for member in own):
+        elif all(member.state in DONE for member in own):
             stage_state = "done"
         else:
             stage_state = "running"

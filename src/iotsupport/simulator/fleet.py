@@ -199,7 +199,7 @@ async def _until_done(
         if line != last_line:
             _say(options, line)
             last_line = line
-        if rollout["state"] in ROLLOUT_ENDED or rollout["paused_reason"] == "error_threshold":
+        if rollout["state"] in ROLLOUT_ENDED or rollout["paused_reason"] not in (None, "manual"):
             return rollout, time.monotonic() - rollout_started
 
 
