@@ -123,11 +123,14 @@ def test_a_new_boot_is_one_reset_and_the_same_boot_reported_again_is_not(
         fetch(client, mac, {**auth, "X-Reset-Reason": "POWERON", "X-Uptime": uptime})
         flush(app)
     fetch(client, mac, {**auth, "X-Reset-Reason": "PANIC", "X-Uptime": "3"})  # urgent
+    fetch(client, mac, {**auth, "X-Reset-Reason": "PANIC", "X-Uptime": "9"})  # same boot
+    flush(app)
+    fetch(client, mac, {**auth, "X-Reset-Reason": "PANIC", "X-Uptime": "2"})  # a crash loop
     body = health(client, config_id)
-    assert [r["reset_reason"] for r in body["resets"]] == ["POWERON", "PANIC"]
-    assert [r["unexpected"] for r in body["resets"]] == [False, True]
+    assert [r["reset_reason"] for r in body["resets"]] == ["POWERON", "PANIC", "PANIC"]
+    assert [r["unexpected"] for r in body["resets"]] == [False, True, True]
     assert body["reset_reason"] == "PANIC"
-    assert len(body["samples"]) == 4
+    assert len(body["samples"]) == 6
 
 
 def test_health_query_since_is_checked(client: FlaskClient) -> None:

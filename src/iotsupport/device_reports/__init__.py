@@ -65,15 +65,17 @@ class DeviceReportIntake(ReportIntake):
     def fetched(
         self, config_id: int, version: int, environ: t.Mapping[str, t.Any], *, verified: bool
     ) -> None:
-        self.record(self.checkins, config_id, fetch_from(version, environ, verified=verified))
+        # Health first: a crash reported with a new version is written before the version
+        # (a rollout must never see the device updated and not yet crashed).
         if any(key in environ for key in HEADERS):  # health headers (README "Device health")
             try:
                 report = from_headers(environ, verified=verified)
             except Refused as refused:  # ignored with a count: the fetch is answered
                 self.refused.labels("http", refused.field).inc()
-                return
-            if report is not None:
-                self.health_reported(config_id, report)
+            else:
+                if report is not None:
+                    self.health_reported(config_id, report)
+        self.record(self.checkins, config_id, fetch_from(version, environ, verified=verified))
 
     def health_reported(self, config_id: int, report: HealthReport) -> None:
         """A checked health report (the fetch's headers, or MQTT)."""

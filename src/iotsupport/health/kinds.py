@@ -85,6 +85,7 @@ class _Presence:
                 "status_at": None,
                 "boot_at": None,
                 "reset_reason": None,
+                "uptime_s": None,
             }
             self.new.add(key)
         return row
@@ -112,7 +113,7 @@ class _Presence:
 def _update_presence() -> t.Any:
     from sqlalchemy import bindparam
 
-    names = ("last_report_at", "connected", "status_at", "boot_at", "reset_reason")
+    names = ("last_report_at", "connected", "status_at", "boot_at", "reset_reason", "uptime_s")
     return (
         update(DevicePresence)
         .where(_PRESENCE.config_id == bindparam("key"))
@@ -121,6 +122,23 @@ def _update_presence() -> t.Any:
 
 
 _UPDATE_PRESENCE = _update_presence()
+
+
+def _new_boot(row: dict[str, t.Any], report: HealthReport, boot: datetime) -> bool:
+    """Does the report start a boot after the one stored? Its reset reason differs, its
+    uptime went back, or it booted later than the jitter allows. A report of an earlier
+    boot (written late) and a late-delivered one of the same boot are not new."""
+    known = row["boot_at"]
+    if known is None:
+        return True
+    if boot < known - BOOT_JITTER:
+        return False
+    if report.reset_reason is not None and report.reset_reason != row["reset_reason"]:
+        return True
+    uptime = row["uptime_s"]
+    if uptime is not None and report.uptime_s is not None and report.uptime_s < uptime:
+        return True
+    return bool(boot - known > BOOT_JITTER)
 
 
 def _nothing() -> None:
@@ -133,7 +151,7 @@ class HealthReports:
     name = "health reports"
 
     def __init__(self) -> None:
-        self._boots: dict[int, datetime] = {}  # the boot this worker last wrote per device
+        self._boots: dict[int, dict[str, t.Any]] = {}  # the last boot written, per device
 
     def merge(
         self, pending: list[HealthReport] | None, report: list[HealthReport]
@@ -147,8 +165,8 @@ class HealthReports:
         boot = _boot(last)
         if boot is None or last.reset_reason not in UNEXPECTED_RESETS:
             return False
-        known = self._boots.get(key)
-        return known is None or boot - known > BOOT_JITTER
+        known = self._boots.get(key)  # the boot this worker wrote last
+        return known is None or _new_boot(known, last, boot)
 
     def write(self, session: Session, reports: list[tuple[int, list[HealthReport]]]) -> AfterCommit:
         presence = _Presence(session, [key for key, _ in reports])
@@ -167,12 +185,12 @@ class HealthReports:
                 boot = _boot(report)
                 if boot is None:
                     continue
-                known = row["boot_at"]
-                if known is not None and abs(boot - known) <= BOOT_JITTER:
+                if not _new_boot(row, report, boot):
+                    if report.uptime_s is not None and row["boot_at"] is not None:
+                        row["uptime_s"] = max(row["uptime_s"] or 0, report.uptime_s)
                     continue
-                if known is not None and boot < known:
-                    continue  # an older report of an earlier boot, written late
                 row["boot_at"], row["reset_reason"] = boot, report.reset_reason
+                row["uptime_s"] = report.uptime_s
                 if report.reset_reason is not None:
                     resets.append(
                         {
@@ -190,10 +208,16 @@ class HealthReports:
         if resets:
             session.execute(insert(DeviceReset), resets)
         presence.write(keys)
-        boots = {key: presence.rows[key]["boot_at"] for key in keys}
+        boots = {
+            key: {
+                name: presence.rows[key][name] for name in ("boot_at", "reset_reason", "uptime_s")
+            }
+            for key in keys
+            if presence.rows[key]["boot_at"] is not None
+        }
 
         def after_commit() -> None:
-            self._boots.update({key: boot for key, boot in boots.items() if boot is not None})
+            self._boots.update(boots)
 
         return after_commit
 

@@ -92,3 +92,4 @@ class DevicePresence(Base):
     # The current boot as the last report with an uptime placed it (new boot: a reset row).
     boot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reset_reason: Mapped[str | None] = mapped_column(String(16))
+    uptime_s: Mapped[int | None] = mapped_column(BigInteger)  # the last report's

@@ -56,6 +56,15 @@ def parse_stages(text: str) -> list[int | str]:
     show_default=True,
     help="Share of devices that report their old version after an update.",
 )
+@click.option(
+    "--crash-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of devices that panic (reset reason PANIC) on --crash-release.",
+)
+@click.option("--crash-release", help="The release that crashes [default: --rollout's].")
+@click.option("--max-crash-rate", help='The rollout\'s max crash rate per stage, e.g. "20%".')
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
 @click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.option("--until-version", help="Stop once every device runs it (or rolled it back).")
@@ -77,6 +86,9 @@ def simulate(
     mqtt_connections: int,
     firmware_version: str,
     fail_rate: float,
+    crash_rate: float,
+    crash_release: str | None,
+    max_crash_rate: str | None,
     poll_seconds: float,
     duration: float | None,
     until_version: str | None,
@@ -118,6 +130,9 @@ def simulate(
         mqtt_connections=mqtt_connections,
         firmware_version=firmware_version,
         fail_rate=fail_rate,
+        crash_rate=crash_rate,
+        crash_release=crash_release,
+        max_crash_rate=max_crash_rate,
         poll_seconds=poll_seconds,
         duration=duration,
         until_version=until_version,

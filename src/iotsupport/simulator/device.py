@@ -8,6 +8,12 @@ image, check its SHA-256, "reboot" and report the new version with a config fetc
 failing device (the share `--fail-rate` picks) reports its old version after the
 download instead, as a device whose new firmware crashed and rolled back would, and
 does not try that version again. Between events it polls both at `poll_seconds`.
+
+Health: each config fetch carries the device's health headers (X-Reset-Reason since its
+last boot, X-Uptime, X-Free-Heap, X-Min-Free-Heap, X-Wifi-Rssi). A crashing device (the
+share `--crash-rate` picks) that installs the `--crash-release` panics right after
+booting it: its first fetch on it says reset reason PANIC (and again at each poll, as a
+crash-looping device would).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class SimDevice:
         fails: bool,
         poll_seconds: float,
         reboot_seconds: float,
+        crashes_on: str | None = None,
     ) -> None:
         self.identity = identity
         self.client = client
@@ -54,6 +61,9 @@ class SimDevice:
         self.etag: str | None = None
         self.given_up: set[str] = set()  # versions that "crashed" here
         self.desired: dict[str, t.Any] | None = None
+        self.crashes_on = crashes_on  # the release on which it panics, if any
+        self.booted_at = time.time()
+        self.reset_reason = "POWERON"
         self._woken = asyncio.Event()
 
     def on_desired(self, payload: dict[str, t.Any]) -> None:
@@ -84,6 +94,8 @@ class SimDevice:
             if stop.is_set():
                 return
             desired = self.desired or {}
+            if not woken and self.version == self.crashes_on:
+                self._reboot("PANIC")  # it keeps crashing
             if not woken or desired.get("config_etag") != self._bare_etag():
                 await self.fetch_config()
             if not woken or not self.settled:
@@ -116,7 +128,14 @@ class SimDevice:
         else:
             self.version, self.sha256 = target["version"], digest
             self.stats.count("updates installed")
+        self._reboot("SW")  # an OTA update restarts the chip
+        if self.version == self.crashes_on:  # it panics at once, and boots again
+            self._reboot("PANIC")
+            self.stats.count("panics")
         await self.fetch_config()  # the first request after the reboot reports it
+
+    def _reboot(self, reason: str) -> None:
+        self.booted_at, self.reset_reason = time.time(), reason
 
     async def _download(self, url: str) -> str | None:
         digest = hashlib.sha256()
@@ -147,9 +166,15 @@ class SimDevice:
         return response
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        heap = 150_000 - (hash(self.identity.mac_address) % 20_000)
         headers = {
             "Authorization": f"Bearer {self.identity.token}",
             "X-Firmware-Version": self.version,
+            "X-Reset-Reason": self.reset_reason,
+            "X-Uptime": str(int(time.time() - self.booted_at)),
+            "X-Free-Heap": str(heap),
+            "X-Min-Free-Heap": str(heap - 30_000),
+            "X-Wifi-Rssi": "-60",
         }
         if self.sha256 is not None:
             headers["X-Firmware-SHA256"] = self.sha256

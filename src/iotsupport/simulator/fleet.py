@@ -43,6 +43,8 @@ class FleetOptions:
     mqtt_connections: int = 1
     firmware_version: str = "1.0.0"
     fail_rate: float = 0.0
+    crash_rate: float = 0.0  # share of devices that panic on crash_release
+    crash_release: str | None = None  # default: the rollout's release
     poll_seconds: float = 60.0
     reboot_seconds: float = 0.2
     http_connections: int = 100
@@ -53,6 +55,7 @@ class FleetOptions:
     rollout_version: str | None = None
     rollout_stages: list[int | str] = field(default_factory=lambda: [1, "10%", "100%"])
     error_threshold: str | None = None
+    max_crash_rate: str | None = None
     progress: Callable[[str], None] | None = None  # gets a line now and then
 
 
@@ -105,6 +108,8 @@ async def run_fleet(options: FleetOptions) -> Report:
         identities = await _identities(admin, options)
         stats = Stats()
         bad = failing(identities, options.fail_rate, options.seed)
+        crashing = failing(identities, options.crash_rate, options.seed + 1)
+        crash_release = options.crash_release or options.rollout_version
         devices = [
             SimDevice(
                 identity,
@@ -114,6 +119,7 @@ async def run_fleet(options: FleetOptions) -> Report:
                 fails=identity.mac_address in bad,
                 poll_seconds=options.poll_seconds,
                 reboot_seconds=options.reboot_seconds,
+                crashes_on=crash_release if identity.mac_address in crashing else None,
             )
             for identity in identities
         ]
@@ -208,6 +214,7 @@ async def _start_rollout(admin: httpx.AsyncClient, options: FleetOptions) -> dic
         "version": options.rollout_version,
         "stages": options.rollout_stages,
         "error_threshold": options.error_threshold,
+        "max_crash_rate": options.max_crash_rate,
     }
     started = await admin.post(f"/api/models/{options.model}/rollouts", json=body)
     if started.status_code != 201:
@@ -220,6 +227,7 @@ def _progress_line(rollout: dict[str, t.Any]) -> str:
     stages = " | ".join(
         f"{stage['number']}: {stage['counts']['updated']}/{stage['counts']['total']} updated"
         + (f", {stage['counts']['failed']} failed" if stage["counts"]["failed"] else "")
+        + (f", {stage['counts']['crashed']} crashed" if stage["counts"].get("crashed") else "")
         for stage in rollout["stages"]
     )
     return f"rollout {rollout['id']} {rollout['state']}, stage {rollout['current_stage']}: {stages}"

@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("status_at", UTCDateTime()),
         sa.Column("boot_at", UTCDateTime()),
         sa.Column("reset_reason", sa.String(16)),
+        sa.Column("uptime_s", sa.BigInteger()),
     )
     with op.batch_alter_table("rollouts") as batch:
         batch.add_column(
