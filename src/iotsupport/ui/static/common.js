@@ -345,3 +345,11 @@ export function startPage() {
     if (focusable) { event.preventDefault(); focusable.focus(); }
   });
 }
+
+/** Online (green), offline (grey) or unknown (—), with the last contact as its title. */
+export function onlineDot(online, lastSeen) {
+  if (online === null || online === undefined) return el("span", { class: "muted", title: "nothing known yet" }, "—");
+  const words = online ? "online" : "offline";
+  return el("span", { class: `online-dot ${words}`, title: lastSeen ? `${words}; last seen ${lastSeen}` : words, role: "img", "aria-label": words });
+}
+

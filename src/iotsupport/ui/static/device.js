@@ -3,7 +3,7 @@
 
 import {
   api, ask, copyText, deviceUrl, el, entityLink, formatBytes, formatDateTime, isMissingRoute,
-  notify, onLeaveForLogin, rawMember, rememberDeleted, saveFile, server, startPage, syncBadge,
+  notify, onLeaveForLogin, onlineDot, rawMember, rememberDeleted, saveFile, server, startPage, syncBadge,
   timeAgo, timeElement,
 } from "./common.js";
 import { renderCredential, setupCredential } from "./credential.js";
@@ -98,6 +98,11 @@ function renderMeta() {
     metaRow("Created", timeElement(config.created_at)),
     metaRow("OTA", ota),
   );
+  if ("online" in config) {
+    const online = config.online === null ? "nothing known yet" : config.online ? "online" : "offline";
+    const seen = config.last_seen_at ? [" · last seen ", timeElement(config.last_seen_at)] : [];
+    dom.meta.append(metaRow("Online", onlineDot(config.online, config.last_seen_at), ` ${online}`, ...seen));
+  }
   renderCredential(config);
   dom.sync.hidden = !("sync_state" in config);
   if (!dom.sync.hidden) {
@@ -126,6 +131,21 @@ async function refreshSync() {
   renderMeta();
 }
 
+/** The device's resets of the last week (health), under its details. */
+async function loadHealth() {
+  const since = new Date(Date.now() - 7 * 86400 * 1000).toISOString();
+  const result = await api("GET", `${base}/health?since=${encodeURIComponent(since)}`);
+  if (!result.ok) return;
+  const { resets, reset_reason: reason } = result.data;
+  const items = resets.slice(-10).reverse().map((reset) => el("li", {},
+    el("span", { class: reset.unexpected ? "unexpected" : "" }, reset.reset_reason), " ",
+    timeElement(reset.boot_at), reset.firmware_version ? el("span", { class: "muted" }, ` on ${reset.firmware_version}`) : null));
+  const value = resets.length
+    ? [el("ol", { class: "resets", "aria-label": "Resets of the last 7 days" }, ...items)]
+    : [reason || "none reported"];
+  dom.meta.append(metaRow("Resets (7 days)", ...value));
+}
+
 async function load() {
   const result = await api("GET", base);
   dom.loading.hidden = true;
@@ -144,6 +164,7 @@ async function load() {
   renderMeta();
   onModelChange();
   loadHistory();
+  loadHealth();
   if (new URLSearchParams(location.search).has("created")) {
     notify(`Created ${saved.config.mac_address} (version 1).`);
     history.replaceState(null, "", location.pathname);

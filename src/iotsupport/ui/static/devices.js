@@ -8,7 +8,8 @@
 // (`?since=<cursor>`) and applies only that: changed rows, new ones, deleted ones.
 
 import {
-  api, el, entityLink, notify, restoreDeleted, startPage, syncBadge, takeDeleted, timeElement,
+  api, el, entityLink, notify, onlineDot, restoreDeleted, startPage, syncBadge, takeDeleted,
+  timeElement,
 } from "./common.js";
 import { setupBulk } from "./bulk.js";
 import { setupImport } from "./import.js";
@@ -31,6 +32,7 @@ const COLUMNS = [
   { key: "version", label: "Ver.", cls: "num hide-narrow", title: "Version" },
   { key: "updated_at", label: "Updated", cls: "hide-narrow" },
   { key: "sync_state", label: "Sync", optional: true },
+  { key: "online", label: "Online", cls: "center", optional: true },
   { key: "last_fetched_at", label: "Last fetch", cls: "hide-narrow", optional: true },
   { key: "credential", label: "Credential", cls: "hide-narrow", optional: true },
 ];
@@ -103,6 +105,8 @@ function cell(column, item) {
     }
     case "version":
       return String(value);
+    case "online":
+      return onlineDot(value, config.last_seen_at);
     case "credential":
       return credentialCell(config);
     default:
@@ -175,6 +179,7 @@ function pickAllShown(on) {
 function sortValue(config, key) {
   const value = config[key];
   if (key === "sync_state") return SYNC_RANK[value] ?? 3;
+  if (key === "online") return value === true ? 0 : value === false ? 1 : 2;
   if (key === "model") return value ? `${value} ${config.schema_valid === false ? 0 : 1}` : null;
   if (key === "credential") return (value ? 2 : 0) + (config.last_fetched_with_credential === false ? 0 : 1);
   if (typeof value === "string") return value.toLowerCase();

@@ -7,7 +7,12 @@ const STATE_LABELS = {
   completed: "Completed", cancelled: "Cancelled",
 };
 
+const PAUSE_LABELS = {
+  error_threshold: "Paused: error threshold", crash_rate: "Paused: crash rate",
+  worse_than_previous: "Paused: less crash-free than the release before",
+};
+
 export function stateBadge(state, pausedReason) {
-  const label = pausedReason === "error_threshold" ? "Paused: error threshold" : (STATE_LABELS[state] || state);
+  const label = PAUSE_LABELS[pausedReason] || STATE_LABELS[state] || state;
   return el("span", { class: `badge rollout-${state}` }, label);
 }

@@ -8,7 +8,7 @@ const id = document.body.dataset.rollout;
 const $ = (id_) => document.getElementById(id_);
 const REFRESH_MS = 3000;
 const ACTIVE = ["running", "waiting_for_approval", "paused"];
-const SEGMENTS = ["updated", "downloading", "failed", "pending"];
+const SEGMENTS = ["updated", "downloading", "failed", "crashed", "pending"];
 const REASONS = { old_version: "reported the old version after downloading", sha256_mismatch: "reported another SHA-256", timeout: "no report in time" };
 const open = new Set();  // stages whose device list is shown
 let timer = null;
@@ -36,7 +36,7 @@ function deviceRow(device) {
 }
 
 function stageItem(stage) {
-  const { updated, downloading, failed, total } = stage.counts;
+  const { updated, downloading, failed, crashed, total } = stage.counts;
   const details = el("details", { class: "stage-devices", "data-stage": String(stage.number) },
     el("summary", {}, `${total} device${total === 1 ? "" : "s"}`));
   if (open.has(stage.number)) {
@@ -52,7 +52,7 @@ function stageItem(stage) {
     el("div", { class: "stage-head" },
       el("strong", {}, `Stage ${stage.number}`), el("span", { class: "muted" }, ` up to ${target}`),
       el("span", { class: "stage-state" }, stage.state === "waiting" ? "not started" : stage.state),
-      el("span", { class: "stage-counts" }, `${updated}/${total} updated${downloading ? `, ${downloading} downloading` : ""}${failed ? `, ${failed} failed` : ""}`)),
+      el("span", { class: "stage-counts" }, `${updated}/${total} updated${downloading ? `, ${downloading} downloading` : ""}${failed ? `, ${failed} failed` : ""}${crashed ? `, ${crashed} crashed` : ""}`)),
     bar(stage.counts),
     details);
 }
@@ -66,10 +66,12 @@ function deviceTable(devices) {
 function render(rollout) {
   $("version").textContent = rollout.version;
   $("state").replaceWith(Object.assign(stateBadge(rollout.state, rollout.paused_reason), { id: "state" }));
-  const { updated, failed, total } = rollout.counts;
+  const { updated, failed, crashed, total } = rollout.counts;
   const threshold = rollout.error_threshold ? `pauses at ${rollout.error_threshold} failed` : "no error threshold";
   const unverified = rollout.unverified_reports ? "unverified reports counted" : "unverified reports ignored";
-  $("summary").textContent = `Stage ${rollout.current_stage} of ${rollout.stage_count}; ${updated} of ${total} devices updated${failed ? `, ${failed} failed` : ""}; ${threshold}${rollout.approve_each_stage ? "; each stage waits for approval" : ""}; ${unverified}. Started by ${rollout.created_by}.`;
+  $("summary").textContent = `Stage ${rollout.current_stage} of ${rollout.stage_count}; ${updated} of ${total} devices updated${failed ? `, ${failed} failed` : ""}${crashed ? `, ${crashed} crashed` : ""}; ${threshold}${rollout.approve_each_stage ? "; each stage waits for approval" : ""}; ${unverified}. Started by ${rollout.created_by}.`;
+  $("paused-detail").textContent = rollout.paused_detail || "";
+  $("paused-detail").hidden = !rollout.paused_detail;
   const active = ACTIVE.includes(rollout.state);
   $("actions").hidden = !active;
   $("pause").hidden = !["running", "waiting_for_approval"].includes(rollout.state);
