@@ -32,7 +32,7 @@ const COLUMNS = [
   { key: "version", label: "Ver.", cls: "num hide-narrow", title: "Version" },
   { key: "updated_at", label: "Updated", cls: "hide-narrow" },
   { key: "sync_state", label: "Sync", optional: true },
-  { key: "online", label: "Online", cls: "center", optional: true },
+  { key: "online", label: "Online", cls: "center hide-narrow", optional: true },
   { key: "last_fetched_at", label: "Last fetch", cls: "hide-narrow", optional: true },
   { key: "credential", label: "Credential", cls: "hide-narrow", optional: true },
 ];

@@ -31,6 +31,7 @@ function releaseRow(release) {
     el("td", { class: "mono small hide-narrow" }, shaButton(release.sha256, release.version)),
     el("td", { class: "hide-narrow nowrap small" }, `${release.build_date} ${release.build_time}`),
     el("td", { class: "num" }, String(release.running_count)),
+    el("td", { class: "num nowrap hide-narrow", "data-health": release.version }, el("span", { class: "muted" }, "…")),
     el("td", { class: "nowrap" }, timeElement(release.created_at)),
     el("td", { class: "right" }, el("button", {
       type: "button", class: "button small danger", "aria-label": `Delete release ${release.version}`, onclick: () => remove(release.version),
@@ -93,6 +94,20 @@ async function start(event) {
   location.assign(`/models/${encodeURIComponent(code)}/rollouts/${result.data.id}`);
 }
 
+/** Release health (last 30 days) next to the release before it, in each row's cell. */
+async function loadHealth(list) {
+  const pct = (stats) => (stats && stats.crash_free_devices_pct !== null ? `${stats.crash_free_devices_pct}%` : "—");
+  for (const release of list.slice(0, 10)) {
+    const cell = document.querySelector(`[data-health="${CSS.escape(release.version)}"]`);
+    const result = await api("GET", `${base}/releases/${encodeURIComponent(release.version)}/health`);
+    if (!cell || !result.ok) continue;
+    const { release: now, previous } = result.data;
+    const resets = now.unexpected_resets_per_device_day;
+    cell.title = `${now.devices} devices, ${now.crashed_devices} crashed; unexpected resets per device-day: ${resets ?? "—"}; median min free heap: ${now.median_min_free_heap ?? "—"}`;
+    cell.replaceChildren(pct(now), previous ? el("span", { class: "muted small" }, ` (${previous.version}: ${pct(previous)})`) : "");
+  }
+}
+
 async function load() {
   const [releases, rollouts] = await Promise.all([api("GET", `${base}/releases`), api("GET", `${base}/rollouts`)]);
   $("loading").hidden = true;
@@ -105,6 +120,7 @@ async function load() {
   $("chip").textContent = releases.data.chip ? `Chip: ${releases.data.chip}.` : "Chip: not set yet (the first release sets it).";
   $("count").textContent = String(list.length);
   $("rows").replaceChildren(...list.map(releaseRow));
+  loadHealth(list);
   $("table-wrap").hidden = list.length === 0;
   $("empty").hidden = list.length > 0;
   const chosen = $("version").value;
