@@ -38,6 +38,13 @@ HEALTH = {
 }
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def both(request: pytest.FixtureRequest) -> Flask:
+    """The app on SQLite, then on PostgreSQL."""
+    app: Flask = request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+    return app
+
+
 def flush(app: Flask) -> None:
     state(app).reports.flush()
 
@@ -175,7 +182,8 @@ def test_online_by_last_contact_in_the_config_and_the_list(database_url: str) ->
     state(app).database.dispose()
 
 
-def test_downsampling_folds_old_samples_into_hours(app: Flask, client: FlaskClient) -> None:
+def test_downsampling_folds_old_samples_into_hours(both: Flask) -> None:
+    app, client = both, both.test_client()
     mac = random_mac()
     config_id = create_device(client, mac)
     auth = bearer(issue(client, config_id))
@@ -204,7 +212,8 @@ def test_downsampling_folds_old_samples_into_hours(app: Flask, client: FlaskClie
         assert session.scalar(select(func.count()).select_from(HealthHour)) == 0
 
 
-def test_release_health_against_the_release_before(app: Flask) -> None:
+def test_release_health_against_the_release_before(both: Flask) -> None:
+    app = both
     fleet = Fleet(app, 4)
     client = fleet.client
     for index, device in enumerate(fleet.devices):
@@ -227,3 +236,36 @@ def test_release_health_against_the_release_before(app: Flask) -> None:
         100.0,
     )
     assert_error(client.get("/api/models/thermo/releases/9.9.9/health"), 404)
+
+
+def test_mqtt_messages_without_device_accounts_are_stored_unverified(
+    app: Flask, client: FlaskClient
+) -> None:
+    mac = random_mac()
+    config_id = create_device(client, mac)
+    listener = state(app).health_listener
+    assert listener is not None and not listener.verified  # MQTT_DEVICE_ACCOUNTS=off
+    listener.handle(f"iotsupport/devices/{mac}/health", b'{"reset_reason": "PANIC", "uptime_s": 1}')
+    listener.handle(f"iotsupport/devices/{mac}/status", b"online")
+    before = refused(app, "mqtt", "topic"), refused(app, "mqtt", "unknown")
+    listener.handle(f"iotsupport/devices/{mac.upper()}/health", b"{}")
+    listener.handle(f"iotsupport/devices/{mac}/health", b'{"uptime_s": 1, "colour": "red"}')
+    assert (refused(app, "mqtt", "topic"), refused(app, "mqtt", "unknown")) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
+    flush(app)
+    body = health(client, config_id)
+    (sample,) = body["samples"]
+    assert (sample["source"], sample["verified"]) == ("mqtt", False)
+    assert body["online"] is True
+    assert [(r["reset_reason"], r["verified"]) for r in body["resets"]] == [("PANIC", False)]
+
+
+def test_any_other_contact_counts_as_last_seen(app: Flask, client: FlaskClient) -> None:
+    config_id = create_device(client, random_mac())
+    assert health(client, config_id)["online"] is None
+    state(app).reports.contacted(config_id)  # type: ignore[attr-defined]
+    flush(app)
+    body = health(client, config_id)
+    assert body["online"] is True and body["last_seen_at"] is not None

@@ -22,6 +22,7 @@ from iotsupport.device_reports.checkins import fetch_from
 from iotsupport.device_reports.credential_uses import CredentialUses
 from iotsupport.device_reports.credential_uses import Use
 from iotsupport.device_reports.intake import ReportIntake
+from iotsupport.health.kinds import Contacts
 from iotsupport.health.kinds import HealthReports
 from iotsupport.health.kinds import Status
 from iotsupport.health.kinds import Statuses
@@ -52,6 +53,7 @@ class DeviceReportIntake(ReportIntake):
         self.credential_uses = CredentialUses(trusted_proxies=trusted_proxies)
         self.health = HealthReports()
         self.statuses = Statuses()
+        self.contacts = Contacts()
         self.refused = Counter(
             "iotsupport_health_reports_refused",
             "Device health reports refused, by source (http: ignored, the fetch is answered; "
@@ -59,7 +61,8 @@ class DeviceReportIntake(ReportIntake):
             ["source", "field"],
             registry=registry,
         )
-        for kind in (self.checkins, self.credential_uses, self.health, self.statuses):
+        kinds = (self.checkins, self.credential_uses, self.health, self.statuses, self.contacts)
+        for kind in kinds:
             self.add_kind(kind)
 
     def fetched(
@@ -80,6 +83,10 @@ class DeviceReportIntake(ReportIntake):
     def health_reported(self, config_id: int, report: HealthReport) -> None:
         """A checked health report (the fetch's headers, or MQTT)."""
         self.record(self.health, config_id, [report])
+
+    def contacted(self, config_id: int, at: float | None = None) -> None:
+        """Any other sign of life (e.g. a log line): last seen, and so online."""
+        self.record(self.contacts, config_id, time.time() if at is None else at)
 
     def status_reported(self, config_id: int, status: Status) -> None:
         """`online` / `offline` on the device's status topic."""

@@ -246,6 +246,28 @@ class Statuses:
         return _nothing
 
 
+class Contacts:
+    """Any other contact that shows a device alive (a log line, ...): a `ReportKind[float]`
+    of epoch seconds, the newest wins; it moves `last_seen_at` (and so `online`)."""
+
+    name = "device contacts"
+
+    def merge(self, pending: float | None, report: float) -> float:
+        return report if pending is None else max(pending, report)
+
+    def urgent(self, key: int, report: float) -> bool:
+        return False
+
+    def write(self, session: Session, reports: list[tuple[int, float]]) -> AfterCommit:
+        presence = _Presence(session, [key for key, _ in reports])
+        keys = [key for key, _ in reports if key in presence.existing]
+        for key, at in reports:
+            if key in presence.existing:
+                presence.seen(key, _at(at))
+        presence.write(keys)
+        return _nothing
+
+
 def _firmware(session: Session, keys: list[int]) -> dict[int, tuple[str | None, str | None]]:
     """What each device last reported running: (latest, latest a credential proved)."""
     query = select(
