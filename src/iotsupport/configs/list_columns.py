@@ -13,7 +13,13 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import Select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from iotsupport.configs.tables import DeviceConfig
+from iotsupport.errors import NotFound
+
+_ID: ColumnElement[int] = DeviceConfig.__table__.c.id
 
 
 class ListColumns(t.Protocol):
@@ -31,3 +37,23 @@ class ListColumns(t.Protocol):
     def for_config(self, session: Session, config_id: int, now: datetime) -> dict[str, t.Any]:
         """Its fields of one config's representation."""
         ...
+
+
+def config_with_columns(
+    session: Session, config_id: int, columns: t.Sequence[ListColumns], now: datetime
+) -> tuple[DeviceConfig, dict[str, t.Any]]:
+    """A config and the other features' fields of it, read in one statement (as the
+    config alone was: GET /api/configs/{id} stays one statement)."""
+    query: Select[t.Any] = select(DeviceConfig).where(DeviceConfig.id == config_id)
+    for extra in columns:
+        query = extra.extend(query, _ID)
+    found = session.execute(query).unique().one_or_none()
+    if found is None:
+        raise NotFound(f"config {config_id} does not exist")
+    config: DeviceConfig = found[0]
+    fields = {key: value for key, value in found._mapping.items() if key != "DeviceConfig"}
+    fields["last_fetched_at"] = config.last_fetched_at
+    for extra in columns:
+        extra.finish(fields, now)
+    del fields["last_fetched_at"]
+    return config, fields

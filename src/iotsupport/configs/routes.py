@@ -16,6 +16,7 @@ from iotsupport.auth.access import current_actor
 from iotsupport.auth.access import requires
 from iotsupport.auth.access import requires_device
 from iotsupport.configs.history import HistoryService
+from iotsupport.configs.list_columns import config_with_columns
 from iotsupport.configs.listing import ConfigListing
 from iotsupport.configs.schemas import ConfigCreateSchema
 from iotsupport.configs.schemas import ConfigListQuery
@@ -60,11 +61,15 @@ TAG = "configs"
 CHANGES_OVERLAP_SECONDS = 10.0
 
 
-def config_response(config: DeviceConfig, status: int = 200) -> Response:
-    now = utcnow()
-    extra: dict[str, t.Any] = {}
-    for columns in state().device_columns:  # e.g. health's online, last_seen_at
-        extra.update(columns.for_config(get_session(), config.id, now))
+def config_response(
+    config: DeviceConfig, status: int = 200, extra: dict[str, t.Any] | None = None
+) -> Response:
+    """`extra`: other features' fields of it (e.g. health's online), read when not given."""
+    if extra is None:
+        now = utcnow()
+        extra = {}
+        for columns in state().device_columns:
+            extra.update(columns.for_config(get_session(), config.id, now))
     response = json_response(config_json(config, extra), status)
     response.set_etag(config.etag)
     return response
@@ -111,7 +116,9 @@ def create_config(body: ConfigCreateSchema) -> Response:
 @requires(Role.ADMIN)
 @operation("Get one config", tag=TAG, responses={200: ConfigResponseSchema, 404: "Unknown id"})
 def get_config(config_id: int) -> Response:
-    return config_response(config_service().get(config_id))
+    columns = state().device_columns  # e.g. health's online, last_seen_at: one statement
+    config, extra = config_with_columns(get_session(), config_id, columns, utcnow())
+    return config_response(config, extra=extra)
 
 
 @bp.put(f"/{CONFIG_ID}")
