@@ -80,6 +80,18 @@ class DeviceReportIntake(ReportIntake):
                     self.health_reported(config_id, report)
         self.record(self.checkins, config_id, fetch_from(version, environ, verified=verified))
 
+    def health_urgent(self, config_id: int, environ: t.Mapping[str, t.Any]) -> bool:
+        """Would the fetch's health headers be written before the answer (a new boot after
+        an unexpected reset)? For a caller that must not wait on the database (main's
+        `fetch_recorded_at_once` should answer False then)."""
+        if not any(key in environ for key in HEADERS):
+            return False
+        try:
+            report = from_headers(environ, verified=True)
+        except Refused:
+            return False
+        return report is not None and self.health.urgent(config_id, [report])
+
     def health_reported(self, config_id: int, report: HealthReport) -> None:
         """A checked health report (the fetch's headers, or MQTT)."""
         self.record(self.health, config_id, [report])
