@@ -269,3 +269,18 @@ def test_any_other_contact_counts_as_last_seen(app: Flask, client: FlaskClient) 
     flush(app)
     body = health(client, config_id)
     assert body["online"] is True and body["last_seen_at"] is not None
+
+
+def test_health_urgent_says_when_the_headers_would_be_written_at_once(
+    app: Flask, client: FlaskClient
+) -> None:
+    config_id = create_device(client, random_mac())
+    intake = state(app).reports
+
+    def environ(reason: str, uptime: str) -> dict[str, str]:
+        return {"HTTP_X_RESET_REASON": reason, "HTTP_X_UPTIME": uptime}
+
+    assert not intake.health_urgent(config_id, {})  # type: ignore[attr-defined]
+    assert not intake.health_urgent(config_id, environ("POWERON", "5"))  # type: ignore[attr-defined]
+    assert intake.health_urgent(config_id, environ("PANIC", "5"))  # type: ignore[attr-defined]
+    assert not intake.health_urgent(config_id, environ("NOPE", "5"))  # type: ignore[attr-defined]
