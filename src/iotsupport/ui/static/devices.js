@@ -366,7 +366,21 @@ function renderPendingCount() {
 // a poll that a load overtook is dropped (the load's cursor goes on from there).
 let loadSequence = 0;
 
-async function loadDevices() {
+// The newest load: a caller whose own load was overtaken waits for this one instead.
+let newestLoad = Promise.resolve(true);
+
+function loadDevices() {
+  newestLoad = loadDevicesOnce();
+  return newestLoad;
+}
+
+/** Until no newer load is under way: the list then holds what was committed before. */
+async function loadsSettled() {
+  let seen;
+  do { seen = newestLoad; await seen; } while (seen !== newestLoad);
+}
+
+async function loadDevicesOnce() {
   const mine = ++loadSequence;
   const result = await api("GET", "/api/configs");
   if (mine !== loadSequence) return false;
@@ -597,6 +611,7 @@ async function undoDelete(entry) {
   }
   notify(`Restored ${entry.mac}.`);
   await Promise.all([loadDevices(), loadDeleted()]);
+  await loadsSettled(); // a refresh that started meanwhile answers for ours
   focusDevice(result.data.id);
 }
 
@@ -684,6 +699,7 @@ const bulk = setupBulk({
   selected: () => [...view.selected].sort((a, b) => a - b),
   changed: async (ids = []) => {
     await loadDevices();
+    await loadsSettled();
     if (ids.length) focusDevice(ids[0]);
   },
 });
