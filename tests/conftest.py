@@ -475,6 +475,17 @@ class Broker:
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A throwaway mosquitto of the test's own, to stop and start again (an outage)."""
+    if not os.access(MOSQUITTO, os.X_OK):
+        unavailable(f"{MOSQUITTO} not found")
+    broker = Broker(free_port(), tmp_path / "mosquitto.log")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+@pytest.fixture
 def subscriber(mqtt_url: str) -> Iterator[Subscriber]:
     sub = Subscriber(mqtt_url)
     yield sub

@@ -3,16 +3,11 @@ against a throwaway mosquitto of the test's own."""
 
 from __future__ import annotations
 
-import os
 import typing as t
-from collections.abc import Iterator
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import MOSQUITTO
 from conftest import Broker
-from conftest import free_port
 from conftest import make_settings
 from conftest import random_mac
 from conftest import wait_until
@@ -29,18 +24,8 @@ from iotsupport.extensions import state
 pytestmark = pytest.mark.mqtt
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not os.access(MOSQUITTO, os.X_OK):
-        pytest.skip(f"{MOSQUITTO} not found")
-    broker = Broker(free_port(), tmp_path / "mosquitto.log")
-    broker.start()
-    yield broker
-    broker.kill()
-
-
-def log_app(database_url: str, broker: Broker) -> Flask:
-    settings = make_settings(database_url, mqtt_url=broker.url, mqtt_client_id_prefix="logtest")
+def log_app(database_url: str, own_broker: Broker) -> Flask:
+    settings = make_settings(database_url, mqtt_url=own_broker.url, mqtt_client_id_prefix="logtest")
     return create_app(settings, registry=CollectorRegistry())
 
 
@@ -50,9 +35,9 @@ def subscriber_of(app: Flask) -> LogSubscriber:
     return logs.subscriber
 
 
-def publish(broker: Broker, mac: str, payloads: t.Sequence[bytes]) -> None:
+def publish(own_broker: Broker, mac: str, payloads: t.Sequence[bytes]) -> None:
     device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{mac}")
-    device.connect("127.0.0.1", broker.port)
+    device.connect("127.0.0.1", own_broker.port)
     device.loop_start()
     try:
         for payload in payloads:
@@ -68,15 +53,17 @@ def stored(app: Flask, config_id: int) -> list[str]:
     return [line["message"] for line in answer["lines"]]
 
 
-def test_lines_published_by_a_device_are_stored(database_url: str, broker: Broker) -> None:
-    app = log_app(database_url, broker)
+def test_lines_published_by_a_device_are_stored(database_url: str, own_broker: Broker) -> None:
+    app = log_app(database_url, own_broker)
     mac = random_mac()
     config_id = create_device(app.test_client(), mac)
     reader = subscriber_of(app)
     reader.start()
     try:
         assert reader.subscribed.wait(10)
-        publish(broker, mac, [b"\x1b[0;33mW (42) wifi: weak signal\x1b[0m", b'{"message": "json"}'])
+        publish(
+            own_broker, mac, [b"\x1b[0;33mW (42) wifi: weak signal\x1b[0m", b'{"message": "json"}']
+        )
         assert wait_until(lambda: len(stored(app, config_id)) == 2, 10)
         line = app.test_client().get(f"/api/configs/{config_id}/logs").get_json()["lines"][1]
         assert (line["level"], line["tag"], line["message"]) == ("W", "wifi", "weak signal")
@@ -85,15 +72,17 @@ def test_lines_published_by_a_device_are_stored(database_url: str, broker: Broke
         reader.stop()
 
 
-def test_the_broker_keeps_lines_while_the_reader_is_away(database_url: str, broker: Broker) -> None:
-    app = log_app(database_url, broker)
+def test_the_broker_keeps_lines_while_the_reader_is_away(
+    database_url: str, own_broker: Broker
+) -> None:
+    app = log_app(database_url, own_broker)
     mac = random_mac()
     config_id = create_device(app.test_client(), mac)
     reader = subscriber_of(app)
     reader.start()
     assert reader.subscribed.wait(10)
     reader.stop()
-    publish(broker, mac, [b"I (1) away: sent while the server was down"])
+    publish(own_broker, mac, [b"I (1) away: sent while the server was down"])
     reader.subscribed.clear()
     reader.start()  # the same slot, so the same client id and session
     try:
@@ -102,8 +91,8 @@ def test_the_broker_keeps_lines_while_the_reader_is_away(database_url: str, brok
         reader.stop()
 
 
-def test_workers_share_the_subscription(database_url: str, broker: Broker) -> None:
-    first, second = log_app(database_url, broker), log_app(database_url, broker)
+def test_workers_share_the_subscription(database_url: str, own_broker: Broker) -> None:
+    first, second = log_app(database_url, own_broker), log_app(database_url, own_broker)
     mac = random_mac()
     config_id = create_device(first.test_client(), mac)
     readers = [subscriber_of(first), subscriber_of(second)]
@@ -111,7 +100,7 @@ def test_workers_share_the_subscription(database_url: str, broker: Broker) -> No
         reader.start()
     try:
         assert all(reader.subscribed.wait(10) for reader in readers)
-        publish(broker, mac, [f"I (1) n: {n}".encode() for n in range(20)])
+        publish(own_broker, mac, [f"I (1) n: {n}".encode() for n in range(20)])
 
         def both() -> list[str]:
             state(second).reports.flush()
@@ -122,7 +111,7 @@ def test_workers_share_the_subscription(database_url: str, broker: Broker) -> No
     finally:
         for reader in readers:
             reader.stop()
-    assert "logtest-logs-" in broker.log() and "$share/iotsupport-logs/" in broker.log()
+    assert "logtest-logs-" in own_broker.log() and "$share/iotsupport-logs/" in own_broker.log()
 
 
 def test_a_device_account_may_publish_its_own_logs() -> None:
@@ -135,18 +124,18 @@ def test_a_device_account_may_publish_its_own_logs() -> None:
 
 
 def test_simulated_devices_log_over_mqtt(
-    database_url: str, broker: Broker, serve: t.Callable[[Flask], str]
+    database_url: str, own_broker: Broker, serve: t.Callable[[Flask], str]
 ) -> None:
     from release_support import create_model
 
-    app = log_app(database_url, broker)
+    app = log_app(database_url, own_broker)
     create_model(app.test_client(), "simmqtt")
     reader = subscriber_of(app)
     reader.start()
     try:
         assert reader.subscribed.wait(10)
         args = ["simulate", "--server", serve(app), "--devices", "2", "--model", "simmqtt"]
-        args += ["--mqtt-url", broker.url, "--log-rate", "120", "--duration", "3"]
+        args += ["--mqtt-url", own_broker.url, "--log-rate", "120", "--duration", "3"]
         result = app.test_cli_runner().invoke(args=args)
         assert result.exit_code == 0, result.output
         assert "log lines sent" in result.output

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import typing as t
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from conftest import MOSQUITTO
-from conftest import REQUIRE_SERVICES
 from conftest import Broker
 from conftest import RecordingPublisher
 from conftest import Subscriber
@@ -238,7 +234,7 @@ def test_subscriber_receives_exactly_the_announced_changes(
             created = create(client, mac.upper().replace(":", "-"))
             url = f"/api/configs/{created['id']}"
             assert client.put(url, json={"content": {"v": 2}}).status_code == 200
-            # Refusals and a delete: none of them may reach the broker.
+            # Refusals and a delete: none of them may reach the own_broker.
             assert (
                 client.post("/api/configs", json={"mac_address": mac, "content": {}}).status_code
                 == 409
@@ -323,56 +319,46 @@ def test_unreachable_broker_never_fails_an_api_call(database_url: str) -> None:
 # --- a broker that goes away and comes back -----------------------------------------
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not os.access(MOSQUITTO, os.X_OK):
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{MOSQUITTO} not found (IOTSUPPORT_REQUIRE_SERVICES=1)")
-        pytest.skip(f"{MOSQUITTO} not found")
-    broker = Broker(free_port(), tmp_path / "mosquitto.log")
-    broker.start()
-    yield broker
-    broker.kill()
-
-
 @pytest.mark.mqtt
-def test_publisher_uses_one_mqtt5_connection(database_url: str, broker: Broker) -> None:
-    app = mqtt_app(database_url, broker.url)
+def test_publisher_uses_one_mqtt5_connection(database_url: str, own_broker: Broker) -> None:
+    app = mqtt_app(database_url, own_broker.url)
     client = app.test_client()
     with started(app):
         for index in range(5):
             create(client, f"aa:bb:cc:dd:ee:{index:02x}")
     connects = [
         line
-        for line in broker.log().splitlines()
+        for line in own_broker.log().splitlines()
         if "New client connected" in line and " as iotsupport-" in line
     ]
-    assert len(connects) == 1, broker.log()
+    assert len(connects) == 1, own_broker.log()
     assert "(p5," in connects[0]  # protocol level 5: MQTT 5
 
 
 @pytest.mark.mqtt
-def test_publisher_reconnects_when_the_broker_returns(database_url: str, broker: Broker) -> None:
-    app = mqtt_app(database_url, broker.url)
+def test_publisher_reconnects_when_the_broker_returns(
+    database_url: str, own_broker: Broker
+) -> None:
+    app = mqtt_app(database_url, own_broker.url)
     client = app.test_client()
     with started(app) as publisher:
         created = create(client, MAC, {"v": 1})
         url = f"/api/configs/{created['id']}"
 
-        broker.kill()
+        own_broker.kill()
         assert wait_until(lambda: publisher.state == "disconnected", 10)
         assert client.get("/api/health").get_json()["mqtt"] == "disconnected"
         assert client.get("/api/health").status_code == 200
         assert client.put(url, json={"content": {"v": 2}}).status_code == 200
         assert client.get(f"/api/configs/{MAC}.json").data == b'{"v": 2}'
 
-        broker.start()
-        watcher = Subscriber(broker.url)
+        own_broker.start()
+        watcher = Subscriber(own_broker.url)
         try:
-            assert wait_until(lambda: publisher.state == "connected", 15), broker.log()
+            assert wait_until(lambda: publisher.state == "connected", 15), own_broker.log()
             assert client.get("/api/health").get_json()["mqtt"] == "connected"
             later = random_mac()
             create(client, later)
-            assert watcher.wait_for_filename(f"{later}.json"), broker.log()
+            assert watcher.wait_for_filename(f"{later}.json"), own_broker.log()
         finally:
             watcher.close()

@@ -19,8 +19,6 @@ from urllib.parse import urlsplit
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import MOSQUITTO
-from conftest import REQUIRE_SERVICES
 from conftest import Broker
 from conftest import Subscriber
 from conftest import answers
@@ -237,18 +235,6 @@ def test_simultaneous_saves_on_two_replicas_leave_no_retained_state_behind(
             assert settles_equal(mqtt_url, url, macs, timeout=60) == []
     finally:
         clear_desired(mqtt_url, *macs)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    if not os.access(MOSQUITTO, os.X_OK):
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{MOSQUITTO} not found (IOTSUPPORT_REQUIRE_SERVICES=1)")
-        pytest.skip(f"{MOSQUITTO} not found")
-    broker = Broker(free_port(), tmp_path / "mosquitto.log")
-    broker.start()
-    yield broker
-    broker.kill()
 
 
 @pytest.mark.mqtt
